@@ -1,0 +1,228 @@
+"""Runtime settings from ``BLIPWATCH_*`` environment variables.
+
+Every Kafka client the project creates (Faust worker, kafka-python producers and
+consumers, aiokafka consumers, the alert bridge, the CLI tools) takes its connection
+and security settings from here, so one set of variables configures them all.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+#: The documented defaults (README "Configuration"). Keep the two in step.
+DEFAULTS: dict[str, str] = {
+    "BROKER": "kafka://127.0.0.1:9092",
+    "EVENTS_TOPIC": "customer-events",
+    "DLQ_TOPIC": "customer-events-dlq",
+    "ALERTS_TOPIC": "anomaly-alerts",
+    "POINTS_TOPIC": "blipwatch-metric-points",
+    "PARTIALS_TOPIC": "blipwatch-metric-partials",
+    "PARTITIONS": "4",
+    "APP_ID": "blipwatch",
+    "WEB_PORT": "6066",
+    "WEB_HOST": "127.0.0.1",
+    "CONFIG": "",
+    "DATA_DIR": "",
+    "LOG_LEVEL": "info",
+    "MAX_EVENT_BYTES": "65536",
+    "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+    "KAFKA_SASL_MECHANISM": "",
+    "KAFKA_SASL_USERNAME": "",
+    "KAFKA_SASL_PASSWORD": "",
+    "KAFKA_SSL_CAFILE": "",
+    "EMBEDDED_BROKER": "",
+}
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker: str = DEFAULTS["BROKER"]
+    events_topic: str = DEFAULTS["EVENTS_TOPIC"]
+    dlq_topic: str = DEFAULTS["DLQ_TOPIC"]
+    alerts_topic: str = DEFAULTS["ALERTS_TOPIC"]
+    points_topic: str = DEFAULTS["POINTS_TOPIC"]
+    partials_topic: str = DEFAULTS["PARTIALS_TOPIC"]
+    partitions: int = int(DEFAULTS["PARTITIONS"])
+    app_id: str = DEFAULTS["APP_ID"]
+    web_port: int = int(DEFAULTS["WEB_PORT"])
+    web_host: str = DEFAULTS["WEB_HOST"]
+    config_path: str = DEFAULTS["CONFIG"]
+    data_dir: str = DEFAULTS["DATA_DIR"]
+    log_level: str = DEFAULTS["LOG_LEVEL"]
+    max_event_bytes: int = int(DEFAULTS["MAX_EVENT_BYTES"])
+    security_protocol: str = DEFAULTS["KAFKA_SECURITY_PROTOCOL"]
+    sasl_mechanism: str = DEFAULTS["KAFKA_SASL_MECHANISM"]
+    sasl_username: str = DEFAULTS["KAFKA_SASL_USERNAME"]
+    sasl_password: str = field(default=DEFAULTS["KAFKA_SASL_PASSWORD"], repr=False)
+    ssl_cafile: str = DEFAULTS["KAFKA_SSL_CAFILE"]
+    #: "1" when the broker is the embedded Tansu one: enables the isolated
+    #: compatibility layer in ``stream_app.tansu_compat`` (see shared TANSU.md).
+    embedded_broker: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str:
+            return env.get(f"BLIPWATCH_{name}", DEFAULTS[name]).strip()
+
+        def integer(name: str, low: int, high: int) -> int:
+            raw = get(name)
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ConfigError(f"BLIPWATCH_{name}={raw!r} is not a whole number") from None
+            if not low <= value <= high:
+                raise ConfigError(f"BLIPWATCH_{name}={value} must be between {low} and {high}")
+            return value
+
+        protocol = get("KAFKA_SECURITY_PROTOCOL").upper() or "PLAINTEXT"
+        if protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(
+                f"BLIPWATCH_KAFKA_SECURITY_PROTOCOL={protocol!r}: use one of {', '.join(SECURITY_PROTOCOLS)}"
+            )
+        mechanism = get("KAFKA_SASL_MECHANISM").upper()
+        if protocol.startswith("SASL"):
+            mechanism = mechanism or "PLAIN"
+            if mechanism not in SASL_MECHANISMS:
+                raise ConfigError(
+                    f"BLIPWATCH_KAFKA_SASL_MECHANISM={mechanism!r}: use one of {', '.join(SASL_MECHANISMS)}"
+                )
+            if not get("KAFKA_SASL_USERNAME"):
+                raise ConfigError(f"{protocol} needs BLIPWATCH_KAFKA_SASL_USERNAME and _PASSWORD")
+        cafile = get("KAFKA_SSL_CAFILE")
+        if cafile and not Path(cafile).is_file():
+            raise ConfigError(f"BLIPWATCH_KAFKA_SSL_CAFILE={cafile!r} does not exist")
+        broker = get("BROKER")
+        if not broker:
+            raise ConfigError("BLIPWATCH_BROKER is empty: set it to e.g. kafka://127.0.0.1:9092")
+        config_path = get("CONFIG")
+        if config_path and not Path(config_path).is_file():
+            raise ConfigError(f"BLIPWATCH_CONFIG={config_path!r} does not exist")
+        return cls(
+            broker=broker,
+            events_topic=get("EVENTS_TOPIC"),
+            dlq_topic=get("DLQ_TOPIC"),
+            alerts_topic=get("ALERTS_TOPIC"),
+            points_topic=get("POINTS_TOPIC"),
+            partials_topic=get("PARTIALS_TOPIC"),
+            partitions=integer("PARTITIONS", 1, 10_000),
+            app_id=get("APP_ID"),
+            web_port=integer("WEB_PORT", 0, 65535),
+            web_host=get("WEB_HOST"),
+            config_path=config_path,
+            data_dir=get("DATA_DIR"),
+            log_level=get("LOG_LEVEL").lower(),
+            max_event_bytes=integer("MAX_EVENT_BYTES", 256, 64 * 1024 * 1024),
+            security_protocol=protocol,
+            sasl_mechanism=mechanism,
+            sasl_username=get("KAFKA_SASL_USERNAME"),
+            sasl_password=get("KAFKA_SASL_PASSWORD"),
+            ssl_cafile=cafile,
+            embedded_broker=get("EMBEDDED_BROKER").lower() in ("1", "true", "yes"),
+        )
+
+    # --- derived -----------------------------------------------------------------
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """``host:port`` pairs from ``BLIPWATCH_BROKER`` (``kafka://a:9092;b:9092`` or ``a:9092,b:9092``)."""
+        servers = []
+        for part in self.broker.replace(";", ",").split(","):
+            part = part.strip()
+            if "://" in part:
+                part = part.split("://", 1)[1]
+            if part:
+                servers.append(part.rstrip("/"))
+        return servers
+
+    @property
+    def faust_broker(self) -> str:
+        return ";".join(f"kafka://{server}" for server in self.bootstrap_servers)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else Path.cwd() / "blipwatch-data"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        context = ssl.create_default_context(cafile=self.ssl_cafile or None)
+        return context
+
+    def kafka_python_kwargs(self) -> dict[str, Any]:
+        """Connection settings for kafka-python clients (producer, consumer, admin)."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.ssl_cafile:
+            kwargs["ssl_cafile"] = self.ssl_cafile
+        if self.security_protocol.startswith("SASL"):
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = self.sasl_password
+        return kwargs
+
+    def aiokafka_kwargs(self) -> dict[str, Any]:
+        """Connection settings for aiokafka clients (the batched ingest consumer, bench, bridge)."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": ",".join(self.bootstrap_servers),
+            "security_protocol": self.security_protocol,
+        }
+        context = self.ssl_context()
+        if context is not None:
+            kwargs["ssl_context"] = context
+        if self.security_protocol.startswith("SASL"):
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = self.sasl_password
+        return kwargs
+
+    def faust_kwargs(self) -> dict[str, Any]:
+        """Broker settings for ``faust.App`` (credentials included when configured)."""
+        import faust
+
+        kwargs: dict[str, Any] = {"broker": self.faust_broker}
+        context = self.ssl_context()
+        if self.security_protocol.startswith("SASL"):
+            kwargs["broker_credentials"] = faust.SASLCredentials(
+                username=self.sasl_username,
+                password=self.sasl_password,
+                mechanism=self.sasl_mechanism,
+                ssl_context=context,
+            )
+        elif context is not None:
+            kwargs["broker_credentials"] = faust.SSLCredentials(context)
+        return kwargs
+
+    def as_env(self) -> dict[str, str]:
+        """The ``BLIPWATCH_*`` variables that reproduce these settings (for child processes)."""
+        names = {
+            "broker": "BROKER", "events_topic": "EVENTS_TOPIC", "dlq_topic": "DLQ_TOPIC",
+            "alerts_topic": "ALERTS_TOPIC", "points_topic": "POINTS_TOPIC",
+            "partials_topic": "PARTIALS_TOPIC", "partitions": "PARTITIONS", "app_id": "APP_ID",
+            "web_port": "WEB_PORT", "web_host": "WEB_HOST", "config_path": "CONFIG",
+            "data_dir": "DATA_DIR", "log_level": "LOG_LEVEL", "max_event_bytes": "MAX_EVENT_BYTES",
+            "security_protocol": "KAFKA_SECURITY_PROTOCOL", "sasl_mechanism": "KAFKA_SASL_MECHANISM",
+            "sasl_username": "KAFKA_SASL_USERNAME", "sasl_password": "KAFKA_SASL_PASSWORD",
+            "ssl_cafile": "KAFKA_SSL_CAFILE", "embedded_broker": "EMBEDDED_BROKER",
+        }
+        env = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool):
+                value = "1" if value else ""
+            env[f"BLIPWATCH_{names[f.name]}"] = str(value)
+        return env
