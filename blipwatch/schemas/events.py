@@ -1,0 +1,216 @@
+"""The customer event: the input contract, decoded and validated.
+
+``decode_event(raw)`` turns the bytes of one Kafka message into a ``CustomerEvent`` or
+raises ``InvalidEvent`` whose ``reason`` is one of ``REASONS`` (a bounded set: it is a
+Prometheus label and the DLQ's machine-readable reason) and whose ``field`` names the
+part of the event at fault.
+
+>>> event = decode_event(b'{"event_id": "e1", "event_type": "purchase", '
+...                      b'"occurred_at": "2026-01-05T20:05:00Z", "channel": "web", '
+...                      b'"properties": {"order_value": 42.5}}')
+>>> event.event_type, event.occurred_at_ms, event.channel
+('purchase', 1767643500000, 'web')
+>>> decode_event(b'{"event_id": "e1"}')
+Traceback (most recent call last):
+...
+blipwatch.schemas.events.InvalidEvent: missing_field: event_type: required field is missing
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+#: Machine-readable reasons an event is rejected (the DLQ ``reason`` and the
+#: ``blipwatch_events_invalid_total{reason}`` label). Keep in step with README.
+REASONS = (
+    "empty",          # zero-length message
+    "too_large",      # more bytes than BLIPWATCH_MAX_EVENT_BYTES
+    "not_utf8",       # bytes are not UTF-8
+    "not_json",       # not parseable JSON (includes NaN/Infinity literals and nesting deeper than the codec allows)
+    "not_object",     # JSON, but not an object at the top level
+    "missing_field",  # a required field is absent or null
+    "wrong_type",     # a field has the wrong JSON type
+    "bad_timestamp",  # occurred_at is not RFC 3339 with a zone / epoch ms, or outside 2000..2100
+    "bad_value",      # a field has a value outside its allowed set or range
+)
+
+CHANNELS = frozenset({"web", "app", "email", "store", "call_center", "chat", "social"})
+DEVICES = frozenset({"desktop", "mobile", "tablet", "other"})
+CANONICAL_EVENT_TYPES = (
+    "session_start", "page_view", "product_view", "search", "add_to_cart", "remove_from_cart",
+    "checkout_start", "payment_failed", "purchase", "cart_abandoned", "error", "complaint",
+)
+
+REQUIRED = ("event_id", "event_type", "occurred_at")
+OPTIONAL_STRINGS = ("customer_id", "session_id", "channel", "country", "device")
+MAX_ID_LENGTH = 256
+MAX_EVENT_TYPE_LENGTH = 64
+#: Epoch milliseconds of 2000-01-01 and 2100-01-01: anything outside is a broken clock.
+MIN_TIME_MS = 946_684_800_000
+MAX_TIME_MS = 4_102_444_800_000
+
+#: Same pattern as customer_event.schema.json's ``occurred_at``.
+RFC3339_PATTERN = (
+    r"^20\d{2}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?"
+    r"([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)(?!\n)$"
+)
+_RFC3339 = re.compile(RFC3339_PATTERN)
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+class InvalidEvent(ValueError):
+    """An event broke the contract: ``reason`` (one of REASONS), ``field`` and a one-line message."""
+
+    def __init__(self, reason: str, field: str | None, message: str):
+        self.reason = reason
+        self.field = field
+        self.message = message
+        where = f"{field}: " if field else ""
+        super().__init__(f"{reason}: {where}{message}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "field": self.field, "message": self.message}
+
+
+class CustomerEvent:
+    """One valid customer event. ``occurred_at_ms`` is epoch milliseconds (UTC)."""
+
+    __slots__ = ("event_id", "event_type", "occurred_at_ms", "customer_id", "session_id",
+                 "channel", "country", "device", "properties")
+
+    def __init__(self, event_id: str, event_type: str, occurred_at_ms: int,
+                 customer_id: str | None = None, session_id: str | None = None,
+                 channel: str | None = None, country: str | None = None,
+                 device: str | None = None, properties: dict | None = None):
+        self.event_id = event_id
+        self.event_type = event_type
+        self.occurred_at_ms = occurred_at_ms
+        self.customer_id = customer_id
+        self.session_id = session_id
+        self.channel = channel
+        self.country = country
+        self.device = device
+        self.properties = properties if properties is not None else {}
+
+    def __repr__(self) -> str:  # no customer or session id: they are personal data
+        return (f"CustomerEvent(event_id={self.event_id!r}, event_type={self.event_type!r}, "
+                f"occurred_at_ms={self.occurred_at_ms})")
+
+
+def parse_timestamp_ms(value: Any, field: str = "occurred_at") -> int:
+    """RFC 3339 with a zone, or epoch milliseconds, to epoch milliseconds.
+
+    >>> parse_timestamp_ms("2026-01-05T20:05:00.250+01:00")
+    1767639900250
+    >>> parse_timestamp_ms(1767643500000)
+    1767643500000
+    """
+    if isinstance(value, bool):
+        raise InvalidEvent("wrong_type", field, "must be an RFC 3339 string or epoch milliseconds, not a boolean")
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidEvent("bad_timestamp", field, "epoch milliseconds must be finite")
+        millis = int(value)
+    elif isinstance(value, str):
+        if not _RFC3339.match(value):
+            raise InvalidEvent("bad_timestamp", field,
+                               "must be RFC 3339 with a zone, e.g. 2026-01-05T20:05:00Z, or epoch milliseconds")
+        text = value.replace("z", "Z").replace("t", "T")
+        # Python 3.11 fromisoformat takes at most 6 fractional digits; nanoseconds are cut, not rounded.
+        text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+        try:
+            millis = int(datetime.fromisoformat(text).timestamp() * 1000)
+        except ValueError:
+            raise InvalidEvent("bad_timestamp", field, f"{value!r} is not a real date and time") from None
+    else:
+        raise InvalidEvent("wrong_type", field, "must be an RFC 3339 string or epoch milliseconds")
+    if not MIN_TIME_MS <= millis < MAX_TIME_MS:
+        raise InvalidEvent("bad_timestamp", field, "must lie between 2000-01-01 and 2100-01-01")
+    return millis
+
+
+def _check_properties(event_type: str, properties: dict) -> None:
+    if event_type == "purchase" and "order_value" in properties:
+        order_value = properties["order_value"]
+        if isinstance(order_value, bool) or not isinstance(order_value, (int, float)):
+            raise InvalidEvent("wrong_type", "properties.order_value", "must be a number")
+        if order_value < 0 or not math.isfinite(order_value):
+            raise InvalidEvent("bad_value", "properties.order_value", "must be a finite number >= 0")
+    elif event_type == "search" and "results_count" in properties:
+        results = properties["results_count"]
+        if isinstance(results, float) and results.is_integer():
+            results = int(results)  # 3.0 is a whole number (as in JSON Schema)
+        if isinstance(results, bool) or not isinstance(results, int):
+            raise InvalidEvent("wrong_type", "properties.results_count", "must be a whole number")
+        if results < 0:
+            raise InvalidEvent("bad_value", "properties.results_count", "must be >= 0")
+
+
+def validate_event(document: Any) -> CustomerEvent:
+    """Check a decoded JSON document against the event contract."""
+    if not isinstance(document, dict):
+        raise InvalidEvent("not_object", None, f"an event must be a JSON object, got {type(document).__name__}")
+    for name in REQUIRED:
+        if document.get(name) is None:
+            raise InvalidEvent("missing_field", name, "required field is missing")
+    event_id = document["event_id"]
+    if not isinstance(event_id, str):
+        raise InvalidEvent("wrong_type", "event_id", "must be a string")
+    if not event_id or len(event_id) > MAX_ID_LENGTH:
+        raise InvalidEvent("bad_value", "event_id", f"must be 1 to {MAX_ID_LENGTH} characters")
+    event_type = document["event_type"]
+    if not isinstance(event_type, str):
+        raise InvalidEvent("wrong_type", "event_type", "must be a string")
+    if not event_type or len(event_type) > MAX_EVENT_TYPE_LENGTH:
+        raise InvalidEvent("bad_value", "event_type", f"must be 1 to {MAX_EVENT_TYPE_LENGTH} characters")
+    occurred_at_ms = parse_timestamp_ms(document["occurred_at"])
+
+    optional = {}
+    for name in OPTIONAL_STRINGS:
+        value = document.get(name)
+        if value is not None and not isinstance(value, str):
+            raise InvalidEvent("wrong_type", name, "must be a string")
+        optional[name] = value
+    for name in ("customer_id", "session_id"):
+        if optional[name] is not None and len(optional[name]) > MAX_ID_LENGTH:
+            raise InvalidEvent("bad_value", name, f"must be at most {MAX_ID_LENGTH} characters")
+    if optional["channel"] is not None and optional["channel"] not in CHANNELS:
+        raise InvalidEvent("bad_value", "channel", f"must be one of {', '.join(sorted(CHANNELS))}")
+    if optional["device"] is not None and optional["device"] not in DEVICES:
+        raise InvalidEvent("bad_value", "device", f"must be one of {', '.join(sorted(DEVICES))}")
+    if optional["country"] is not None and not _COUNTRY.match(optional["country"]):
+        raise InvalidEvent("bad_value", "country", "must be an ISO 3166-1 alpha-2 code in capitals, e.g. DE")
+
+    properties = document.get("properties")
+    if properties is None:
+        properties = {}
+    elif not isinstance(properties, dict):
+        raise InvalidEvent("wrong_type", "properties", "must be an object")
+    else:
+        _check_properties(event_type, properties)
+
+    return CustomerEvent(event_id, event_type, occurred_at_ms, optional["customer_id"],
+                         optional["session_id"], optional["channel"], optional["country"],
+                         optional["device"], properties)
+
+
+def decode_event(raw: bytes | bytearray | memoryview | None, max_bytes: int = 65536) -> CustomerEvent:
+    """Decode and validate one message's bytes; raise ``InvalidEvent`` on any breach."""
+    if not raw:
+        raise InvalidEvent("empty", None, "the message has no bytes")
+    if len(raw) > max_bytes:
+        raise InvalidEvent("too_large", None, f"{len(raw)} bytes is more than the limit of {max_bytes}")
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidEvent("not_utf8", None, "the message is not UTF-8") from None
+        raise InvalidEvent("not_json", None, f"not valid JSON ({str(exc).split(':')[0]})") from None
+    return validate_event(document)
