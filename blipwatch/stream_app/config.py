@@ -226,3 +226,20 @@ class Settings:
                 value = "1" if value else ""
             env[f"BLIPWATCH_{names[f.name]}"] = str(value)
         return env
+
+
+def load_catalogue(settings: Settings | None = None, path: str | None = None):
+    """The metric catalogue from ``--config``/``BLIPWATCH_CONFIG`` or the shipped default YAML."""
+    from blipwatch.detectors.catalogue import Catalogue, CatalogueError
+
+    path = path or (settings.config_path if settings else "") or ""
+    try:
+        if not path:
+            return Catalogue.from_dict(None)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from None
+        return Catalogue.from_yaml(text, source=path)
+    except CatalogueError as exc:
+        raise ConfigError(f"{path or 'default config'}: {exc}") from None

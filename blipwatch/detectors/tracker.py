@@ -1,0 +1,255 @@
+"""One series through time: open windows, closing them under the watermark, scoring each
+closed window with the series' detector, and turning the alert policy's transitions into
+alerts. The stream (``stream_app.app``) and ``blipwatch replay`` both run this, so for the
+same input they produce the same points and alerts.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from blipwatch.detectors.catalogue import Catalogue, MetricDefinition
+from blipwatch.detectors.windows import closes_at
+from blipwatch.schemas.outputs import AnomalyAlert, MetricPoint, iso_from_ms, segment_from_label
+
+log = logging.getLogger(__name__)
+
+#: Version of the series record envelope (the detector's own state carries its own version).
+RECORD_VERSION = 1
+#: A series silent for longer than this many windows is not back-filled window by window:
+#: its detector sees the last MAX_GAP_WINDOWS empty windows only.
+MAX_GAP_WINDOWS = 24 * 60
+
+
+@dataclass
+class ClosedWindow:
+    point: MetricPoint
+    alert: AnomalyAlert | None
+    closed_at_ms: int  # event time at which the window closed (end + allowed lateness)
+    firing: bool
+
+
+def _fmt(value: float | None, metric: MetricDefinition) -> str:
+    if value is None:
+        return "n/a"
+    if metric.kind == "count":
+        return f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}"
+    if metric.kind == "rate":
+        return f"{value:.3f}" if abs(value) < 0.1 else f"{value:.2f}"
+    return f"{value:.2f}"
+
+
+def summary_sentence(metric: MetricDefinition, segment_label: str, value, expected, lower, upper,
+                     started_at_ms: int, status: str) -> str:
+    """One sentence for a person on call.
+
+    >>> from blipwatch.detectors.catalogue import Catalogue, default_config_dict
+    >>> m = Catalogue.from_dict(default_config_dict()).by_name["cart_abandonment_rate"]
+    >>> summary_sentence(m, "channel=web", 0.81, 0.62, 0.58, 0.66, 1767643500000, "firing")
+    'Cart abandonment rate on channel=web is 0.81, expected 0.62 (0.58–0.66), since 20:05 UTC'
+    """
+    name = metric.name.replace("_", " ").capitalize()
+    where = "overall" if segment_label == "all" else f"on {segment_label}"
+    since = iso_from_ms(started_at_ms)[11:16]
+    band = f" ({_fmt(lower, metric)}–{_fmt(upper, metric)})" if lower is not None and upper is not None else ""
+    if status == "resolved":
+        return (f"Resolved: {name} {where} is back to {_fmt(value, metric)}, expected {_fmt(expected, metric)}"
+                f"{band}; the blip started {since} UTC")
+    return f"{name} {where} is {_fmt(value, metric)}, expected {_fmt(expected, metric)}{band}, since {since} UTC"
+
+
+class SeriesTracker:
+    """Open windows, detector and alert policy of one series.
+
+    ``merge`` adds partial counts; ``close_until(watermark)`` closes every window whose end +
+    allowed lateness the watermark has passed, oldest first (empty windows in between are closed
+    too, with zero counts, so a series that goes silent is seen going silent).
+    """
+
+    def __init__(self, series: str, metric: MetricDefinition, catalogue: Catalogue,
+                 detector: Any = None, policy: Any = None, last_closed: int | None = None,
+                 incident: dict | None = None):
+        from blipwatch.detectors import AlertPolicy, make_detector
+
+        self.series = series
+        self.metric = metric
+        self.segment_label = series.split("|", 1)[1]
+        self.segment = segment_from_label(self.segment_label)
+        self.window_ms = catalogue.window_ms
+        self.lateness_ms = catalogue.lateness_ms
+        self.detector = detector if detector is not None else make_detector(
+            metric.detector_kind, catalogue.detector_settings_for(metric))
+        self.policy = policy if policy is not None else AlertPolicy(**catalogue.policy_settings_for(metric))
+        self.last_closed = last_closed
+        self.open: dict[int, list[float]] = {}
+        #: the incident in progress: {"dedup_key", "started_at", "direction", "severity"}; None when quiet
+        self.incident = incident
+
+    # --- input -------------------------------------------------------------------------
+
+    def merge(self, window_start: int, numerator: float, denominator: float) -> bool:
+        """Add partial counts; False (and nothing added) when that window is already closed."""
+        if self.last_closed is not None and window_start <= self.last_closed:
+            return False
+        cell = self.open.get(window_start)
+        if cell is None:
+            self.open[window_start] = [numerator, denominator]
+        else:
+            cell[0] += numerator
+            cell[1] += denominator
+        return True
+
+    def next_close_at(self) -> int | None:
+        if self.last_closed is not None:
+            return closes_at(self.last_closed + self.window_ms, self.window_ms, self.lateness_ms)
+        if self.open:
+            return closes_at(min(self.open), self.window_ms, self.lateness_ms)
+        return None
+
+    # --- closing -----------------------------------------------------------------------
+
+    def close_until(self, watermark: int | None) -> list[ClosedWindow]:
+        closed: list[ClosedWindow] = []
+        if watermark is None:
+            return closed
+        if self.last_closed is None:
+            if not self.open:
+                return closed
+            start = min(self.open)
+        else:
+            start = self.last_closed + self.window_ms
+        last_closable = watermark - self.window_ms - self.lateness_ms  # start of the newest closable window
+        last_closable -= last_closable % self.window_ms
+        if start > last_closable:
+            return closed
+        if (last_closable - start) // self.window_ms > MAX_GAP_WINDOWS:
+            skip_to = last_closable - MAX_GAP_WINDOWS * self.window_ms
+            self.open = {w: c for w, c in self.open.items() if w >= skip_to}
+            start = min([skip_to, *self.open]) if self.open else skip_to
+        window = start
+        while window <= last_closable:
+            numerator, denominator = self.open.pop(window, (0.0, 0.0))
+            closed.append(self._score(window, numerator, denominator))
+            self.last_closed = window
+            window += self.window_ms
+        return closed
+
+    def _value(self, numerator: float, denominator: float) -> tuple[float | None, float | None, float | None]:
+        """(value, numerator, denominator) as the metric point reports them."""
+        kind = self.metric.kind
+        if kind == "count":
+            return numerator, numerator, None
+        if denominator > 0:
+            return numerator / denominator, numerator, denominator
+        return None, numerator, denominator
+
+    def _score(self, window: int, numerator: float, denominator: float) -> ClosedWindow:
+        value, num, den = self._value(numerator, denominator)
+        t = window / 1000.0
+        kind = self.metric.kind
+        if kind == "rate":
+            scored = self.detector.score_one(t, value, numerator=num, denominator=den)
+            self.detector.learn_one(t, value, numerator=num, denominator=den)
+            volume = den or 0.0
+        elif kind == "mean":
+            scored = self.detector.score_one(t, value, denominator=den)
+            self.detector.learn_one(t, value, denominator=den)
+            volume = den or 0.0
+        else:
+            scored = self.detector.score_one(t, value)
+            self.detector.learn_one(t, value)
+            volume = value or 0.0
+        transition = self.policy.update(t, scored, volume)
+        window_end = window + self.window_ms
+        point = MetricPoint(
+            series=self.series, metric=self.metric.name, segment=dict(self.segment),
+            window_start=iso_from_ms(window), window_end=iso_from_ms(window_end),
+            numerator=num, denominator=den, value=value, expected=scored.expected, lower=scored.lower,
+            upper=scored.upper, score=float(scored.score), is_anomaly=bool(scored.is_anomaly),
+            direction=scored.direction,
+        )
+        alert = self._alert(transition, window, point) if transition is not None else None
+        return ClosedWindow(point, alert, closes_at(window, self.window_ms, self.lateness_ms),
+                            self.incident is not None)
+
+    def _alert(self, transition: Any, window: int, point: MetricPoint) -> AnomalyAlert:
+        status = transition.status
+        if status == "firing" and self.incident is None:
+            started_at = int(round(transition.started_at * 1000)) if transition.started_at else window
+            self.incident = {
+                "dedup_key": f"{self.series}@{iso_from_ms(started_at)}",
+                "started_at": started_at,
+                "direction": transition.direction or point.direction or "up",
+            }
+            kind = "firing"
+        elif status == "resolved":
+            kind = "resolved"
+        else:
+            kind = "update"
+        incident = self.incident or {
+            "dedup_key": f"{self.series}@{point.window_start}", "started_at": window,
+            "direction": transition.direction or point.direction or "up",
+        }
+        direction = incident["direction"] if incident["direction"] in ("up", "down") else "up"
+        alert = AnomalyAlert(
+            # deterministic: the same message re-published after a failover carries the same id
+            alert_id=f"{incident['dedup_key']}#{kind}@{point.window_start}",
+            dedup_key=incident["dedup_key"],
+            status="resolved" if kind == "resolved" else "firing",
+            severity=getattr(transition, "severity", None) or "warning",
+            metric=self.metric.name, segment=dict(self.segment), direction=direction,
+            window_start=point.window_start, window_end=point.window_end,
+            observed=point.value, expected=point.expected, lower=point.lower, upper=point.upper,
+            score=point.score, numerator=point.numerator, denominator=point.denominator,
+            started_at=iso_from_ms(incident["started_at"]),
+            summary=summary_sentence(self.metric, self.segment_label, point.value, point.expected,
+                                     point.lower, point.upper, incident["started_at"],
+                                     "resolved" if kind == "resolved" else "firing"),
+            detector=f"{self.metric.detector_kind}:{type(self.detector).__name__}",
+        )
+        if kind == "resolved":
+            self.incident = None
+        return alert
+
+    # --- state -------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """Detector + policy + progress, versioned; open windows are not part of it (they are
+        rebuilt from the partials topic, whose offsets are committed only once a window closed)."""
+        from blipwatch.detectors import dump_state
+
+        return orjson.dumps({
+            "v": RECORD_VERSION,
+            "last_closed": self.last_closed,
+            "incident": self.incident,
+            "detector": base64.b64encode(dump_state(self.detector)).decode(),
+            "policy": base64.b64encode(dump_state(self.policy)).decode(),
+        })
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, series: str, metric: MetricDefinition,
+                   catalogue: Catalogue) -> "SeriesTracker":
+        """Restore a tracker; an unreadable or old-format state is re-warmed on purpose (logged),
+        never a crash."""
+        from blipwatch.detectors import StateVersionError, load_state
+
+        try:
+            record = orjson.loads(blob)
+            if record.get("v") != RECORD_VERSION:
+                raise StateVersionError(f"series record version {record.get('v')!r}")
+            detector = load_state(base64.b64decode(record["detector"]))
+            policy = load_state(base64.b64decode(record["policy"]))
+        except (StateVersionError, ValueError, KeyError, TypeError) as exc:
+            log.warning("detector state of %s could not be loaded (%s): re-warming it from scratch", series, exc)
+            tracker = cls(series, metric, catalogue)
+            tracker.rewarmed = True
+            return tracker
+        tracker = cls(series, metric, catalogue, detector=detector, policy=policy,
+                      last_closed=record.get("last_closed"), incident=record.get("incident"))
+        tracker.rewarmed = False
+        return tracker

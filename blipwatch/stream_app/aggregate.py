@@ -1,0 +1,109 @@
+"""The aggregate stage: partial counts in, scored windows out.
+
+One ``PartitionAggregator`` per assigned partials-topic partition holds the ``SeriesTracker`` of
+every series routed there. Detector state lives in a changelog-backed Faust table (written when a
+window closes). Open windows live in memory only: the messages that fed them are acknowledged —
+and so committed — only once every window they touched has closed, so a restarted or
+rebalanced worker rebuilds them exactly from the partials topic (Kafka Streams does the same
+with its changelogged window stores; here the topic itself is the log).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable
+
+import orjson
+
+from blipwatch.detectors.catalogue import Catalogue, metric_of
+from blipwatch.detectors.tracker import ClosedWindow, SeriesTracker
+from blipwatch.detectors.windows import GlobalWatermark, closes_at
+from blipwatch.stream_app import metrics
+
+log = logging.getLogger(__name__)
+
+
+class PartitionAggregator:
+    def __init__(self, partition: int, catalogue: Catalogue, load_state: Callable[[str], bytes | None]):
+        self.partition = partition
+        self.catalogue = catalogue
+        self.load_state = load_state
+        self.trackers: dict[str, SeriesTracker] = {}
+        #: messages not yet acknowledged, with the close point of the newest window they fed
+        self.pending: list[tuple[int, Any]] = []
+
+    def tracker(self, series: str) -> SeriesTracker | None:
+        tracker = self.trackers.get(series)
+        if tracker is None:
+            metric = self.catalogue.by_name.get(metric_of(series))
+            if metric is None:  # a metric removed from the config: its partials are ignored
+                return None
+            blob = self.load_state(series)
+            if blob is not None:
+                tracker = SeriesTracker.from_bytes(blob, series, metric, self.catalogue)
+                if tracker.rewarmed:
+                    metrics.STATE_RESET.inc()
+            else:
+                tracker = SeriesTracker(series, metric, self.catalogue)
+            self.trackers[series] = tracker
+        return tracker
+
+    def adopt(self, series_keys: Iterable[str]) -> None:
+        """Load trackers for series known from the table, so silent series still close windows."""
+        for series in series_keys:
+            self.tracker(series)
+
+    def merge(self, series_partials: dict[str, list[list[float]]], ack: Any) -> None:
+        newest_close = None
+        late = 0
+        for series, windows in series_partials.items():
+            tracker = self.tracker(series)
+            if tracker is None:
+                continue
+            for window, numerator, denominator in windows:
+                window = int(window)
+                if tracker.merge(window, numerator, denominator):
+                    close = closes_at(window, self.catalogue.window_ms, self.catalogue.lateness_ms)
+                    newest_close = close if newest_close is None else max(newest_close, close)
+                else:
+                    late += 1
+        if late:
+            metrics.PARTIALS_LATE.inc(late)
+        if newest_close is None:
+            ack()
+        else:
+            self.pending.append((newest_close, ack))
+
+    def close(self, watermark: int | None) -> list[tuple[SeriesTracker, list[ClosedWindow]]]:
+        """Close every window the watermark has passed; returns per series what closed."""
+        if watermark is None:
+            return []
+        results = []
+        for tracker in self.trackers.values():
+            close_at = tracker.next_close_at()
+            if close_at is not None and close_at <= watermark:
+                closed = tracker.close_until(watermark)
+                if closed:
+                    results.append((tracker, closed))
+        return results
+
+    def acknowledge_until(self, watermark: int | None) -> None:
+        """Acknowledge the messages whose windows have all closed (after their state was written)."""
+        if watermark is None or not self.pending:
+            return
+        keep = []
+        for close_at, ack in self.pending:
+            if close_at <= watermark:
+                ack()
+            else:
+                keep.append((close_at, ack))
+        self.pending = keep
+
+
+def decode_partials(value: bytes) -> tuple[dict[int, int | None], int, float, dict[str, list[list[float]]]]:
+    document = orjson.loads(value)
+    report = {int(p): v for p, v in document.get("wm", {}).items()}
+    return report, int(document.get("total", 0)), float(document.get("at", 0.0)), document.get("s", {})
+
+
+__all__ = ["PartitionAggregator", "GlobalWatermark", "decode_partials"]

@@ -1,0 +1,294 @@
+"""The blipwatch Faust app, read top to bottom as the data flow of DESIGN.md:
+
+    customer-events ──ingest (batched consumer)──> blipwatch-metric-partials (+ customer-events-dlq)
+    blipwatch-metric-partials ──aggregate (agent)──> blipwatch-metric-points, anomaly-alerts
+
+``create_app(settings, catalogue)`` builds it; ``blipwatch worker`` runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+import faust
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.structs import TopicPartition
+from faust.sensors.prometheus import setup_prometheus_sensors
+from mode import Service
+
+from blipwatch.detectors.catalogue import Catalogue
+from blipwatch.detectors.windows import GlobalWatermark, LocalWatermark
+from blipwatch.stream_app import metrics
+from blipwatch.stream_app.aggregate import PartitionAggregator, decode_partials
+from blipwatch.stream_app.config import Settings
+from blipwatch.stream_app.ingest import IngestBatch, partial_messages, partition_for
+
+log = logging.getLogger("blipwatch")
+
+#: How often the ingest stage flushes partials (and its watermark): the floor of alert latency.
+FLUSH_SECONDS = 0.5
+MAX_BATCH = 10_000
+
+
+def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        **settings.faust_kwargs(),
+        datadir=str(settings.data_path),
+        store="memory://",
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        table_standby_replicas=1,
+        # a 6 s session: joins in ~3 s on the embedded broker (TANSU.md), and a dead worker's
+        # partitions move within seconds on any Kafka
+        broker_session_timeout=6,
+        broker_heartbeat_interval=1,
+        # open windows are held un-acknowledged until they close: a rebalance must not wait for them
+        stream_wait_empty=False,
+        # they are also older than Faust's livelock warning expects
+        broker_commit_livelock_soft_timeout=3600,
+        producer_acks=-1,
+        logging_config=None,
+    )
+    if settings.embedded_broker:
+        from blipwatch.stream_app import tansu_compat
+
+        tansu_compat.install(app, settings)
+
+    # --- topics --------------------------------------------------------------------------
+    events_topic = app.topic(settings.events_topic, partitions=settings.partitions,
+                             key_serializer="raw", value_serializer="raw")
+    partials_topic = app.topic(settings.partials_topic, partitions=settings.partitions, internal=True,
+                               key_serializer="raw", value_serializer="raw")
+    dlq_topic = app.topic(settings.dlq_topic, partitions=settings.partitions, internal=True,
+                          key_serializer="raw", value_serializer="raw")
+    points_topic = app.topic(settings.points_topic, partitions=settings.partitions, internal=True,
+                             key_serializer="raw", value_serializer="raw")
+    alerts_topic = app.topic(settings.alerts_topic, partitions=settings.partitions, internal=True,
+                             key_serializer="raw", value_serializer="raw")
+
+    # --- tables --------------------------------------------------------------------------
+    # detector + policy state per series, written when a window closes; a restarted or
+    # rebalanced worker continues from here (standby replicas keep a warm copy)
+    detector_state = app.Table("detector-state", partitions=settings.partitions,
+                               schema=faust.Schema(key_serializer="raw", value_serializer="raw"))
+
+    # --- stage 1: ingest (batched consumer inside the app) ------------------------------
+    @app.service
+    class Ingest(Service):
+        """Batched consumer of customer-events: decode, validate, DLQ, pre-aggregate, send partials,
+        then commit (at-least-once). Faust's per-message path costs ~80 µs an event; this ~4."""
+
+        def __post_init__(self) -> None:
+            self.consumer: AIOKafkaConsumer | None = None
+            self.batch = IngestBatch(catalogue, settings.max_event_bytes)
+            self.watermark = LocalWatermark(catalogue.window_ms, catalogue.lateness_ms, catalogue.idle_ms)
+            self.positions: dict[TopicPartition, int] = {}
+            self.source = f"ingest-{uuid.uuid4().hex[:8]}"
+            self.total_partitions = 0
+            self.last_flush = time.monotonic()
+
+        async def on_start(self) -> None:
+            # create the input topic if it is missing, so a fresh cluster works without admin steps
+            await events_topic.maybe_declare()
+            self.consumer = AIOKafkaConsumer(
+                group_id=f"{settings.app_id}-ingest",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=6000,
+                heartbeat_interval_ms=1000,
+                max_partition_fetch_bytes=4 * 1024 * 1024,
+                fetch_max_bytes=32 * 1024 * 1024,
+                **settings.aiokafka_kwargs(),
+            )
+            await self.consumer.start()
+            self.consumer.subscribe([settings.events_topic], listener=_Rebalance(self))
+            self.add_future(self.run())
+
+        async def on_stop(self) -> None:
+            if self.consumer is not None:
+                try:
+                    await self.flush()
+                except Exception:  # shutting down: the uncommitted tail is re-read by the next owner
+                    log.exception("ingest: final flush failed")
+                await self.consumer.stop()
+
+        async def run(self) -> None:
+            assert self.consumer is not None
+            while not self.should_stop:
+                try:
+                    batches = await self.consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
+                except Exception as exc:  # broker gone: aiokafka reconnects by itself
+                    log.warning("ingest: cannot fetch from %s (%s); retrying", settings.broker, exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                if batches:
+                    self.process(batches)
+                if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+                    try:
+                        await self.flush()
+                    except Exception as exc:
+                        log.warning("ingest: flush failed (%s); will retry", exc)
+                        await asyncio.sleep(1.0)
+
+        def process(self, batches) -> None:
+            started = time.perf_counter()
+            now_ms = int(time.time() * 1000)
+            watermark = self.watermark.value(now_ms)
+            add = self.batch.add
+            for tp, records in batches.items():
+                newest = None
+                source_prefix = f"{tp.topic}/{tp.partition}/"
+                for record in records:
+                    event_ms = add(record.key, record.value, source_prefix + str(record.offset), watermark)
+                    if event_ms is not None and (newest is None or event_ms > newest):
+                        newest = event_ms
+                if newest is not None:
+                    self.watermark.observe(tp.partition, newest, now_ms)
+                elif records:
+                    self.watermark.last_active[tp.partition] = now_ms
+                self.positions[tp] = records[-1].offset + 1
+            metrics.INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
+
+        async def flush(self) -> None:
+            """Send partials + dead letters, wait for the broker's acks, then commit offsets."""
+            assert self.consumer is not None
+            self.last_flush = time.monotonic()
+            now_ms = int(time.time() * 1000)
+            if not self.total_partitions:
+                found = self.consumer.partitions_for_topic(settings.events_topic)
+                self.total_partitions = len(found) if found else 0
+            self.watermark.assign({tp.partition for tp in self.consumer.assignment()})
+            report = self.watermark.report(now_ms)
+            partials = self.batch.aggregate.drain()
+            letters = self.batch.drain_dead_letters()
+            futures = []
+            if self.total_partitions and (report or partials):
+                for partition, value in partial_messages(partials, report, self.total_partitions,
+                                                         settings.partitions, self.source):
+                    futures.append(await app.producer.send(settings.partials_topic, None, value, partition,
+                                                           None, None))
+            for letter in letters:
+                futures.append(await app.producer.send(settings.dlq_topic, letter.key, letter.value or b"",
+                                                       None, None, letter.headers()))
+            if futures:
+                await asyncio.gather(*futures)
+            self._count()
+            if self.positions:
+                offsets, self.positions = dict(self.positions), {}
+                await self.consumer.commit(offsets)
+            self._report_lag()
+
+        def _count(self) -> None:
+            counts = self.batch.counts
+            for label, n in counts.valid.items():
+                metrics.EVENTS.labels(label).inc(n)
+            for reason, n in counts.invalid.items():
+                metrics.EVENTS_INVALID.labels(reason).inc(n)
+            if counts.late:
+                metrics.EVENTS_LATE.inc(counts.late)
+            for metric, n in self.batch.aggregate.drain_dropped().items():
+                metrics.SERIES_DROPPED.labels(metric).inc(n)
+            counts.clear()
+
+        def _report_lag(self) -> None:
+            assert self.consumer is not None
+            for tp in self.consumer.assignment():
+                highwater = self.consumer.highwater(tp)
+                if highwater is None:
+                    continue
+                try:
+                    position = self.consumer._fetcher._subscriptions.assignment[tp].position  # noqa: SLF001
+                except (AttributeError, KeyError):
+                    continue
+                if position is not None:
+                    metrics.INGEST_LAG.labels(str(tp.partition)).set(max(0, highwater - position))
+
+    class _Rebalance(ConsumerRebalanceListener):
+        def __init__(self, ingest: "Ingest"):
+            self.ingest = ingest
+
+        async def on_partitions_revoked(self, revoked) -> None:
+            # hand over cleanly: what was read is sent and committed before another worker takes it
+            if revoked and self.ingest.consumer is not None:
+                try:
+                    await self.ingest.flush()
+                except Exception as exc:
+                    log.warning("ingest: flush on rebalance failed (%s); the next owner re-reads", exc)
+
+        async def on_partitions_assigned(self, assigned) -> None:
+            self.ingest.watermark.assign({tp.partition for tp in assigned})
+            log.info("ingest: consuming %s partitions %s", settings.events_topic,
+                     sorted(tp.partition for tp in assigned))
+
+    # --- stage 2: aggregate, score, alert (Faust agent over the partials) ----------------
+    global_watermark = GlobalWatermark()
+    aggregators: dict[int, PartitionAggregator] = {}
+    firing: dict[str, dict] = {}  # series -> {"metric", "segment", "started_at"} firing on this worker
+
+    def aggregator_for(partition: int) -> PartitionAggregator:
+        aggregator = aggregators.get(partition)
+        if aggregator is None:
+            def load(series: str) -> bytes | None:
+                return detector_state.get(series.encode())
+
+            aggregator = aggregators[partition] = PartitionAggregator(partition, catalogue, load)
+            known = [key.decode() for key in list(detector_state.keys())
+                     if partition_for(key.decode(), settings.partitions) == partition]
+            aggregator.adopt(known)
+        return aggregator
+
+    @app.agent(partials_topic)
+    async def aggregate(stream):
+        async for event in stream.noack().events():
+            report, total, observed_at, series_partials = decode_partials(event.value)
+            aggregator = aggregator_for(event.message.partition)
+            aggregator.merge(series_partials, event.ack)
+            global_watermark.update(report, total)
+            watermark = global_watermark.value()
+            for tracker, closed in aggregator.close(watermark):
+                detector_state[tracker.series.encode()] = tracker.to_bytes()
+                for window in closed:
+                    await publish(tracker, window, observed_at)
+            aggregator.acknowledge_until(watermark)
+            metrics.SERIES_TRACKED.set(sum(len(a.trackers) for a in aggregators.values()))
+
+    async def publish(tracker, window, observed_at: float) -> None:
+        point = window.point
+        metrics.WINDOWS_SCORED.labels(point.metric).inc()
+        metrics.observe_point(point.metric, tracker.segment_label, point.value, point.expected, point.lower,
+                              point.upper, point.score, window.firing)
+        await points_topic.send(key=point.series.encode(), value=point.to_json())
+        alert = window.alert
+        if alert is None:
+            return
+        if alert.status == "firing":
+            firing.setdefault(tracker.series, {"metric": alert.metric, "segment": alert.segment,
+                                               "started_at": alert.started_at})
+        alert.related = related_to(tracker.series, alert.started_at)
+        if alert.status == "resolved":
+            firing.pop(tracker.series, None)
+        alert.published_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        await alerts_topic.send(key=alert.dedup_key.encode(), value=alert.to_json())
+        metrics.ALERTS.labels(alert.metric, alert.status, alert.severity).inc()
+        metrics.ALERT_LATENCY.observe(max(0.0, time.time() - observed_at))
+        log.info("alert %s: %s", alert.status, alert.summary)
+
+    def related_to(series: str, started_at: str) -> list[dict]:
+        return [{"metric": other["metric"], "segment": other["segment"]}
+                for key, other in sorted(firing.items()) if key != series]
+
+    @app.on_partitions_revoked.connect
+    async def forget_partitions(app_, revoked, **kwargs) -> None:
+        # Faust revokes every partition in a rebalance and seeks what it gets back to the committed
+        # offset: trackers and open windows are rebuilt from the table and the partials topic
+        aggregators.clear()
+
+    setup_prometheus_sensors(app, name_prefix="blipwatch_faust")
+    return app

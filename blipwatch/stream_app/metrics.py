@@ -1,0 +1,64 @@
+"""blipwatch's own Prometheus metrics, declared once (base units, bounded labels).
+
+Faust's own counters (messages, commits, rebalances, send latency in ms) come from
+``faust.sensors.prometheus`` with the ``blipwatch_faust`` prefix and are not re-counted here.
+Label sets are bounded: event types are the canonical ones plus ``other``; reasons are
+``schemas.REASONS``; metrics come from the config; segments are capped per metric.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from blipwatch.schemas.events import CANONICAL_EVENT_TYPES
+
+OTHER_EVENT_TYPE = "other"
+_CANONICAL = frozenset(CANONICAL_EVENT_TYPES)
+
+
+def event_type_label(event_type: str) -> str:
+    """Unknown event types share one label value, so a flood of made-up types cannot blow up Prometheus."""
+    return event_type if event_type in _CANONICAL else OTHER_EVENT_TYPE
+
+
+EVENTS = Counter("blipwatch_events", "Valid customer events consumed, by type (unknown types as 'other')",
+                 ["event_type"])
+EVENTS_INVALID = Counter("blipwatch_events_invalid", "Events sent to the DLQ, by reason", ["reason"])
+EVENTS_LATE = Counter("blipwatch_events_late",
+                      "Valid events whose window had already closed (beyond allowed lateness): counted, not scored")
+PARTIALS_LATE = Counter("blipwatch_partials_late",
+                        "Partial counts that reached the aggregator after their window closed")
+SERIES_DROPPED = Counter("blipwatch_series_dropped",
+                         "Event contributions dropped because the metric's series cap was reached", ["metric"])
+WINDOWS_SCORED = Counter("blipwatch_windows_scored", "Metric windows closed and scored", ["metric"])
+ALERTS = Counter("blipwatch_alerts", "Alert messages published", ["metric", "status", "severity"])
+ALERT_LATENCY = Histogram(
+    "blipwatch_alert_latency_seconds",
+    "Seconds from a window's close (end + allowed lateness, in event time, as seen by the watermark) "
+    "to its alert being published",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+INGEST_LAG = Gauge("blipwatch_ingest_lag_messages", "Events-topic consumer lag per partition", ["partition"])
+INGEST_BATCH_SECONDS = Histogram("blipwatch_ingest_batch_seconds",
+                                 "Seconds to decode, validate and pre-aggregate one batch of events",
+                                 buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+SERIES_TRACKED = Gauge("blipwatch_series_tracked", "Series whose detector state this worker holds")
+STATE_RESET = Counter("blipwatch_detector_state_rewarmed",
+                      "Stored detector states that could not be loaded (old format) and were re-warmed on purpose")
+
+SERIES_LABELS = ["metric", "segment"]
+SERIES_VALUE = Gauge("blipwatch_series_value", "Last closed window's value per series", SERIES_LABELS)
+SERIES_EXPECTED = Gauge("blipwatch_series_expected", "Expected value for the last closed window", SERIES_LABELS)
+SERIES_LOWER = Gauge("blipwatch_series_lower", "Lower bound of the expected band", SERIES_LABELS)
+SERIES_UPPER = Gauge("blipwatch_series_upper", "Upper bound of the expected band", SERIES_LABELS)
+SERIES_SCORE = Gauge("blipwatch_series_score", "Anomaly score of the last closed window (0..1)", SERIES_LABELS)
+SERIES_FIRING = Gauge("blipwatch_series_firing", "1 while an incident is firing on the series, else 0",
+                      SERIES_LABELS)
+
+
+def observe_point(metric: str, segment: str, value, expected, lower, upper, score, firing: bool) -> None:
+    """Set the per-series gauges (bounded by the series cap) from one scored point."""
+    for gauge, reading in ((SERIES_VALUE, value), (SERIES_EXPECTED, expected), (SERIES_LOWER, lower),
+                           (SERIES_UPPER, upper), (SERIES_SCORE, score)):
+        gauge.labels(metric, segment).set(float("nan") if reading is None else reading)
+    SERIES_FIRING.labels(metric, segment).set(1 if firing else 0)

@@ -1,0 +1,154 @@
+"""Helpers for tests that run real processes: a blipwatch worker, producers and readers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from blipwatch.stream_app.embedded_broker import free_port
+
+BLIPWATCH = [sys.executable, "-m", "blipwatch.stream_app.cli"]
+
+
+def base_env(broker, topics: dict[str, str], **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLIPWATCH_")}
+    env.update(topics)
+    env.update({"BLIPWATCH_BROKER": broker.url, "BLIPWATCH_EMBEDDED_BROKER": "1",
+                "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+class Worker:
+    """A real ``blipwatch worker`` process with its own web port and data dir."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, name: str = "worker"):
+        self.port = free_port()
+        self.workdir = workdir
+        self.log_path = workdir / f"{name}.log"
+        self.env = dict(env, BLIPWATCH_WEB_PORT=str(self.port), BLIPWATCH_DATA_DIR=str(workdir / f"{name}-data"))
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Worker":
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([*BLIPWATCH, "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until both the Faust side and the ingest consumer have their partitions."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process and self.process.poll() is None, f"worker exited:\n{self.log()[-3000:]}"
+            text = self.log()
+            if "ingest: consuming" in text and "Worker ready" in text:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready within {timeout}s:\n{self.log()[-3000:]}")
+
+    def metrics(self) -> dict[tuple[str, tuple], float]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return samples
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait(10)
+
+    def __enter__(self) -> "Worker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def wait_for(condition, timeout: float, interval: float = 0.25, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{message} not met within {timeout}s (last: {last!r})")
+
+
+def produce(broker, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5, acks="all",
+                             enable_idempotence=False, max_request_size=8 * 1024 * 1024)
+    count = 0
+    for key, value in messages:
+        producer.send(topic, key=key, value=value)
+        count += 1
+    producer.flush(30)
+    producer.close(5)
+    return count
+
+
+def read_topic(broker, topic: str, expected: int | None = None, timeout: float = 30,
+               idle: float = 2.0) -> list:
+    """Every record of a topic from the start (no consumer group); stops at ``expected`` records
+    or after ``idle`` seconds without new ones."""
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
+                             consumer_timeout_ms=int(idle * 1000), auto_offset_reset="earliest")
+    deadline = time.monotonic() + timeout
+    partitions = None
+    while partitions is None and time.monotonic() < deadline:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            partitions = None
+            time.sleep(0.2)
+    if not partitions:
+        consumer.close()
+        return []
+    consumer.assign([TopicPartition(topic, p) for p in partitions])
+    consumer.seek_to_beginning()
+    records = []
+    while time.monotonic() < deadline:
+        batch = consumer.poll(timeout_ms=500)
+        new = [r for rs in batch.values() for r in rs]
+        records.extend(new)
+        if expected is not None and len(records) >= expected:
+            break
+        if not new and expected is None and records:
+            break
+    consumer.close()
+    return records
+
+
+@contextlib.contextmanager
+def workers(*items: Worker) -> Iterator[tuple[Worker, ...]]:
+    try:
+        for item in items:
+            item.start()
+        yield items
+    finally:
+        for item in items:
+            item.stop()
