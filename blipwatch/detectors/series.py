@@ -58,7 +58,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "phi": 0.95,             # trend damping per point
     "alpha_var": 0.02,       # learning rate of the noise estimates (~100 points memory)
     "clip_z": 3.0,           # a point moves level and noise estimates by at most this many sigma
-    "season_bins": 48,       # bins of the daily profile (48 = half-hours)
+    "season_bins": 288,      # bins of the daily profile (288 = 5 minutes)
     "season_gamma": 0.25,    # weight of the newest day in the daily profile
     "relevel_threshold": 80.0,  # Page-Hinkley threshold on clipped z (adoption of a lasting shift)
     "relevel_delta": 1.0,    # Page-Hinkley drift allowance, in sigma per point
@@ -228,26 +228,25 @@ class SeriesDetector:
 
     # --- prediction ------------------------------------------------------------------------
 
-    def _profile_at(self, t: float) -> float | None:
-        u = (t % DAY_SECONDS) / DAY_SECONDS * self.season_bins - 0.5
-        i = math.floor(u)
-        f = u - i
-        a, b = i % self.season_bins, (i + 1) % self.season_bins
-        if not (self.profile_days[a] and self.profile_days[b]):
-            return None
-        return (1.0 - f) * self.profile[a] + f * self.profile[b]
+    def _bin(self, t: float) -> int:
+        return int((t % DAY_SECONDS) / DAY_SECONDS * self.season_bins) % self.season_bins
 
-    def _base(self, t: float) -> float:
-        """Level moved to ``t`` by the damped trend and the daily profile."""
+    def _bases(self, t: float) -> tuple[float, float | None]:
+        """Level moved to ``t`` by the damped trend; and also by the daily profile, if known.
+
+        The profile gives the expected change between the bin of the last point and the bin of
+        ``t`` (piecewise constant, so a step at 09:00 seen yesterday is expected today).
+        """
         base = self.level + self.phi * self.trend
-        if self.t_last is not None and t != self.t_last:
-            now, before = self._profile_at(t), self._profile_at(self.t_last)
-            if now is not None and before is not None:
-                if self.multiplicative:
-                    base *= math.exp(max(-5.0, min(5.0, now - before)))
-                else:
-                    base += now - before
-        return base
+        if self.t_last is None:
+            return base, None
+        now, before = self._bin(t), self._bin(self.t_last)
+        if not (self.profile_days[now] and self.profile_days[before]):
+            return base, None
+        step = self.profile[now] - self.profile[before]
+        if self.multiplicative:
+            return base, base * math.exp(max(-5.0, min(5.0, step)))
+        return base, base + step
 
     def _variance(self, mu: float, n: float) -> tuple[float, float]:
         sampling = self._sampling_var(mu, n)
@@ -267,19 +266,30 @@ class SeriesDetector:
         if self.n_learned == 0:
             result = (obs, None, None, 0.0, None)
         else:
-            mu = self._clamp(self._base(t))
             n = obs[1] if obs is not None else (self.volume_mean or 1.0)
-            sampling, var_total = self._variance(mu, n)
+            plain, seasonal = self._bases(t)
+            mu = self._clamp(plain)
+            var_total = self._variance(mu, n)[1]
             z, returning = 0.0, False
             if obs is not None:
                 z = self._residual_z(obs[0], mu, n, var_total)
-                if self.prev_delta is not None and abs(z) >= self.clip_z:
-                    mu_prev = self._clamp(mu * math.exp(-self.prev_delta) if self.multiplicative
-                                          else mu - self.prev_delta)
-                    s_prev, v_prev = self._variance(mu_prev, n)
-                    z_prev = self._residual_z(obs[0], mu_prev, n, v_prev)
-                    if abs(z_prev) < self.clip_z:
-                        mu, var_total, z, returning = mu_prev, v_prev, z_prev, True
+                # The point is judged by the hypothesis that explains it best: the level alone,
+                # the level moved along yesterday's profile (a step seen yesterday at this time is
+                # normal today; an incident yesterday does not make its absence today an alert),
+                # and, after a re-level, the previous normal (the incident is over).
+                candidates = []
+                if seasonal is not None:
+                    candidates.append((self._clamp(seasonal), False))
+                if self.prev_delta is not None:
+                    candidates.append((self._clamp(mu * math.exp(-self.prev_delta) if self.multiplicative
+                                                   else mu - self.prev_delta), True))
+                for mu_other, is_previous in candidates:
+                    if abs(z) < 1.0:
+                        break
+                    v_other = self._variance(mu_other, n)[1]
+                    z_other = self._residual_z(obs[0], mu_other, n, v_other)
+                    if abs(z_other) < abs(z) and (not is_previous or abs(z_other) < self.clip_z):
+                        mu, var_total, z, returning = mu_other, v_other, z_other, is_previous
             result = (obs, mu, var_total, z, returning)
         self._cache = (key, result)
         return result
@@ -318,7 +328,7 @@ class SeriesDetector:
             self.volume_mean = n
             self.t_last = t
             self.n_learned = 1
-            self._commit_profile(t)
+            self._commit_profile(t, x)
             return
         if returning:
             self._apply_relevel(-self.prev_delta)
@@ -336,10 +346,7 @@ class SeriesDetector:
         if self.kind != "count" and self.volume_mean > 0:
             weight = min(n / self.volume_mean, 4.0)
         alpha = 1.0 - (1.0 - self.alpha) ** weight
-        base = self._base(t)
-        if returning:
-            base = mu
-        self.level = self._clamp(base + alpha * e_clipped)
+        self.level = self._clamp(mu + alpha * e_clipped)
         self.trend = self.phi * self.trend + alpha * self.beta * e_clipped
         self.extra_sum = (1 - self.alpha_var) * self.extra_sum + self._extra_sample(e_clipped, mu, n)
         self.extra_weight = (1 - self.alpha_var) * self.extra_weight + 1.0
@@ -360,16 +367,16 @@ class SeriesDetector:
             self._apply_relevel(delta)
             self.prev_delta, self.prev_left = delta, self.remember
             self.trend = 0.0
-        self._commit_profile(t)
+        self._commit_profile(t, x)
 
     def _apply_relevel(self, delta: float) -> None:
         self.level = self._clamp(self.level * math.exp(delta) if self.multiplicative
                                  else self.level + delta)
         self.offset += delta
 
-    def _commit_profile(self, t: float) -> None:
-        """Accumulate the level per bin; at a bin change fold the finished bin into the profile."""
-        b = int((t % DAY_SECONDS) / DAY_SECONDS * self.season_bins) % self.season_bins
+    def _commit_profile(self, t: float, x: float) -> None:
+        """Accumulate (clipped) observations per bin; at a bin change fold the bin into the profile."""
+        b = self._bin(t)
         if b != self.bin_current:
             if self.bin_count:
                 i = self.bin_current
@@ -381,7 +388,7 @@ class SeriesDetector:
                     self.profile[i] = mean
                 self.profile_days[i] = min(self.profile_days[i] + 1, 1000)
             self.bin_current, self.bin_sum, self.bin_count = b, 0.0, 0
-        self.bin_sum += self._profile_key(self.level) - self.offset
+        self.bin_sum += self._profile_key(x) - self.offset
         self.bin_count += 1
 
     # --- state -------------------------------------------------------------------------------
