@@ -328,6 +328,7 @@ class SeriesDetector:
             self.volume_mean = n
             self.t_last = t
             self.n_learned = 1
+            self._start_noise(x)
             self._commit_profile(t, x)
             return
         if returning:
@@ -368,6 +369,9 @@ class SeriesDetector:
             self.prev_delta, self.prev_left = delta, self.remember
             self.trend = 0.0
         self._commit_profile(t, x)
+
+    def _start_noise(self, x: float) -> None:
+        """Prior for the extra noise before any residual is seen (none: sampling noise is known)."""
 
     def _apply_relevel(self, delta: float) -> None:
         self.level = self._clamp(self.level * math.exp(delta) if self.multiplicative
@@ -448,6 +452,11 @@ class ValueDetector(SeriesDetector):
     def _extra_var(self, mu: float, n: float) -> float:
         est = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0
         return est * max(self.volume_mean / n, 1.0)
+
+    def _start_noise(self, x: float) -> None:
+        # nothing is known about the noise of a new value series: assume 10 % of the first
+        # value, worth two points, so the second point is not a one-in-a-billion event
+        self.extra_sum, self.extra_weight = 2.0 * (0.1 * x) ** 2, 2.0
 
     def _floor_var(self, mu: float) -> float:
         # a perfectly flat series must not turn every rounding error into an alert
