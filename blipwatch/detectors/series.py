@@ -7,10 +7,10 @@ One object per series, River's two verbs: ``score_one`` says how unusual the new
 How a point is judged
 ---------------------
 * **Expected value**: a robust level with a damped trend (Holt), moved along a learned
-  *daily profile* of the level (48 half-hour bins, interpolated). The level follows smooth
-  daily curves from the first hour; once a bin has been seen on an earlier day the profile
-  also supplies the expected change between two points, which removes the lag at steep
-  parts of the day (04:00 is not 20:00).
+  *daily profile* (288 five-minute bins of raw values). The level follows smooth daily
+  curves from the first hour; once a bin has been seen on an earlier day, the level moved
+  along the profile is a competing prediction, and a point is judged by the one that
+  explains it best (a step seen yesterday at 09:00 is normal today).
 * **Noise model per kind**: rates are binomial in their denominator (4 carts is weak
   evidence, 4,000 strong), counts are Poisson, means shrink with the number of observations;
   each adds an *extra* variance learned online (beta-binomial / negative-binomial style:
@@ -24,10 +24,10 @@ How a point is judged
 * **Robust learning**: a point moves the level and the noise estimates by at most
   ``clip_z`` standard deviations, so a spike is not learned. A lasting shift is adopted on
   purpose: a Page-Hinkley test (``river.drift.PageHinkley``) on the clipped ``z`` re-levels
-  the series to its recent values. With the defaults (threshold 80, delta 1, z clipped at
-  5) a shift that puts every point 5 or more sigma out is adopted after 20 points, one of
-  3 sigma after 40 (measured in the unit tests); smaller shifts are followed by ordinary
-  learning. After a re-level the previous normal is remembered for ``remember`` points: a
+  the series to its recent values. Out-of-band points move the level at a quarter of the
+  rate. With the defaults (threshold 80, delta 1, z clipped at 5) any lasting shift stops
+  scoring >= 0.3 within 21 points (a 50-sigma shift: re-levelled at point 20; 10 sigma:
+  ~12 points; 5 sigma: ~5 points, as the noise estimate widens; see the unit tests). After a re-level the previous normal is remembered for ``remember`` points: a
   series that returns to it (the incident ended) is not flagged again, it snaps back.
 
 Why not River's components as they are: ``stats.EWMean``/``EWVar`` are Rust objects whose
@@ -347,9 +347,15 @@ class SeriesDetector:
         if self.kind != "count" and self.volume_mean > 0:
             weight = min(n / self.volume_mean, 4.0)
         alpha = 1.0 - (1.0 - self.alpha) ** weight
+        if abs(z) >= self.clip_z:
+            # out of band: barely move until Page-Hinkley says the shift lasts, so an incident
+            # keeps looking like one (and its end is not a new incident)
+            alpha *= 0.25
         self.level = self._clamp(mu + alpha * e_clipped)
         self.trend = self.phi * self.trend + alpha * self.beta * e_clipped
-        self.extra_sum = (1 - self.alpha_var) * self.extra_sum + self._extra_sample(e_clipped, mu, n)
+        # the noise estimate sees up to twice the learning clip: heavy-tailed series get wider bands
+        e_noise = max(-2.0 * self.clip_z * sd, min(2.0 * self.clip_z * sd, e))
+        self.extra_sum = (1 - self.alpha_var) * self.extra_sum + self._extra_sample(e_noise, mu, n)
         self.extra_weight = (1 - self.alpha_var) * self.extra_weight + 1.0
         self.volume_mean += self.alpha_var * (n - self.volume_mean)
         self.t_last = t
