@@ -1,0 +1,594 @@
+"""Online detectors for one metric series: rates, counts and means.
+
+One object per series, River's two verbs: ``score_one`` says how unusual the new point is
+(before seeing it), ``learn_one`` then learns it. The same code runs in the stream, in
+``replay`` and in ``score-series``.
+
+How a point is judged
+---------------------
+* **Expected value**: a robust level with a damped trend (Holt), moved along a learned
+  *daily profile* (288 five-minute bins of raw values). The level follows smooth daily
+  curves from the first hour; once a bin has been seen on an earlier day, the level moved
+  along the profile is a competing prediction, and a point is judged by the one that
+  explains it best (a step seen yesterday at 09:00 is normal today).
+* **Noise model per kind**: rates are binomial in their denominator (4 carts is weak
+  evidence, 4,000 strong), counts are Poisson, means shrink with the number of observations;
+  each adds an *extra* variance learned online (beta-binomial / negative-binomial style:
+  ``tau^2`` for rates, ``c^2 * mu^2`` for counts), so a busy evening with the same rates
+  does not look like an incident and real series that are noisier than Poisson stay quiet.
+* **Score**: a signed deviance residual ``z`` (exact-ish tails for small counts: a count
+  of 1 where 0.01 was expected is not a one-in-a-million event), turned into a two-sided
+  tail probability ``p`` and ``score = min(1, -log10(p) / 10)``. So the score is calibrated
+  the same way on every series: 0.3 = one in a thousand, 0.6 = one in a million, 1.0 = one
+  in 10^10 or rarer.
+* **Robust learning**: a point moves the level and the noise estimates by at most
+  ``clip_z`` standard deviations, so a spike is not learned. A lasting shift is adopted on
+  purpose: a Page-Hinkley test (``river.drift.PageHinkley``) on the clipped ``z`` re-levels
+  the series to its recent values. Out-of-band points move the level at a quarter of the
+  rate. With the defaults (threshold 80, delta 1, z clipped at 5) any lasting shift stops
+  scoring >= 0.3 within 21 points (a 50-sigma shift: re-levelled at point 20; 10 sigma:
+  ~12 points; 5 sigma: ~5 points, as the noise estimate widens; see the unit tests). After a re-level the previous normal is remembered for ``remember`` points: a
+  series that returns to it (the incident ended) is not flagged again, it snaps back.
+
+Why not River's components as they are: ``stats.EWMean``/``EWVar`` are Rust objects whose
+state cannot be exported to our explicit, versioned format (River pickles broke between
+0.24 and 0.25), so their recursions are written out here; ``time_series.HoltWinters``
+initialises additive seasons as y/level and needs a full season before forecasting;
+``anomaly.GaussianScorer`` scores 1.0 on every point of a flat series. River's
+``drift.PageHinkley`` is used as is; its few fields are copied into the state explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any, Mapping
+
+from river import drift
+
+DAY_SECONDS = 86400.0
+KINDS = ("rate", "count", "value")
+
+#: Settings shared by every kind, with their defaults. Per-kind overrides are in KIND_DEFAULTS.
+COMMON_DEFAULTS: dict[str, Any] = {
+    "threshold": 0.6,        # is_anomaly when score >= threshold (0.6: one in a million)
+    "alpha": 0.1,            # level learning rate per point (rates: per typical volume)
+    "beta": 0.05,            # trend learning rate (relative to alpha)
+    "phi": 0.95,             # trend damping per point
+    "alpha_var": 0.02,       # learning rate of the noise estimates (~100 points memory)
+    "clip_z": 3.0,           # a point moves level and noise estimates by at most this many sigma
+    "season_bins": 288,      # bins of the daily profile (288 = 5 minutes)
+    "season_gamma": 0.25,    # weight of the newest day in the daily profile
+    "relevel_threshold": 80.0,  # Page-Hinkley threshold on clipped z (adoption of a lasting shift)
+    "relevel_delta": 1.0,    # Page-Hinkley drift allowance, in sigma per point
+    "relevel_clip": 5.0,     # z fed to Page-Hinkley is clipped to +-this
+    "remember": 1440,        # points during which the previous normal is remembered after a re-level
+}
+
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "rate": {"alpha": 0.05, "beta": 0.0},
+    "count": {},
+    "value": {},
+}
+
+
+class SettingsError(ValueError):
+    """A detector or policy setting is unknown or out of range; the message says which."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What a detector says about one point.
+
+    ``expected``, ``lower`` and ``upper`` are None until the series has been seen; the bounds
+    are where ``score`` would reach the detector's threshold. ``z`` is the signed evidence in
+    sigma, ``volume`` the evidence behind the point (rates: denominator; counts: the larger of
+    observed and expected; means: the number of observations, 1 if not given).
+    """
+
+    value: float | None
+    expected: float | None
+    lower: float | None
+    upper: float | None
+    score: float
+    direction: str | None
+    is_anomaly: bool
+    z: float = 0.0
+    volume: float = 0.0
+
+
+def _tail_score(z: float) -> float:
+    """``-log10`` of the two-sided normal tail of ``z``, over 10, clipped to [0, 1]."""
+    p = math.erfc(abs(z) / math.sqrt(2.0))
+    if p <= 1e-10:
+        return 1.0
+    return min(1.0, max(0.0, -math.log10(p) / 10.0))
+
+
+def _z_for_score(score: float) -> float:
+    p = 10.0 ** (-10.0 * score)
+    return NormalDist().inv_cdf(1.0 - p / 2.0)
+
+
+def _xlogy(x: float, y: float) -> float:
+    return 0.0 if x <= 0.0 else x * math.log(x / y)
+
+
+def resolve_settings(kind: str, settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Defaults for ``kind`` overlaid with ``settings`` (flat keys, and/or a per-kind mapping).
+
+    >>> resolve_settings("rate", {"threshold": 0.7, "count": {"alpha": 0.2}})["threshold"]
+    0.7
+    >>> resolve_settings("count", {"alfa": 1})
+    Traceback (most recent call last):
+    ...
+    blipwatch.detectors.series.SettingsError: unknown detector setting 'alfa'; known: alpha, alpha_var, beta, clip_z, phi, relevel_clip, relevel_delta, relevel_threshold, remember, season_bins, season_gamma, threshold
+    """
+    if kind not in KINDS:
+        raise SettingsError(f"unknown detector kind {kind!r}; use one of {', '.join(KINDS)}")
+    merged = dict(COMMON_DEFAULTS)
+    merged.update(KIND_DEFAULTS[kind])
+    if settings is None:
+        return merged
+    if not isinstance(settings, Mapping):
+        raise SettingsError(f"detector settings must be a mapping, not {type(settings).__name__}")
+    flat = {k: v for k, v in settings.items() if k not in KINDS}
+    per_kind = settings.get(kind) or {}
+    if not isinstance(per_kind, Mapping):
+        raise SettingsError(f"detector settings for {kind!r} must be a mapping")
+    for source in (flat, per_kind):
+        for key, value in source.items():
+            if key not in COMMON_DEFAULTS:
+                known = ", ".join(sorted(COMMON_DEFAULTS))
+                raise SettingsError(f"unknown detector setting {key!r}; known: {known}")
+            default = COMMON_DEFAULTS[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SettingsError(f"detector setting {key!r} must be a number, not {value!r}")
+            merged[key] = int(value) if isinstance(default, int) else float(value)
+    for key in ("alpha", "alpha_var", "season_gamma"):
+        if not 0.0 < merged[key] <= 1.0:
+            raise SettingsError(f"detector setting {key!r} must be in (0, 1], not {merged[key]}")
+    if not 0.0 < merged["threshold"] <= 1.0:
+        raise SettingsError(f"detector setting 'threshold' must be in (0, 1], not {merged['threshold']}")
+    if merged["season_bins"] < 1 or merged["clip_z"] <= 0 or merged["relevel_threshold"] <= 0:
+        raise SettingsError("season_bins, clip_z and relevel_threshold must be positive")
+    return merged
+
+
+class SeriesDetector:
+    """Base of the three kinds; see the module docstring. Use :func:`make_detector`."""
+
+    kind = "value"
+    #: additive (level + profile) or multiplicative (level * exp(profile)) daily profile
+    multiplicative = False
+
+    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        self.settings = resolve_settings(self.kind, settings)
+        for key, value in self.settings.items():
+            setattr(self, key, value)
+        self._band_z = _z_for_score(self.threshold)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.n_learned = 0
+        self.t_last: float | None = None
+        self.level = 0.0
+        self.trend = 0.0
+        self.volume_mean = 0.0       # EW mean of the evidence behind a point (rates, means)
+        self.extra_sum = 0.0         # bias-corrected EW of the extra variance samples
+        self.extra_weight = 0.0
+        self.profile = [0.0] * self.season_bins   # level per bin, averaged over days
+        self.profile_days = [0] * self.season_bins
+        self.bin_current = -1
+        self.bin_sum = 0.0
+        self.bin_count = 0
+        self.offset = 0.0            # sum of re-level jumps, kept out of the profile
+        self.recent: list[float] = []   # last few observations, the new level on a re-level
+        self.prev_delta: float | None = None   # jump of the last re-level, while remembered
+        self.prev_left = 0
+        self.shift = drift.PageHinkley(
+            min_instances=10, delta=self.relevel_delta, threshold=self.relevel_threshold, alpha=1.0,
+        )
+        self._cache: tuple | None = None
+
+    # --- kind hooks ------------------------------------------------------------------------
+
+    def _observe(self, value, numerator, denominator) -> tuple[float, float] | None:
+        """The observation and the evidence behind it, or None (no evidence)."""
+        if value is None or not math.isfinite(value):
+            return None
+        n = 1.0 if denominator is None else float(denominator)
+        if n <= 0:
+            return None
+        return float(value), n
+
+    def _clamp(self, mu: float) -> float:
+        return mu
+
+    def _sampling_var(self, mu: float, n: float) -> float:
+        """Variance a point would have from sampling alone (rates, counts), else 0."""
+        return 0.0
+
+    def _extra_var(self, mu: float, n: float) -> float:
+        est = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0
+        return max(est, 0.0)
+
+    def _extra_sample(self, e: float, mu: float, n: float) -> float:
+        return e * e - self._sampling_var(mu, n)
+
+    def _residual_z(self, x: float, mu: float, n: float, var_total: float) -> float:
+        return (x - mu) / math.sqrt(var_total)
+
+    def _volume(self, x: float, mu: float, n: float) -> float:
+        return n
+
+    def _profile_key(self, level: float) -> float:
+        return math.log(max(level, 0.5)) if self.multiplicative else level
+
+    # --- prediction ------------------------------------------------------------------------
+
+    def _bin(self, t: float) -> int:
+        return int((t % DAY_SECONDS) / DAY_SECONDS * self.season_bins) % self.season_bins
+
+    def _bases(self, t: float) -> tuple[float, float | None]:
+        """Level moved to ``t`` by the damped trend; and also by the daily profile, if known.
+
+        The profile gives the expected change between the bin of the last point and the bin of
+        ``t`` (piecewise constant, so a step at 09:00 seen yesterday is expected today).
+        """
+        base = self.level + self.phi * self.trend
+        if self.t_last is None:
+            return base, None
+        now, before = self._bin(t), self._bin(self.t_last)
+        if not (self.profile_days[now] and self.profile_days[before]):
+            return base, None
+        step = self.profile[now] - self.profile[before]
+        if self.multiplicative:
+            return base, base * math.exp(max(-5.0, min(5.0, step)))
+        return base, base + step
+
+    def _variance(self, mu: float, n: float) -> tuple[float, float]:
+        sampling = self._sampling_var(mu, n)
+        extra = self._extra_var(mu, n)
+        # young series: the noise estimate itself is uncertain, widen it
+        extra *= 1.0 + 4.0 / (self.extra_weight + 1.0)
+        return sampling, sampling + extra + self._floor_var(mu)
+
+    def _floor_var(self, mu: float) -> float:
+        return 0.0
+
+    def _judge(self, t: float, value, numerator, denominator):
+        key = (t, value, numerator, denominator)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        obs = self._observe(value, numerator, denominator)
+        if self.n_learned == 0:
+            result = (obs, None, None, 0.0, None)
+        else:
+            n = obs[1] if obs is not None else (self.volume_mean or 1.0)
+            plain, seasonal = self._bases(t)
+            mu = self._clamp(plain)
+            var_total = self._variance(mu, n)[1]
+            z, returning = 0.0, False
+            if obs is not None:
+                z = self._residual_z(obs[0], mu, n, var_total)
+                # The point is judged by the hypothesis that explains it best: the level alone,
+                # the level moved along yesterday's profile (a step seen yesterday at this time is
+                # normal today; an incident yesterday does not make its absence today an alert),
+                # and, after a re-level, the previous normal (the incident is over).
+                candidates = []
+                if seasonal is not None:
+                    candidates.append((self._clamp(seasonal), False))
+                if self.prev_delta is not None:
+                    candidates.append((self._clamp(mu * math.exp(-self.prev_delta) if self.multiplicative
+                                                   else mu - self.prev_delta), True))
+                for mu_other, is_previous in candidates:
+                    if abs(z) < 1.0:
+                        break
+                    v_other = self._variance(mu_other, n)[1]
+                    z_other = self._residual_z(obs[0], mu_other, n, v_other)
+                    if abs(z_other) < abs(z) and (not is_previous or abs(z_other) < self.clip_z):
+                        mu, var_total, z, returning = mu_other, v_other, z_other, is_previous
+            result = (obs, mu, var_total, z, returning)
+        self._cache = (key, result)
+        return result
+
+    # --- the two verbs -----------------------------------------------------------------------
+
+    def score_one(self, t: float, value: float | None, numerator: float | None = None,
+                  denominator: float | None = None) -> Scored:
+        """How unusual ``value`` at window start ``t`` is, judged before learning it."""
+        obs, mu, var_total, z, _ = self._judge(t, value, numerator, denominator)
+        x = obs[0] if obs is not None else (None if value is None else float(value))
+        if mu is None:
+            return Scored(x, None, None, None, 0.0, None, False, 0.0, obs[1] if obs else 0.0)
+        half = self._band_z * math.sqrt(var_total)
+        lower, upper = self._bounds(mu, half)
+        if obs is None:
+            return Scored(x, mu, lower, upper, 0.0, None, False, 0.0, 0.0)
+        score = _tail_score(z)
+        direction = "up" if z > 0 else "down" if z < 0 else None
+        return Scored(x, mu, lower, upper, score, direction, score >= self.threshold, z,
+                      self._volume(obs[0], mu, obs[1]))
+
+    def _bounds(self, mu: float, half: float) -> tuple[float, float]:
+        return mu - half, mu + half
+
+    def learn_one(self, t: float, value: float | None, numerator: float | None = None,
+                  denominator: float | None = None) -> None:
+        """Learn the point (after :meth:`score_one`); a point without evidence is skipped."""
+        obs, mu, var_total, z, returning = self._judge(t, value, numerator, denominator)
+        self._cache = None
+        if obs is None:
+            return
+        x, n = obs
+        if mu is None:
+            self.level = x
+            self.volume_mean = n
+            self.t_last = t
+            self.n_learned = 1
+            self._start_noise(x)
+            self._commit_profile(t, x)
+            return
+        if returning:
+            self._apply_relevel(-self.prev_delta)
+            self.prev_delta, self.prev_left = None, 0
+            self.shift._reset()
+        elif self.prev_delta is not None:
+            self.prev_left -= 1
+            if self.prev_left <= 0:
+                self.prev_delta = None
+
+        sd = math.sqrt(var_total)
+        e = x - mu
+        e_clipped = max(-self.clip_z * sd, min(self.clip_z * sd, e))
+        weight = 1.0
+        if self.kind != "count" and self.volume_mean > 0:
+            weight = min(n / self.volume_mean, 4.0)
+        alpha = 1.0 - (1.0 - self.alpha) ** weight
+        if abs(z) >= self.clip_z:
+            # out of band: barely move until Page-Hinkley says the shift lasts, so an incident
+            # keeps looking like one (and its end is not a new incident)
+            alpha *= 0.25
+        self.level = self._clamp(mu + alpha * e_clipped)
+        self.trend = self.phi * self.trend + alpha * self.beta * e_clipped
+        # the noise estimate sees up to twice the learning clip: heavy-tailed series get wider bands
+        e_noise = max(-2.0 * self.clip_z * sd, min(2.0 * self.clip_z * sd, e))
+        self.extra_sum = (1 - self.alpha_var) * self.extra_sum + self._extra_sample(e_noise, mu, n)
+        self.extra_weight = (1 - self.alpha_var) * self.extra_weight + 1.0
+        self.volume_mean += self.alpha_var * (n - self.volume_mean)
+        self.t_last = t
+        self.n_learned += 1
+
+        self.recent.append(x)
+        del self.recent[:-5]
+        clip = self.relevel_clip
+        self.shift.update(max(-clip, min(clip, z)))
+        if self.shift.drift_detected and not returning:
+            new_level = sorted(self.recent)[len(self.recent) // 2]
+            if self.multiplicative:
+                delta = math.log(max(new_level, 0.5)) - math.log(max(self.level, 0.5))
+            else:
+                delta = new_level - self.level
+            self._apply_relevel(delta)
+            self.prev_delta, self.prev_left = delta, self.remember
+            self.trend = 0.0
+        self._commit_profile(t, x)
+
+    def _start_noise(self, x: float) -> None:
+        """Prior for the extra noise before any residual is seen (none: sampling noise is known)."""
+
+    def _apply_relevel(self, delta: float) -> None:
+        self.level = self._clamp(self.level * math.exp(delta) if self.multiplicative
+                                 else self.level + delta)
+        self.offset += delta
+
+    def _commit_profile(self, t: float, x: float) -> None:
+        """Accumulate (clipped) observations per bin; at a bin change fold the bin into the profile."""
+        b = self._bin(t)
+        if b != self.bin_current:
+            if self.bin_count:
+                i = self.bin_current
+                mean = self.bin_sum / self.bin_count
+                if self.profile_days[i]:
+                    gamma = max(self.season_gamma, 1.0 / (1 + self.profile_days[i]))
+                    self.profile[i] += gamma * (mean - self.profile[i])
+                else:
+                    self.profile[i] = mean
+                self.profile_days[i] = min(self.profile_days[i] + 1, 1000)
+            self.bin_current, self.bin_sum, self.bin_count = b, 0.0, 0
+        self.bin_sum += self._profile_key(x) - self.offset
+        self.bin_count += 1
+
+    # --- state -------------------------------------------------------------------------------
+
+    _STATE_FIELDS = ("n_learned", "t_last", "level", "trend", "volume_mean", "extra_sum",
+                     "extra_weight", "profile", "profile_days", "bin_current", "bin_sum",
+                     "bin_count", "offset", "recent", "prev_delta", "prev_left")
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything that decides later scores, as plain JSON-able values."""
+        state = {name: getattr(self, name) for name in self._STATE_FIELDS}
+        ph = self.shift
+        state["shift"] = [ph._x_mean.n, ph._x_mean._mean, ph._sum_increase, ph._sum_decrease,
+                          ph._min_increase, ph._max_decrease, ph._drift_detected]
+        return {"kind": self.kind, "settings": self.settings, "state": state}
+
+    @classmethod
+    def from_state(cls, data: Mapping[str, Any]) -> "SeriesDetector":
+        detector = make_detector(data["kind"], data["settings"])
+        state = dict(data["state"])
+        shift = state.pop("shift")
+        for name in cls._STATE_FIELDS:
+            setattr(detector, name, state[name])
+        ph = detector.shift
+        (ph._x_mean.n, ph._x_mean._mean, ph._sum_increase, ph._sum_decrease,
+         ph._min_increase, ph._max_decrease, ph._drift_detected) = shift
+        return detector
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n_learned={self.n_learned}, level={self.level:.6g})"
+
+
+class ValueDetector(SeriesDetector):
+    """Means and other real values (order value, NAB series); ``denominator`` = observations.
+
+    The noise is learned from the residuals; a window with fewer observations than usual is
+    weaker evidence, one with more is not taken as stronger (a busy evening stays quiet).
+
+    >>> det = ValueDetector()
+    >>> for minute in range(300):
+    ...     t = minute * 60.0
+    ...     value = 50.0 + (minute % 7) * 0.5     # a noisy but steady order value
+    ...     _ = det.score_one(t, value, denominator=40)
+    ...     det.learn_one(t, value, denominator=40)
+    >>> det.score_one(300 * 60.0, 51.0, denominator=40).is_anomaly
+    False
+    >>> drop = det.score_one(300 * 60.0, 30.0, denominator=40)
+    >>> drop.is_anomaly, drop.direction
+    (True, 'down')
+    """
+
+    kind = "value"
+
+    def _extra_sample(self, e: float, mu: float, n: float) -> float:
+        return e * e * min(n / self.volume_mean, 1.0) if self.volume_mean > 0 else e * e
+
+    def _extra_var(self, mu: float, n: float) -> float:
+        est = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0
+        return est * max(self.volume_mean / n, 1.0)
+
+    def _start_noise(self, x: float) -> None:
+        # nothing is known about the noise of a new value series: assume 10 % of the first
+        # value, worth two points, so the second point is not a one-in-a-billion event
+        self.extra_sum, self.extra_weight = 2.0 * (0.1 * x) ** 2, 2.0
+
+    def _floor_var(self, mu: float) -> float:
+        # a perfectly flat series must not turn every rounding error into an alert
+        return (1e-3 * abs(mu)) ** 2 + 1e-12
+
+
+class CountDetector(SeriesDetector):
+    """Counts per window (events, complaints): Poisson noise plus learned over-dispersion,
+    a multiplicative daily profile.
+
+    >>> import random
+    >>> rng = random.Random(1)
+    >>> det = CountDetector()
+    >>> def poisson(lam):
+    ...     k, p, limit = 0, 1.0, math.exp(-lam)
+    ...     while True:
+    ...         p *= rng.random()
+    ...         if p < limit:
+    ...             return k
+    ...         k += 1
+    >>> for minute in range(600):
+    ...     t = minute * 60.0
+    ...     count = poisson(20)
+    ...     _ = det.score_one(t, count)
+    ...     det.learn_one(t, count)
+    >>> det.score_one(600 * 60.0, 26).is_anomaly
+    False
+    >>> surge = det.score_one(600 * 60.0, 80)
+    >>> surge.is_anomaly, surge.direction
+    (True, 'up')
+    """
+
+    kind = "count"
+    multiplicative = True
+
+    def _observe(self, value, numerator, denominator):
+        if value is None or not math.isfinite(value) or value < 0:
+            return None
+        return float(value), 1.0
+
+    def _clamp(self, mu: float) -> float:
+        # Jeffreys-like floor: zeros all night do not make one event a miracle
+        return max(mu, 0.5 * self.alpha)
+
+    def _sampling_var(self, mu: float, n: float) -> float:
+        return mu
+
+    def _extra_var(self, mu: float, n: float) -> float:
+        est = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0
+        return max(est, 0.0) * mu * mu
+
+    def _extra_sample(self, e: float, mu: float, n: float) -> float:
+        return (e * e - mu) / (mu * mu)
+
+    def _residual_z(self, x: float, mu: float, n: float, var_total: float) -> float:
+        deviance = 2.0 * (_xlogy(x, mu) - (x - mu))
+        z = math.copysign(math.sqrt(max(deviance, 0.0)), x - mu)
+        return z * math.sqrt(mu / var_total)
+
+    def _volume(self, x: float, mu: float, n: float) -> float:
+        return max(x, mu)
+
+    def _bounds(self, mu: float, half: float) -> tuple[float, float]:
+        return max(0.0, mu - half), mu + half
+
+
+class RateDetector(SeriesDetector):
+    """Rates = numerator / denominator (cart abandonment, payment failures): binomial noise in
+    the denominator plus a learned extra variance; volume-weighted learning.
+
+    >>> det = RateDetector()
+    >>> for minute in range(300):
+    ...     t = minute * 60.0
+    ...     carts = 4000
+    ...     abandoned = 2800 + (minute % 5 - 2) * 20     # ~70 % abandonment
+    ...     _ = det.score_one(t, abandoned / carts, abandoned, carts)
+    ...     det.learn_one(t, abandoned / carts, abandoned, carts)
+    >>> det.score_one(300 * 60.0, 4 / 4, 4, 4).is_anomaly           # 4 of 4 carts: weak evidence
+    False
+    >>> det.score_one(300 * 60.0, 3600 / 4000, 3600, 4000).is_anomaly  # 90 % of 4,000: strong
+    True
+    """
+
+    kind = "rate"
+
+    def _observe(self, value, numerator, denominator):
+        if numerator is not None and denominator is not None:
+            if denominator <= 0 or numerator < 0:
+                return None
+            return min(max(float(numerator) / float(denominator), 0.0), 1.0), float(denominator)
+        if value is None or not math.isfinite(value):
+            return None
+        return min(max(float(value), 0.0), 1.0), float(denominator) if denominator else 1.0
+
+    def _clamp(self, mu: float) -> float:
+        return min(max(mu, 1e-6), 1.0 - 1e-6)
+
+    def _sampling_var(self, mu: float, n: float) -> float:
+        return mu * (1.0 - mu) / n
+
+    def _floor_var(self, mu: float) -> float:
+        # pseudo-count: the level itself is uncertain when few trials back it
+        return mu * (1.0 - mu) / max(self.volume_mean * 2.0 / self.alpha, 1.0)
+
+    def _residual_z(self, x: float, mu: float, n: float, var_total: float) -> float:
+        k = x * n
+        deviance = 2.0 * (_xlogy(k, n * mu) + _xlogy(n - k, n * (1.0 - mu)))
+        z = math.copysign(math.sqrt(max(deviance, 0.0)), x - mu)
+        return z * math.sqrt(self._sampling_var(mu, n) / var_total)
+
+    def _bounds(self, mu: float, half: float) -> tuple[float, float]:
+        return max(0.0, mu - half), min(1.0, mu + half)
+
+
+_KIND_CLASSES = {"rate": RateDetector, "count": CountDetector, "value": ValueDetector}
+
+
+def make_detector(kind: str, settings: Mapping[str, Any] | None = None) -> SeriesDetector:
+    """A fresh detector for a series of ``kind`` ("rate", "count" or "value").
+
+    ``settings`` is the YAML ``detector`` section: flat keys for every kind and/or one mapping
+    per kind (``{"threshold": 0.6, "rate": {"alpha": 0.03}}``); None means the defaults.
+
+    >>> make_detector("count").score_one(0.0, 5).expected is None   # nothing seen yet
+    True
+    """
+    if kind not in _KIND_CLASSES:
+        raise SettingsError(f"unknown detector kind {kind!r}; use one of {', '.join(KINDS)}")
+    return _KIND_CLASSES[kind](settings)

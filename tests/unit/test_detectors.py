@@ -1,0 +1,267 @@
+"""The detectors and the alert policy, specified on synthetic series (issue 3)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from blipwatch.detectors import (
+    AlertPolicy,
+    SettingsError,
+    StateVersionError,
+    dump_state,
+    load_state,
+    make_detector,
+)
+
+MINUTE = 60.0
+DAY = 86400.0
+
+
+def feed(detector, points, policy=None):
+    """Score then learn each (t, value, numerator, denominator); return the Scored and transitions."""
+    scored, transitions = [], []
+    for t, value, numerator, denominator in points:
+        s = detector.score_one(t, value, numerator, denominator)
+        detector.learn_one(t, value, numerator, denominator)
+        scored.append(s)
+        if policy is not None:
+            tr = policy.update(t, s, None)
+            if tr is not None:
+                transitions.append(tr)
+    return scored, transitions
+
+
+def daily_traffic(t):
+    """Expected events per minute: ~20 at 04:00, ~2,000 at 20:00."""
+    hour = (t % DAY) / 3600.0
+    from_peak = min(abs(hour - 20.0), 24.0 - abs(hour - 20.0))
+    return 20.0 + 1980.0 * math.exp(-(from_peak ** 2) / (2 * 3.0 ** 2))
+
+
+def rate_points(rng, minutes, p=0.7, carts=lambda t: 400, start=0.0):
+    points = []
+    for m in range(minutes):
+        t = start + m * MINUTE
+        n = int(carts(t))
+        k = int(rng.binomial(n, p)) if n else 0
+        points.append((t, k / n if n else None, k, n))
+    return points
+
+
+# --- flat and seasonal series stay silent ------------------------------------------------------
+
+def test_a_count_at_zero_all_night_never_alerts():
+    rng = np.random.default_rng(1)
+    counts = [0] * 600 + [int(c) for c in rng.poisson(0.05, 600)]
+    points = [(m * MINUTE, float(c), None, None) for m, c in enumerate(counts)]
+    scored, transitions = feed(make_detector("count"), points, AlertPolicy(warmup=0, min_volume=0))
+    assert not any(s.is_anomaly for s in scored)
+    assert transitions == []
+    assert max(s.score for s in scored[1:]) < 0.4
+
+
+def test_a_flat_value_series_scores_zero_not_one():
+    scored, _ = feed(make_detector("value"), [(m * MINUTE, 42.0, None, None) for m in range(500)])
+    assert max(s.score for s in scored) == 0.0
+
+
+def test_the_daily_traffic_peak_is_not_an_incident_even_on_the_first_day():
+    rng = np.random.default_rng(2)
+    points = [(m * MINUTE, float(rng.poisson(daily_traffic(m * MINUTE))), None, None)
+              for m in range(2 * 1440)]
+    scored, transitions = feed(make_detector("count"), points, AlertPolicy())
+    assert transitions == []
+    evening = scored[1200:1260]  # 20:00-21:00 on day 1: the peak, seen for the first time
+    assert all(s.lower <= s.value <= s.upper for s in evening)
+
+
+def test_a_daily_step_seen_yesterday_is_normal_today():
+    # a shop opens at 09:00 every day: traffic jumps from ~50 to ~500 per minute
+    rng = np.random.default_rng(3)
+    def level(t):
+        return 500.0 if 9 <= (t % DAY) / 3600 < 18 else 50.0
+    points = [(m * MINUTE, float(rng.poisson(level(m * MINUTE))), None, None) for m in range(3 * 1440)]
+    scored, _ = feed(make_detector("count"), points)
+    opening_day1, opening_day3 = scored[9 * 60], scored[2 * 1440 + 9 * 60]
+    assert opening_day1.is_anomaly          # the first time, a step is news
+    assert not opening_day3.is_anomaly      # by the third day it is the daily pattern
+
+
+def test_a_busy_evening_with_the_same_rates_does_not_alert():
+    rng = np.random.default_rng(4)
+    carts = lambda t: 400 * (3 if 18 * 3600 <= t % DAY < 22 * 3600 else 1)  # noqa: E731
+    points = rate_points(rng, 1440, p=0.68, carts=carts)
+    _, transitions = feed(make_detector("rate"), points, AlertPolicy())
+    assert transitions == []
+
+
+# --- volume is evidence --------------------------------------------------------------------------
+
+def test_four_carts_are_weak_evidence_and_four_thousand_are_strong():
+    rng = np.random.default_rng(5)
+    detector = make_detector("rate")
+    feed(detector, rate_points(rng, 300, p=0.7, carts=lambda t: 4000))
+    t = 300 * MINUTE
+    few = detector.score_one(t, 4 / 4, 4, 4)
+    many = detector.score_one(t, 3200 / 4000, 3200, 4000)  # 80 % instead of 70 %
+    assert not few.is_anomaly and few.score < 0.2
+    assert many.is_anomaly and many.direction == "up"
+
+
+def test_scores_are_calibrated_tail_probabilities_on_every_kind():
+    rng = np.random.default_rng(6)
+    n = 20_000
+    series = {
+        "value": [(m * MINUTE, float(v), None, None) for m, v in enumerate(rng.normal(100, 5, n))],
+        "count": [(m * MINUTE, float(c), None, None) for m, c in enumerate(rng.poisson(300, n))],
+        "rate": rate_points(rng, n, p=0.3, carts=lambda t: 1000),
+    }
+    for kind, points in series.items():
+        scored, _ = feed(make_detector(kind), points)
+        scores = np.array([s.score for s in scored[500:]])
+        # score 0.2 is p = 1e-2 and 0.3 is p = 1e-3 (two-sided): the observed rates must match
+        assert 0.004 < np.mean(scores >= 0.2) < 0.03, kind
+        assert np.mean(scores >= 0.3) < 0.004, kind
+        assert np.mean(scores >= 0.6) < 0.0005, kind
+
+
+# --- robust learning -----------------------------------------------------------------------------
+
+def test_a_spike_is_not_learned():
+    rng = np.random.default_rng(7)
+    detector = make_detector("count")
+    feed(detector, [(m * MINUTE, float(c), None, None) for m, c in enumerate(rng.poisson(100, 600))])
+    before = detector.score_one(600 * MINUTE, 100).expected
+    spike, _ = feed(detector, [(600 * MINUTE, 1000.0, None, None)])
+    after = detector.score_one(601 * MINUTE, 100).expected
+    assert spike[0].is_anomaly
+    assert abs(after - before) < 0.1 * before
+    again, _ = feed(detector, [(601 * MINUTE, 1000.0, None, None)])
+    assert again[0].is_anomaly  # a second spike is still news
+
+
+@pytest.mark.parametrize("size_sigma, within", [(20.0, 25), (5.0, 25), (3.5, 45)])
+def test_a_lasting_level_shift_is_adopted_within_the_documented_time(size_sigma, within):
+    rng = np.random.default_rng(8)
+    detector = make_detector("value")
+    noise = rng.normal(0, 1, 1500)
+    feed(detector, [(m * MINUTE, 100 + noise[m], None, None) for m in range(1000)])
+    shifted, _ = feed(detector, [(m * MINUTE, 100 + size_sigma + noise[m], None, None)
+                                 for m in range(1000, 1500)])
+    anomalous = [i for i, s in enumerate(shifted) if s.score >= 0.3]
+    assert anomalous and anomalous[0] == 0 or size_sigma < 5
+    assert max(anomalous, default=0) < within
+    assert abs(shifted[-1].expected - (100 + size_sigma)) < 1.0
+
+
+def test_a_series_that_returns_to_its_old_normal_after_a_long_incident_is_not_flagged_again():
+    rng = np.random.default_rng(9)
+    detector = make_detector("count")
+    counts = list(rng.poisson(200, 600)) + list(rng.poisson(20, 60)) + list(rng.poisson(200, 120))
+    scored, _ = feed(detector, [(m * MINUTE, float(c), None, None) for m, c in enumerate(counts)])
+    assert scored[600].is_anomaly and scored[600].direction == "down"
+    assert not any(s.is_anomaly for s in scored[660:])
+
+
+# --- state ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["rate", "count", "value"])
+def test_state_round_trip_gives_identical_subsequent_scores(kind):
+    rng = np.random.default_rng(10)
+    points = rate_points(rng, 3000, p=0.4, carts=lambda t: 50 + (t / 60) % 100)
+    if kind != "rate":
+        points = [(t, float(k), None, None) for t, _, k, _ in points]
+    original, policy = make_detector(kind), AlertPolicy(warmup=10)
+    feed(original, points[:2000], policy)
+    copy, policy_copy = load_state(dump_state(original)), load_state(dump_state(policy))
+    assert len(dump_state(original)) <= 20_000
+    first = feed(original, points[2000:], policy)
+    second = feed(copy, points[2000:], policy_copy)
+    assert first == second
+
+
+def test_state_of_an_unknown_or_old_version_raises_state_version_error():
+    blob = dump_state(make_detector("count"))
+    with pytest.raises(StateVersionError, match="version 0"):
+        load_state(blob.replace(b"blipwatch-state/1", b"blipwatch-state/0"))
+    with pytest.raises(StateVersionError):
+        load_state(b"\x80\x04river pickle from 0.24")
+    with pytest.raises(StateVersionError):
+        load_state(blob[:-5])
+
+
+def test_unknown_settings_are_refused_with_their_name():
+    with pytest.raises(SettingsError, match="'alfa'"):
+        make_detector("rate", {"alfa": 0.1})
+    with pytest.raises(SettingsError, match="kind"):
+        make_detector("ratio")
+    with pytest.raises(SettingsError, match="'cooldwn'"):
+        AlertPolicy.from_settings({"cooldwn": 3})
+    assert make_detector("rate", {"rate": {"alpha": 0.2}, "threshold": 0.7}).settings["alpha"] == 0.2
+
+
+# --- the alert policy ----------------------------------------------------------------------------
+
+def scored_point(score, direction="up", value=10.0, volume=100.0):
+    detector_point = make_detector("value")
+    detector_point.learn_one(0.0, 5.0)
+    base = detector_point.score_one(60.0, value)
+    return type(base)(value, 5.0, 4.0, 6.0, score, direction, score >= 0.6, 0.0, volume)
+
+
+def run_policy(policy, scores, direction="up", volume=100.0):
+    out = []
+    for t, score in enumerate(scores):
+        tr = policy.update(float(t), scored_point(score, direction), volume)
+        out.append(None if tr is None else tr.status)
+    return out
+
+
+def test_policy_ignores_the_warm_up():
+    assert run_policy(AlertPolicy(warmup=3), [0.9, 0.9, 0.9, 0.1]) == [None] * 4
+
+
+def test_policy_ignores_points_below_the_minimum_volume():
+    assert run_policy(AlertPolicy(warmup=0, min_volume=50), [0.9, 0.9], volume=10) == [None, None]
+
+
+def test_policy_fires_on_one_rare_point_or_two_moderate_ones_in_a_row():
+    assert run_policy(AlertPolicy(warmup=0), [0.1, 0.65]) == [None, "firing"]
+    assert run_policy(AlertPolicy(warmup=0), [0.45, 0.1, 0.45, 0.1]) == [None] * 4
+    assert run_policy(AlertPolicy(warmup=0), [0.45, 0.45]) == [None, "firing"]
+
+
+def test_policy_direction_keeps_only_the_wanted_side():
+    assert run_policy(AlertPolicy(warmup=0, direction="up"), [0.9, 0.9], direction="down") == [None, None]
+    assert run_policy(AlertPolicy(warmup=0, direction="down"), [0.9], direction="down") == ["firing"]
+
+
+def test_policy_hysteresis_keeps_one_incident_and_resolves_after_k_normal_points():
+    policy = AlertPolicy(warmup=0, resolve_after=3, cooldown=0)
+    statuses = run_policy(policy, [0.7, 0.45, 0.7, 0.1, 0.1, 0.1])
+    assert statuses == ["firing", None, None, None, None, "resolved"]
+
+
+def test_policy_reports_an_escalation_as_an_update():
+    policy = AlertPolicy(warmup=0)
+    assert run_policy(policy, [0.7, 0.95, 0.99]) == ["firing", "update", None]
+
+
+def test_policy_cooldown_blocks_a_new_incident_right_after_a_resolve():
+    policy = AlertPolicy(warmup=0, resolve_after=1, cooldown=3)
+    statuses = run_policy(policy, [0.7, 0.1, 0.7, 0.7, 0.7, 0.7])
+    assert statuses == ["firing", "resolved", None, None, None, "firing"]
+
+
+def test_an_incident_on_a_rate_fires_within_two_windows_and_resolves_after_it_ends():
+    rng = np.random.default_rng(11)
+    detector, policy = make_detector("rate"), AlertPolicy()
+    normal = rate_points(rng, 600, p=0.05, carts=lambda t: 300)
+    outage = rate_points(rng, 15, p=0.25, carts=lambda t: 300, start=600 * MINUTE)
+    after = rate_points(rng, 60, p=0.05, carts=lambda t: 300, start=615 * MINUTE)
+    _, transitions = feed(detector, normal + outage + after, policy)
+    assert [tr.status for tr in transitions] == ["firing", "resolved"]
+    assert transitions[0].t <= 601 * MINUTE and transitions[0].direction == "up"
