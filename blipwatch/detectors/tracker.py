@@ -84,11 +84,13 @@ class SeriesTracker:
         self.lateness_ms = catalogue.lateness_ms
         self.detector = detector if detector is not None else make_detector(
             metric.detector_kind, catalogue.detector_settings_for(metric))
-        self.policy = policy if policy is not None else AlertPolicy(**catalogue.policy_settings_for(metric))
+        self.policy = policy if policy is not None else AlertPolicy.from_settings(catalogue.policy_settings_for(metric))
         self.last_closed = last_closed
         self.open: dict[int, list[float]] = {}
-        #: the incident in progress: {"dedup_key", "started_at", "direction", "severity"}; None when quiet
+        #: the incident in progress: {"dedup_key", "started_at", "direction"}; None when quiet
         self.incident = incident
+        #: True when a stored state could not be loaded and this tracker started afresh
+        self.rewarmed = False
 
     # --- input -------------------------------------------------------------------------
 
@@ -249,7 +251,21 @@ class SeriesTracker:
             tracker = cls(series, metric, catalogue)
             tracker.rewarmed = True
             return tracker
-        tracker = cls(series, metric, catalogue, detector=detector, policy=policy,
-                      last_closed=record.get("last_closed"), incident=record.get("incident"))
-        tracker.rewarmed = False
-        return tracker
+        return cls(series, metric, catalogue, detector=detector, policy=policy,
+                   last_closed=record.get("last_closed"), incident=record.get("incident"))
+
+
+class IncidentBook:
+    """The series firing right now, so an alert can name the others firing with it (``related``):
+    a global spike and the segment that drives it belong together."""
+
+    def __init__(self) -> None:
+        self.firing: dict[str, dict[str, Any]] = {}
+
+    def note(self, series: str, alert: AnomalyAlert) -> AnomalyAlert:
+        if alert.status == "firing":
+            self.firing.setdefault(series, {"metric": alert.metric, "segment": alert.segment})
+        alert.related = [dict(other) for key, other in sorted(self.firing.items()) if key != series]
+        if alert.status == "resolved":
+            self.firing.pop(series, None)
+        return alert

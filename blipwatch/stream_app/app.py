@@ -20,6 +20,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from mode import Service
 
 from blipwatch.detectors.catalogue import Catalogue
+from blipwatch.detectors.tracker import IncidentBook
 from blipwatch.detectors.windows import GlobalWatermark, LocalWatermark
 from blipwatch.stream_app import metrics
 from blipwatch.stream_app.aggregate import PartitionAggregator, decode_partials
@@ -230,7 +231,7 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
     # --- stage 2: aggregate, score, alert (Faust agent over the partials) ----------------
     global_watermark = GlobalWatermark()
     aggregators: dict[int, PartitionAggregator] = {}
-    firing: dict[str, dict] = {}  # series -> {"metric", "segment", "started_at"} firing on this worker
+    incidents = IncidentBook()  # the series firing on this worker, for alerts' `related`
 
     def aggregator_for(partition: int) -> PartitionAggregator:
         aggregator = aggregators.get(partition)
@@ -268,21 +269,12 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
         alert = window.alert
         if alert is None:
             return
-        if alert.status == "firing":
-            firing.setdefault(tracker.series, {"metric": alert.metric, "segment": alert.segment,
-                                               "started_at": alert.started_at})
-        alert.related = related_to(tracker.series, alert.started_at)
-        if alert.status == "resolved":
-            firing.pop(tracker.series, None)
+        incidents.note(tracker.series, alert)
         alert.published_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         await alerts_topic.send(key=alert.dedup_key.encode(), value=alert.to_json())
         metrics.ALERTS.labels(alert.metric, alert.status, alert.severity).inc()
         metrics.ALERT_LATENCY.observe(max(0.0, time.time() - observed_at))
         log.info("alert %s: %s", alert.status, alert.summary)
-
-    def related_to(series: str, started_at: str) -> list[dict]:
-        return [{"metric": other["metric"], "segment": other["segment"]}
-                for key, other in sorted(firing.items()) if key != series]
 
     @app.on_partitions_revoked.connect
     async def forget_partitions(app_, revoked, **kwargs) -> None:
