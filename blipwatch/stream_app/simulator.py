@@ -10,8 +10,8 @@ names of DESIGN.md, so ``blipwatch evaluate`` can score a detector against it.
 Everything is seeded: the same arguments give the same events, byte for byte.
 
 >>> events = list(generate_events("none", hours=0.05, sessions_per_minute=20))
->>> events[0]["event_type"], events[0]["occurred_at"][:19]
-('session_start', '2026-01-05T00:00:00')
+>>> events[0]["occurred_at"][:16], events[-1]["occurred_at"][:16]
+('2026-01-05T00:00', '2026-01-05T00:02')
 >>> sorted({event["channel"] for event in events}) <= sorted(CHANNELS)
 True
 >>> [label["name"] for label in scenario_labels("demo")]
