@@ -114,31 +114,41 @@ def produce(broker, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) 
 
 def read_topic(broker, topic: str, expected: int | None = None, timeout: float = 30,
                idle: float = 2.0) -> list:
-    """Every record of a topic from the start (no consumer group); stops at ``expected`` records
-    or after ``idle`` seconds without new ones."""
+    """Every record of a topic from the start (no consumer group): until ``expected`` records, or,
+    without ``expected``, until every partition is read up to its high watermark (taken from fetch
+    responses: the embedded broker's ListOffsets is wrong after batched produce, shared TANSU.md)."""
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
-                             consumer_timeout_ms=int(idle * 1000), auto_offset_reset="earliest")
+                             auto_offset_reset="earliest", fetch_max_bytes=16 * 1024 * 1024)
     deadline = time.monotonic() + timeout
     partitions = None
-    while partitions is None and time.monotonic() < deadline:
+    while not partitions and time.monotonic() < deadline:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            partitions = None
             time.sleep(0.2)
     if not partitions:
         consumer.close()
         return []
-    consumer.assign([TopicPartition(topic, p) for p in partitions])
+    assigned = [TopicPartition(topic, p) for p in partitions]
+    consumer.assign(assigned)
     consumer.seek_to_beginning()
     records = []
+    quiet_since = time.monotonic()
     while time.monotonic() < deadline:
-        batch = consumer.poll(timeout_ms=500)
+        batch = consumer.poll(timeout_ms=200, max_records=50_000)
         new = [r for rs in batch.values() for r in rs]
         records.extend(new)
-        if expected is not None and len(records) >= expected:
+        if new:
+            quiet_since = time.monotonic()
+        if expected is not None:
+            if len(records) >= expected:
+                break
+            continue
+        highwaters = [consumer.highwater(tp) for tp in assigned]
+        if all(h is not None for h in highwaters) and all(
+                consumer.position(tp) >= h for tp, h in zip(assigned, highwaters)):
             break
-        if not new and expected is None and records:
-            break
+        if time.monotonic() - quiet_since > idle and all(h is None for h in highwaters):
+            break  # nothing fetched at all: the topic is empty
     consumer.close()
     return records
 
