@@ -383,17 +383,36 @@ class _Generator:
             state = phi * state + steps[i]
             wander[i] = state
         self.wander = state
-        rates = self.sessions_per_minute * daily_value * weekly * levels * np.exp(wander)
+        return self.sessions_per_minute * daily_value * weekly * levels * np.exp(wander)
+
+    def _extra_rates(self, first_minute: int, rates: np.ndarray) -> np.ndarray:
+        """Expected extra session starts per minute from traffic incidents (a busy evening)."""
+        extra = np.zeros_like(rates)
+        middle = (np.arange(first_minute, first_minute + len(rates)) * 60_000 + 30_000).astype(float)
         for incident, onset, end in self.run.incidents:
             factor = incident.effect.get("traffic")
             if factor is None:
                 continue
-            middle = epoch_minutes * 60_000 + 30_000
             inside = (middle >= onset) & (middle < end)
             phase = (middle - onset) / max(1, end - onset)
-            bump = 1 + (factor - 1) * 0.5 * (1 - np.cos(2 * np.pi * phase))   # rises and falls smoothly
-            rates = np.where(inside, rates * bump, rates)
-        return rates
+            bump = (factor - 1) * 0.5 * (1 - np.cos(2 * np.pi * phase))   # rises and falls smoothly
+            extra += np.where(inside, rates * bump, 0.0)
+        return extra
+
+    def _draw_sessions(self, numbers: np.random.Generator, rates: np.ndarray):
+        """Session counts per minute, and each session's offset, channel, country, device, customer."""
+        counts = numbers.poisson(rates)
+        total = int(counts.sum())
+        offsets = numbers.integers(0, 60_000, total).tolist()
+        channels = np.searchsorted(self.channel_cumulative, numbers.random(total), side="right")
+        countries = np.searchsorted(self.country_cumulative, numbers.random(total), side="right")
+        devices = (numbers.random(total)[:, None] >= self.device_cumulative[channels]).sum(axis=1)
+        customers = [None if guest else f"c{country}{number:05d}" for guest, country, number in zip(
+            (numbers.random(total) < GUEST_SHARE).tolist(), countries.tolist(),
+            numbers.integers(0, 60_000, total).tolist())]
+        sessions = zip(offsets, [CHANNELS[i] for i in channels.tolist()], [COUNTRIES[i] for i in countries.tolist()],
+                       [DEVICES[i] for i in devices.tolist()], customers)
+        return counts.tolist(), list(sessions)
 
     # -- the stream ----------------------------------------------------------------------
 
@@ -402,26 +421,22 @@ class _Generator:
         first_minute = (run.start_ms - PRE_ROLL_MS) // 60_000
         last_minute = (run.end_ms - 1) // 60_000
         chunk = 60
+        # extra visitors come from a generator of their own, so traffic before them stays as it was
+        extra_numbers = np.random.default_rng([self.seed, 1])
         for chunk_start in range(first_minute, last_minute + 1, chunk):
             minutes = min(chunk, last_minute + 1 - chunk_start)
-            counts = self.numbers.poisson(self._session_rates(chunk_start, minutes))
-            total = int(counts.sum())
-            offsets = self.numbers.integers(0, 60_000, total).tolist()
-            channels = np.searchsorted(self.channel_cumulative, self.numbers.random(total), side="right")
-            countries = np.searchsorted(self.country_cumulative, self.numbers.random(total), side="right")
-            device_draws = self.numbers.random(total)
-            devices = (device_draws[:, None] >= self.device_cumulative[channels]).sum(axis=1)
-            guests = (self.numbers.random(total) < GUEST_SHARE).tolist()
-            customers = self.numbers.integers(0, 60_000, total).tolist()
-            channels, countries, devices = channels.tolist(), countries.tolist(), devices.tolist()
-            index = 0
-            for minute_offset, count in enumerate(counts.tolist()):
+            rates = self._session_rates(chunk_start, minutes)
+            counts, sessions = self._draw_sessions(self.numbers, rates)
+            extra_counts, extra_sessions = self._draw_sessions(extra_numbers, self._extra_rates(chunk_start, rates))
+            index = extra_index = 0
+            for minute_offset in range(minutes):
                 minute = chunk_start + minute_offset
-                for i in range(index, index + count):
-                    customer = None if guests[i] else f"c{countries[i]}{customers[i]:05d}"
-                    self._session(minute * 60_000 + offsets[i], CHANNELS[channels[i]],
-                                  COUNTRIES[countries[i]], DEVICES[devices[i]], customer)
+                count, extra = counts[minute_offset], extra_counts[minute_offset]
+                for offset, channel, country, device, customer in (
+                        sessions[index:index + count] + extra_sessions[extra_index:extra_index + extra]):
+                    self._session(minute * 60_000 + offset, channel, country, device, customer)
                 index += count
+                extra_index += extra
                 bucket = self.buckets.pop(minute, None)
                 if not bucket:
                     continue
@@ -439,6 +454,9 @@ class _Generator:
 
     def _session(self, t: int, channel: str, country: str, device: str, customer: str | None) -> None:
         behaviour = BEHAVIOURS[channel]
+        self.sessions += 1
+        # each session draws from its own seed: an incident changes the sessions it touches, no others
+        self.random.seed((self.seed << 40) | self.sessions)
         rnd = self.random.random
         log = math.log
         incidents = ()
@@ -450,7 +468,6 @@ class _Generator:
                         for k, v in incident.segment.items())
             ]
         active = self._active
-        self.sessions += 1
         session_id = f"s{self.seed}-{self.sessions:07d}"
         gap_ms = behaviour.gap_seconds * 1000
         steps: list[tuple[int, str, dict]] = [(t, "session_start", {})]
@@ -477,8 +494,12 @@ class _Generator:
         if rnd() < p_complaint:
             t += 500 + int(-gap_ms * log(1.0 - rnd()))
             add((t, "complaint", {"reason": COMPLAINT_REASONS[int(rnd() * 7)]}))
-        if incidents:
-            kept = [step for step in steps if rnd() < active(incidents, step[0], "kept_events")]
+        if incidents:   # a tracking drop: events vanish before they reach us
+            kept = []
+            for step in steps:
+                keep = active(incidents, step[0], "kept_events")
+                if keep >= 1.0 or rnd() < keep:
+                    kept.append(step)
             steps = kept
         common = {"session_id": session_id, "channel": channel, "country": country, "device": device}
         if customer is not None:
