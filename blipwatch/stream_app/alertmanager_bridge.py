@@ -330,7 +330,9 @@ class AlertmanagerBridge:
                         alert = json.loads(record.value)
                         if not isinstance(alert, dict) or "dedup_key" not in alert or "metric" not in alert:
                             raise ValueError("not an alert object with dedup_key and metric")
-                    except ValueError as exc:
+                        # a message that cannot be mapped must not block the sender's batches forever
+                        to_alertmanager(alert, datetime.now(timezone.utc))
+                    except (ValueError, TypeError, AttributeError) as exc:
                         log.error("alertmanager bridge: skipping undecodable alert at %s:%s offset %s: %s",
                                   partition.topic, partition.partition, record.offset, exc)
                     else:

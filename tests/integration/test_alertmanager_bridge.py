@@ -55,9 +55,10 @@ def produce(broker, unique_topics):
     settings = Settings.from_env({"BLIPWATCH_BROKER": broker.url, **unique_topics})
     producer = KafkaProducer(**settings.kafka_python_kwargs(), acks="all", enable_idempotence=False)
 
-    def send(message: dict) -> None:
-        producer.send(settings.alerts_topic, key=message["dedup_key"].encode(),
-                      value=json.dumps(message).encode()).get(timeout=10)
+    def send(message: dict | bytes, key: str = "") -> None:
+        value = message if isinstance(message, bytes) else json.dumps(message).encode()
+        key = key or message["dedup_key"]
+        producer.send(settings.alerts_topic, key=key.encode(), value=value).get(timeout=10)
 
     yield send
     producer.close(timeout=5)
@@ -139,16 +140,19 @@ def test_incident_is_active_in_alertmanager_with_labels_and_annotations_then_res
         assert am.alerts(dedup_key=key) == []
 
 
-def test_alertmanager_down_at_start_still_gets_the_latest_state_once_it_is_up(tmp_path, produce, bridge):
+def test_alertmanager_down_at_start_still_gets_the_latest_state_once_it_is_up_bad_messages_skipped(tmp_path, produce, bridge):
     key = f"payment_failure_rate|all|{uuid.uuid4().hex[:8]}"
     am = Alertmanager(tmp_path)  # port chosen, not started yet
     with bridge(am.url, "--max-backoff", "2") as process:
+        produce(b"{not json", key=key)  # skipped with an error line, never retried
+        produce(alert_message(key + "-bad", started_at="yesterday"))
         produce(alert_message(key, metric="payment_failure_rate", segment={}, severity="warning", observed=0.2))
         produce(alert_message(key, metric="payment_failure_rate", segment={}, severity="critical", observed=0.45))
         time.sleep(4)  # the bridge has consumed both and is retrying against nothing
         assert process.poll() is None, "the bridge must keep running while Alertmanager is down"
         with am:
             [active] = wait_until(lambda: am.alerts(dedup_key=key), timeout=20, what="alert after Alertmanager start")
+            assert am.alerts(dedup_key=key + "-bad") == []
         assert active["labels"]["severity"] == "critical"
         assert active["labels"]["metric"] == "payment_failure_rate"
         assert active["annotations"]["observed"] == "0.45"
