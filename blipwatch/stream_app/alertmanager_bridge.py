@@ -1,0 +1,455 @@
+"""The Alertmanager bridge: anomaly alerts from Kafka to Alertmanager's v2 API.
+
+It consumes the alerts topic in its own consumer group and keeps, per ``dedup_key``, only the
+latest state of each incident. A sender task posts what changed to ``POST /api/v2/alerts`` and
+re-sends firing incidents every ``resend_interval`` seconds (Alertmanager wants 30 s to 3 min),
+each time with ``endsAt`` a few minutes ahead, so that if the bridge dies its alerts expire instead
+of firing forever. A resolved incident is sent once with ``endsAt`` = its resolve time, then
+forgotten.
+
+Alertmanager down: the sender retries with capped exponential backoff; consuming never waits for
+it, and since only the latest state per incident is kept, memory stays bounded and nothing but
+superseded states is dropped.
+
+Offsets: per partition the bridge commits the offset of the oldest message that still defines a
+live incident (firing, or not yet delivered), so a restarted bridge re-reads exactly what it needs
+to rebuild its state (at-least-once; Alertmanager dedups by labels).
+
+Run it as ``blipwatch alertmanager-bridge --url http://127.0.0.1:9093``, or in-process::
+
+    bridge = bridge_from_env(settings)      # None unless BLIPWATCH_ALERTMANAGER_URL is set
+    if bridge is not None:
+        await bridge.run()                  # until cancelled; or start() ... stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import re
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+
+from blipwatch.stream_app.config import ConfigError, Settings
+
+log = logging.getLogger("blipwatch.alertmanager_bridge")
+
+ALERTNAME = "CustomerBehaviourBlip"
+DEFAULT_GROUP_ID = "blipwatch-alertmanager-bridge"
+#: The uid of the generated "blips" dashboard (``stream_app/dashboards.py``), for the dashboard link.
+BLIPS_DASHBOARD_PATH = "/d/blipwatch-blips/blipwatch-blips"
+RESERVED_LABELS = frozenset({"alertname", "metric", "severity", "dedup_key"})
+
+
+# --- the mapping: one alert message -> one Alertmanager alert (pure) ---------------------------
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 string or epoch milliseconds as an aware UTC datetime (None if absent).
+
+    >>> parse_time("2025-03-01T12:00:00Z").isoformat()
+    '2025-03-01T12:00:00+00:00'
+    >>> parse_time(1740830400000).isoformat()
+    '2025-03-01T12:00:00+00:00'
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def segment_label(segment: Mapping[str, Any]) -> str:
+    """The segment as the workers' Prometheus ``segment`` label spells it.
+
+    >>> segment_label({}), segment_label({"channel": "web"}), segment_label({"country": "DE", "channel": "web"})
+    ('all', 'channel=web', 'channel=web,country=DE')
+    """
+    return ",".join(f"{key}={segment[key]}" for key in sorted(segment)) or "all"
+
+
+def label_name(dimension: str) -> str:
+    """A segment dimension as a valid Alertmanager label name that cannot clash with ours."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", dimension) or "_"
+    if name[0].isdigit():
+        name = "_" + name
+    return f"segment_{name}" if name in RESERVED_LABELS or name.startswith("__") else name
+
+
+def number(value: Any) -> str:
+    """A figure for a human: 4 significant digits. ``number(0.123456) == '0.1235'``"""
+    if value is None:
+        return "n/a"
+    try:
+        return f"{float(value):.4g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def dashboard_link(base_url: str, alert: Mapping[str, Any]) -> str:
+    """The blips dashboard for this alert's metric and segment, an hour either side of its window."""
+    params = {"var-metric": alert.get("metric", ""), "var-segment": segment_label(alert.get("segment") or {})}
+    start, end = parse_time(alert.get("window_start")), parse_time(alert.get("window_end"))
+    if start and end:
+        params["from"] = str(int((start - timedelta(hours=1)).timestamp() * 1000))
+        params["to"] = str(int((end + timedelta(hours=1)).timestamp() * 1000))
+    return base_url.rstrip("/") + BLIPS_DASHBOARD_PATH + "?" + urllib.parse.urlencode(params)
+
+
+def labels_for(alert: Mapping[str, Any]) -> dict[str, str]:
+    """Alertmanager labels: what identifies the incident and what routing needs, nothing that changes
+    while it fires except ``severity`` (an escalation is sent as a new alert; see ``AlertmanagerBridge``).
+
+    ``dedup_key`` is a label so that two incidents on one series never overwrite each other in
+    Alertmanager (e.g. an old one's resolution replayed after a restart); it has one value per
+    incident, and Alertmanager forgets resolved alerts, so it does not accumulate.
+    """
+    labels = {
+        "alertname": ALERTNAME,
+        "metric": str(alert["metric"]),
+        "severity": str(alert.get("severity") or "warning"),
+        "dedup_key": str(alert["dedup_key"]),
+    }
+    for dimension, value in sorted((alert.get("segment") or {}).items()):
+        labels[label_name(str(dimension))] = str(value)
+    return labels
+
+
+def to_alertmanager(alert: Mapping[str, Any], now: datetime, *, dashboard_url: str | None = None,
+                    firing_ttl: float = 300.0) -> dict[str, Any]:
+    """One blipwatch alert message as one alert for ``POST /api/v2/alerts``.
+
+    Firing: ``endsAt`` is ``firing_ttl`` seconds from ``now`` (re-sent before then while firing).
+    Resolved: ``endsAt`` is the end of the window that resolved it, never later than ``now`` nor
+    earlier than ``startsAt``.
+
+    >>> alert = {"alert_id": "a1", "dedup_key": "cart_abandonment_rate|channel=web|1", "status": "firing",
+    ...          "severity": "critical", "metric": "cart_abandonment_rate", "segment": {"channel": "web"},
+    ...          "direction": "up", "window_start": "2025-03-01T12:00:00Z", "window_end": "2025-03-01T12:01:00Z",
+    ...          "started_at": "2025-03-01T12:00:00Z", "observed": 0.61, "expected": 0.3, "lower": 0.22,
+    ...          "upper": 0.38, "score": 0.999, "numerator": 61, "denominator": 100,
+    ...          "summary": "Cart abandonment on web rose to 61% (expected 30%).", "detector": "rate", "related": []}
+    >>> now = parse_time("2025-03-01T12:01:05Z")
+    >>> out = to_alertmanager(alert, now, dashboard_url="http://grafana:3000")
+    >>> out["labels"]
+    {'alertname': 'CustomerBehaviourBlip', 'metric': 'cart_abandonment_rate', 'severity': 'critical', 'dedup_key': 'cart_abandonment_rate|channel=web|1', 'channel': 'web'}
+    >>> out["startsAt"], out["endsAt"]
+    ('2025-03-01T12:00:00.000Z', '2025-03-01T12:06:05.000Z')
+    >>> out["annotations"]["observed"], out["annotations"]["bounds"], out["annotations"]["dashboard"].split("&")[:2]
+    ('0.61', '[0.22, 0.38]', ['http://grafana:3000/d/blipwatch-blips/blipwatch-blips?var-metric=cart_abandonment_rate', 'var-segment=channel%3Dweb'])
+    >>> to_alertmanager({**alert, "status": "resolved", "window_end": "2025-03-01T12:09:00Z"}, now)["endsAt"]
+    '2025-03-01T12:01:05.000Z'
+    """
+    starts_at = parse_time(alert.get("started_at")) or parse_time(alert.get("window_start")) or now
+    starts_at = min(starts_at, now)  # a producer clock ahead of ours must not make Alertmanager refuse it
+    if alert.get("status") == "resolved":
+        ends_at = min(parse_time(alert.get("window_end")) or now, now)
+        ends_at = max(ends_at, starts_at + timedelta(milliseconds=1))
+    else:
+        ends_at = now + timedelta(seconds=firing_ttl)
+    segment = alert.get("segment") or {}
+    related = ", ".join(f"{item.get('metric')}[{segment_label(item.get('segment') or {})}]"
+                        for item in alert.get("related") or [])
+    annotations = {
+        "summary": str(alert.get("summary") or f"{alert.get('metric')} blip on {segment_label(segment)}"),
+        "observed": number(alert.get("observed")),
+        "expected": number(alert.get("expected")),
+        "bounds": f"[{number(alert.get('lower'))}, {number(alert.get('upper'))}]",
+        "score": number(alert.get("score")),
+        "direction": str(alert.get("direction") or ""),
+        "segment": segment_label(segment),
+        "window": f"{alert.get('window_start')} .. {alert.get('window_end')}",
+        "volume": f"{number(alert.get('numerator'))} / {number(alert.get('denominator'))}",
+        "detector": str(alert.get("detector") or ""),
+        "alert_id": str(alert.get("alert_id") or ""),
+    }
+    if related:
+        annotations["related"] = related
+    result: dict[str, Any] = {
+        "labels": labels_for(alert),
+        "annotations": annotations,
+        "startsAt": rfc3339(starts_at),
+        "endsAt": rfc3339(ends_at),
+    }
+    if dashboard_url:
+        annotations["dashboard"] = result["generatorURL"] = dashboard_link(dashboard_url, alert)
+    return result
+
+
+# --- the bridge ------------------------------------------------------------------------------
+
+
+@dataclass
+class Incident:
+    """The latest known state of one incident, and where it stands with Alertmanager."""
+
+    alert: dict[str, Any]
+    partition: Any  # aiokafka TopicPartition the state came from
+    offset: int  # offset of the message holding ``alert``
+    delivered: bool = False
+    last_sent: float = 0.0  # monotonic time of the last successful post
+    #: label sets Alertmanager has firing for this incident (two after a severity change, until
+    #: the next post resolves the old one); shared by an incident's successive states
+    sent_labels: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def firing(self) -> bool:
+        return self.alert.get("status") != "resolved"
+
+
+class AlertmanagerBridge:
+    """Consumes ``settings.alerts_topic`` and keeps Alertmanager at ``url`` in step with it.
+
+    ``await start()`` / ``await stop()``, or ``await run()`` until cancelled. ``resend_interval``:
+    how often firing incidents are re-posted; ``firing_ttl``: how far ahead their ``endsAt`` is;
+    ``max_backoff``: the cap of the retry delay while Alertmanager is unreachable.
+    """
+
+    def __init__(self, settings: Settings, url: str, *, dashboard_url: str | None = None,
+                 group_id: str = DEFAULT_GROUP_ID, resend_interval: float = 60.0, firing_ttl: float = 300.0,
+                 max_backoff: float = 30.0, request_timeout: float = 10.0):
+        self.settings = settings
+        self.url = check_url(url, "Alertmanager URL")
+        self.dashboard_url = check_url(dashboard_url, "dashboard URL") if dashboard_url else None
+        self.group_id = group_id
+        self.resend_interval = resend_interval
+        self.firing_ttl = max(firing_ttl, 2 * resend_interval)
+        self.max_backoff = max_backoff
+        self.request_timeout = request_timeout
+        self.incidents: dict[str, Incident] = {}
+        self.positions: dict[Any, int] = {}  # next offset to read, per assigned partition
+        self.posted = 0  # alerts Alertmanager accepted, for logs and tests
+        self._consumer = None
+        self._session = None
+        self._tasks: list[asyncio.Task] = []
+        self._wake = asyncio.Event()
+        self._committed: dict[Any, int] = {}
+        self._failures = 0
+
+    # lifecycle
+
+    async def start(self) -> None:
+        import aiohttp
+        from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+
+        bridge = self
+
+        class ForgetRevoked(ConsumerRebalanceListener):
+            async def on_partitions_revoked(self, revoked):
+                await bridge._commit()
+                bridge._forget(set(revoked))
+
+            async def on_partitions_assigned(self, assigned):
+                pass
+
+        self._consumer = AIOKafkaConsumer(
+            **self.settings.aiokafka_kwargs(),
+            group_id=self.group_id,
+            client_id=self.group_id,
+            enable_auto_commit=False,
+            # a new group reads the whole topic: incidents fired before the bridge existed still page
+            auto_offset_reset="earliest",
+            # short session: fast joins and takeovers (see TANSU.md; fine for Kafka too)
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
+            metadata_max_age_ms=10_000,
+        )
+        self._consumer.subscribe([self.settings.alerts_topic], listener=ForgetRevoked())
+        try:
+            await self._consumer.start()
+        except BaseException:
+            await self._consumer.stop()
+            self._consumer = None
+            raise
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.request_timeout))
+        self._tasks = [asyncio.create_task(self._consume(), name="alertmanager-bridge-consume"),
+                       asyncio.create_task(self._send_forever(), name="alertmanager-bridge-send")]
+        log.info("alertmanager bridge: consuming %s (group %s), posting to %s",
+                 self.settings.alerts_topic, self.group_id, self.url)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._session is not None:
+            try:  # one last, short attempt so a clean stop does not delay a resolve by a restart
+                await asyncio.wait_for(self._send_due(), timeout=2)
+            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - best effort at shutdown
+                pass
+        if self._consumer is not None:
+            try:
+                await self._commit()
+            except Exception as exc:  # noqa: BLE001 - the group may be gone already
+                log.warning("alertmanager bridge: final offset commit failed: %s", exc)
+            await self._consumer.stop()
+            self._consumer = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def run(self) -> None:
+        """Start, run until cancelled (or a task fails), stop."""
+        await self.start()
+        try:
+            await asyncio.gather(*self._tasks)
+        finally:
+            await self.stop()
+
+    # consuming
+
+    def apply(self, alert: dict[str, Any], partition: Any, offset: int) -> None:
+        """Take one alert message as the latest state of its incident."""
+        key = str(alert["dedup_key"])
+        previous = self.incidents.get(key)
+        incident = Incident(alert=alert, partition=partition, offset=offset)
+        if previous is not None:
+            incident.last_sent = previous.last_sent
+            incident.sent_labels = previous.sent_labels
+        self.incidents[key] = incident
+        self._wake.set()
+
+    async def _consume(self) -> None:
+        consumer = self._consumer
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
+            for partition, records in batches.items():
+                for record in records:
+                    try:
+                        alert = json.loads(record.value)
+                        if not isinstance(alert, dict) or "dedup_key" not in alert or "metric" not in alert:
+                            raise ValueError("not an alert object with dedup_key and metric")
+                        # a message that cannot be mapped must not block the sender's batches forever
+                        to_alertmanager(alert, datetime.now(timezone.utc))
+                    except (ValueError, TypeError, AttributeError) as exc:
+                        log.error("alertmanager bridge: skipping undecodable alert at %s:%s offset %s: %s",
+                                  partition.topic, partition.partition, record.offset, exc)
+                    else:
+                        self.apply(alert, partition, record.offset)
+                    self.positions[partition] = record.offset + 1
+            await self._commit()
+
+    def commit_offsets(self) -> dict[Any, int]:
+        """Per partition: the oldest offset still needed to rebuild live incidents, else the position."""
+        offsets = dict(self.positions)
+        for incident in self.incidents.values():
+            if incident.partition in offsets and (incident.firing or not incident.delivered):
+                offsets[incident.partition] = min(offsets[incident.partition], incident.offset)
+        return offsets
+
+    async def _commit(self) -> None:
+        offsets = {tp: offset for tp, offset in self.commit_offsets().items()
+                   if self._committed.get(tp) != offset}
+        if not offsets or self._consumer is None:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except Exception as exc:  # noqa: BLE001 - e.g. mid-rebalance; the next batch commits again
+            log.warning("alertmanager bridge: offset commit failed, will retry: %s", exc)
+            return
+        self._committed.update(offsets)
+
+    def _forget(self, partitions: set) -> None:
+        """Another member owns these partitions now; it rebuilds their incidents from our commits."""
+        self.incidents = {key: incident for key, incident in self.incidents.items()
+                          if incident.partition not in partitions}
+        for partition in partitions:
+            self.positions.pop(partition, None)
+            self._committed.pop(partition, None)
+
+    # sending
+
+    def due(self, now: float) -> list[str]:
+        return [key for key, incident in self.incidents.items()
+                if not incident.delivered or (incident.firing and now - incident.last_sent >= self.resend_interval)]
+
+    async def _send_forever(self) -> None:
+        while True:
+            try:
+                await self._send_due()
+            except Exception as exc:  # noqa: BLE001 - Alertmanager down, refused, timed out ...
+                self._failures += 1
+                delay = min(self.max_backoff, 0.5 * 2 ** (self._failures - 1)) * random.uniform(0.8, 1.2)
+                log_at = log.warning if self._failures in (1, 2) or self._failures % 10 == 0 else log.debug
+                log_at("alertmanager bridge: cannot post to %s (%s); %d incidents kept, retry %d in %.1f s",
+                       self.url, exc or type(exc).__name__, len(self.incidents), self._failures, delay)
+                await asyncio.sleep(delay)
+                continue
+            if self._failures:
+                log.info("alertmanager bridge: %s reachable again after %d failed attempts", self.url, self._failures)
+                self._failures = 0
+            self._wake.clear()
+            next_resend = min((i.last_sent + self.resend_interval for i in self.incidents.values() if i.firing),
+                              default=time.monotonic() + self.resend_interval)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.05, next_resend - time.monotonic()))
+            except asyncio.TimeoutError:
+                pass
+
+    async def _send_due(self) -> None:
+        started = time.monotonic()
+        keys = self.due(started)
+        if not keys:
+            return
+        now = datetime.now(timezone.utc)
+        sent = {key: self.incidents[key] for key in keys}
+        payload = []
+        for incident in sent.values():
+            alert = to_alertmanager(incident.alert, now, dashboard_url=self.dashboard_url, firing_ttl=self.firing_ttl)
+            payload.append(alert)
+            for labels in incident.sent_labels:
+                if labels != alert["labels"]:  # e.g. warning escalated to critical: end the old one
+                    payload.append({**alert, "labels": labels, "endsAt": rfc3339(now)})
+        async with self._session.post(self.url + "/api/v2/alerts", json=payload) as response:
+            body = await response.text()
+            if response.status >= 500:
+                raise ConnectionError(f"HTTP {response.status}: {body.strip()[:200]}")
+            if response.status >= 400:
+                # Alertmanager keeps the valid alerts of a batch and names the others: retrying won't help
+                log.error("alertmanager bridge: Alertmanager refused some alerts (HTTP %d): %s",
+                          response.status, body.strip()[:500])
+        self.posted += len(payload)
+        for key, incident in sent.items():
+            # in place: a newer state of the incident shares this list
+            incident.sent_labels[:] = [labels_for(incident.alert)] if incident.firing else []
+            if self.incidents.get(key) is not incident:
+                continue  # a newer state arrived meanwhile: it is still due
+            incident.delivered = True
+            incident.last_sent = started
+            if not incident.firing:
+                del self.incidents[key]
+
+
+def check_url(url: str | None, what: str) -> str:
+    parsed = urllib.parse.urlparse(url or "")
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{what} {url!r} is not an http(s) URL like http://127.0.0.1:9093")
+    return url.rstrip("/")
+
+
+def bridge_from_env(settings: Settings, env: Mapping[str, str] | None = None) -> AlertmanagerBridge | None:
+    """The bridge the worker runs in-process: set ``BLIPWATCH_ALERTMANAGER_URL`` to enable it,
+    ``BLIPWATCH_DASHBOARD_URL`` (Grafana's base URL) for dashboard links. None when unset.
+
+    >>> bridge_from_env(Settings(), {}) is None
+    True
+    >>> bridge_from_env(Settings(), {"BLIPWATCH_ALERTMANAGER_URL": "http://am:9093/"}).url
+    'http://am:9093'
+    """
+    env = os.environ if env is None else env
+    url = env.get("BLIPWATCH_ALERTMANAGER_URL", "").strip()
+    if not url:
+        return None
+    dashboard_url = env.get("BLIPWATCH_DASHBOARD_URL", "").strip() or None
+    return AlertmanagerBridge(settings, url, dashboard_url=dashboard_url)

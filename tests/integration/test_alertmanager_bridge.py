@@ -1,0 +1,187 @@
+"""The Alertmanager bridge against a real Alertmanager and the embedded broker.
+
+Each test produces alert messages (the anomaly-alerts contract) to its own topic, runs the real
+``blipwatch alertmanager-bridge`` process, and looks at what Alertmanager shows through its API and
+sends to a webhook receiver.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tests.conftest import BLIPWATCH, child_env
+from tests.services import Alertmanager, WebhookReceiver, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+DASHBOARD = "http://grafana.test:3000"
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def alert_message(dedup_key: str, status: str = "firing", **overrides) -> dict:
+    """A cart-abandonment spike on the web channel in Germany, as the worker publishes it."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    message = {
+        "alert_id": str(uuid.uuid4()), "dedup_key": dedup_key, "status": status, "severity": "critical",
+        "metric": "cart_abandonment_rate", "segment": {"channel": "web", "country": "DE"}, "direction": "up",
+        "window_start": rfc3339(now - timedelta(minutes=1)), "window_end": rfc3339(now),
+        "started_at": rfc3339(now - timedelta(minutes=1)),
+        "observed": 0.612, "expected": 0.301, "lower": 0.22, "upper": 0.38, "score": 0.9991,
+        "numerator": 153, "denominator": 250,
+        "summary": "Cart abandonment on web in DE rose to 61% (expected 30%, 153 of 250 carts).",
+        "detector": "beta_binomial", "related": [{"metric": "cart_abandonment_rate", "segment": {}}],
+    }
+    message.update(overrides)
+    return message
+
+
+@pytest.fixture
+def produce(broker, unique_topics):
+    from kafka import KafkaProducer
+
+    from blipwatch.stream_app.config import Settings
+
+    settings = Settings.from_env({"BLIPWATCH_BROKER": broker.url, **unique_topics})
+    producer = KafkaProducer(**settings.kafka_python_kwargs(), acks="all", enable_idempotence=False)
+
+    def send(message: dict | bytes, key: str = "") -> None:
+        value = message if isinstance(message, bytes) else json.dumps(message).encode()
+        key = key or message["dedup_key"]
+        producer.send(settings.alerts_topic, key=key.encode(), value=value).get(timeout=10)
+
+    yield send
+    producer.close(timeout=5)
+
+
+@pytest.fixture
+def bridge(broker, unique_topics, tmp_path):
+    """Starts ``blipwatch alertmanager-bridge`` processes; stops them all at the end."""
+    processes = []
+
+    @contextmanager
+    def run(url: str, *extra: str):
+        log_path = tmp_path / f"bridge-{len(processes)}.log"
+        env = child_env(BLIPWATCH_BROKER=broker.url, BLIPWATCH_LOG_LEVEL="debug", **unique_topics)
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [*BLIPWATCH, "alertmanager-bridge", "--url", url, "--dashboard-url", DASHBOARD,
+                 "--group-id", unique_topics["BLIPWATCH_APP_ID"] + "-bridge", *extra],
+                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        processes.append(process)
+        try:
+            yield process
+        except BaseException:
+            print(f"--- bridge log ---\n{log_path.read_text(errors='replace')[-4000:]}")
+            raise
+        finally:
+            stop(process)
+
+    def stop(process: subprocess.Popen) -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+    yield run
+    for process in processes:
+        stop(process)
+
+
+def test_incident_is_active_in_alertmanager_with_labels_and_annotations_then_resolved(
+        tmp_path, produce, bridge):
+    key = f"cart_abandonment_rate|channel=web,country=DE|{uuid.uuid4().hex[:8]}"
+    firing = alert_message(key)
+    produce(firing)
+    with WebhookReceiver() as webhook, Alertmanager(tmp_path, webhook_url=webhook.url) as am, \
+            bridge(am.url, "--resend-interval", "1"):
+        [active] = wait_until(lambda: am.alerts(dedup_key=key), timeout=30, what="alert active in Alertmanager")
+        print("Alertmanager GET /api/v2/alerts, firing:", json.dumps(active, indent=1))
+        assert active["status"]["state"] == "active"
+        assert active["labels"] == {
+            "alertname": "CustomerBehaviourBlip", "metric": "cart_abandonment_rate", "severity": "critical",
+            "dedup_key": key, "channel": "web", "country": "DE",
+        }
+        annotations = active["annotations"]
+        assert annotations["summary"] == firing["summary"]
+        assert (annotations["observed"], annotations["expected"], annotations["bounds"]) == \
+            ("0.612", "0.301", "[0.22, 0.38]")
+        assert annotations["dashboard"].startswith(DASHBOARD + "/d/blipwatch-blips/")
+        assert "var-metric=cart_abandonment_rate" in annotations["dashboard"]
+        assert active["startsAt"].startswith(firing["started_at"].rstrip("Z"))
+        # endsAt a few minutes ahead, pushed forward by each re-send while firing
+        ends_at = active["endsAt"]
+        assert datetime.fromisoformat(ends_at.replace("Z", "+00:00")) > datetime.now(timezone.utc) + timedelta(minutes=2)
+        wait_until(lambda: am.alerts(dedup_key=key)[0]["endsAt"] > ends_at, timeout=10, what="re-sent while firing")
+
+        wait_until(lambda: webhook.alerts("firing"), timeout=15, what="firing notification")
+        resolved = alert_message(key, "resolved", observed=0.31, summary="Cart abandonment on web in DE is back to 31%.")
+        produce(resolved)
+        wait_until(lambda: not am.alerts(dedup_key=key), timeout=30, what="alert no longer active")
+        [notified] = wait_until(lambda: webhook.alerts("resolved"), timeout=15, what="resolved notification")
+        print("Alertmanager webhook notification, resolved:", json.dumps(notified, indent=1))
+        assert notified["labels"]["dedup_key"] == key
+        assert notified["endsAt"].startswith(resolved["window_end"].rstrip("Z"))
+        # the bridge forgot it: no re-send resurrects the resolved alert
+        time.sleep(2.5)
+        assert am.alerts(dedup_key=key) == []
+
+
+def test_alertmanager_down_at_start_still_gets_the_latest_state_once_it_is_up_bad_messages_skipped(tmp_path, produce, bridge):
+    key = f"payment_failure_rate|all|{uuid.uuid4().hex[:8]}"
+    am = Alertmanager(tmp_path)  # port chosen, not started yet
+    with bridge(am.url, "--max-backoff", "2") as process:
+        produce(b"{not json", key=key)  # skipped with an error line, never retried
+        produce(alert_message(key + "-bad", started_at="yesterday"))
+        produce(alert_message(key, metric="payment_failure_rate", segment={}, severity="warning", observed=0.2))
+        produce(alert_message(key, metric="payment_failure_rate", segment={}, severity="critical", observed=0.45))
+        time.sleep(4)  # the bridge has consumed both and is retrying against nothing
+        assert process.poll() is None, "the bridge must keep running while Alertmanager is down"
+        with am:
+            [active] = wait_until(lambda: am.alerts(dedup_key=key), timeout=20, what="alert after Alertmanager start")
+            assert am.alerts(dedup_key=key + "-bad") == []
+        assert active["labels"]["severity"] == "critical"
+        assert active["labels"]["metric"] == "payment_failure_rate"
+        assert active["annotations"]["observed"] == "0.45"
+        assert "channel" not in active["labels"]
+
+
+def test_a_severity_escalation_replaces_the_warning_alert(tmp_path, produce, bridge):
+    key = f"error_rate|device=mobile|{uuid.uuid4().hex[:8]}"
+    with Alertmanager(tmp_path) as am, bridge(am.url):
+        produce(alert_message(key, metric="error_rate", segment={"device": "mobile"}, severity="warning"))
+        wait_until(lambda: am.alerts(dedup_key=key, severity="warning"), timeout=30, what="warning alert")
+        produce(alert_message(key, metric="error_rate", segment={"device": "mobile"}, severity="critical"))
+
+        def only_critical():
+            alerts = am.alerts(dedup_key=key)
+            return alerts if [alert["labels"]["severity"] for alert in alerts] == ["critical"] else None
+
+        [active] = wait_until(only_critical, timeout=30, what="only the critical alert active")
+        assert active["labels"]["device"] == "mobile"
+
+
+def test_a_restarted_bridge_keeps_re_sending_an_incident_that_is_still_firing(tmp_path, produce, bridge):
+    key = f"event_volume|country=FR|{uuid.uuid4().hex[:8]}"
+    produce(alert_message(key, metric="event_volume", segment={"country": "FR"}, direction="down"))
+    with Alertmanager(tmp_path) as am:
+        with bridge(am.url):
+            [first] = wait_until(lambda: am.alerts(dedup_key=key), timeout=30, what="alert from the first bridge")
+        time.sleep(0.5)
+        with bridge(am.url):
+            # the committed offset still covers the live incident, so the new bridge re-reads and re-posts it
+            wait_until(lambda: am.alerts(dedup_key=key)[0]["updatedAt"] > first["updatedAt"], timeout=30,
+                       what="re-posted by the restarted bridge")
