@@ -77,8 +77,15 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
     # --- tables --------------------------------------------------------------------------
     # detector + policy state per series, written when a window closes; a restarted or
     # rebalanced worker continues from here (standby replicas keep a warm copy)
-    detector_state = app.Table("detector-state", partitions=settings.partitions,
-                               schema=faust.Schema(key_serializer="raw", value_serializer="raw"))
+    # the changelog topic is declared here because Table derives its codecs from key_type/value_type
+    # (json by default), while the state is versioned bytes of its own
+    detector_state = app.Table(
+        "detector-state", partitions=settings.partitions,
+        changelog_topic=app.topic(f"{settings.app_id}-detector-state-changelog", partitions=settings.partitions,
+                                  key_serializer="raw", value_serializer="raw", compacting=True,
+                                  internal=True, acks=False),
+    )
+    detector_state.key_serializer = detector_state.value_serializer = "raw"
 
     # --- stage 1: ingest (batched consumer inside the app) ------------------------------
     @app.service

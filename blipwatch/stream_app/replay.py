@@ -64,10 +64,8 @@ class Replay:
 
     def finish(self) -> ReplayStats:
         self._merge_and_close()
-        progress = self.watermark.progress.get(0)
-        if progress is not None:
-            flush = progress + 2 * self.catalogue.window_ms + self.catalogue.lateness_ms
-            self._close(flush)
+        # the end of the file is the stream's "every partition idle": flush as it does
+        self._close(self.watermark.report(now_ms=2**62).get(0))
         counts = self.batch.counts
         self.stats.valid = sum(counts.valid.values())
         self.stats.invalid = sum(counts.invalid.values())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 log = logging.getLogger(__name__)
@@ -25,15 +25,16 @@ async def true_end_offsets(partitions: list, connection: dict[str, Any],
                            reported: Mapping[Any, int]) -> dict[Any, int]:
     """End offsets corrected with the high watermark of a fetch at reported end - 1."""
     corrected = dict(reported)
-    wanted = [tp for tp in partitions if reported.get(tp)]
+    # Faust's TP is its own namedtuple; aiokafka insists on its TopicPartition
+    wanted = {TopicPartition(tp.topic, tp.partition): tp for tp in partitions if reported.get(tp)}
     if not wanted:
         return corrected
     probe = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **connection)
     await probe.start()
     try:
-        probe.assign(wanted)
-        for tp in wanted:
-            probe.seek(tp, max(0, reported[tp] - 1))
+        probe.assign(list(wanted))
+        for tp, original in wanted.items():
+            probe.seek(tp, max(0, reported[original] - 1))
         pending = set(wanted)
         for _ in range(20):
             if not pending:
@@ -42,7 +43,8 @@ async def true_end_offsets(partitions: list, connection: dict[str, Any],
             for tp in list(pending):
                 highwater = probe.highwater(tp)
                 if highwater is not None:
-                    corrected[tp] = max(reported[tp], highwater)
+                    original = wanted[tp]
+                    corrected[original] = max(reported[original], highwater)
                     pending.discard(tp)
         if pending:
             log.warning("tansu_compat: no high watermark for %s; using the reported end offsets", sorted(pending))

@@ -85,8 +85,9 @@ def test_stream_points_and_alerts_equal_replay(broker, unique_topics, tmp_path, 
         points, alerts = stream_output(broker, unique_topics, len(reference))
         assert worker.metric("blipwatch_windows_scored_total", metric="event_volume") > 0
     assert sorted(point_content(p) for p in points) == sorted(point_content(p) for p in reference)
-    assert [(a["dedup_key"], a["status"], a["window_start"]) for a in alerts] == \
-        [(a["dedup_key"], a["status"], a["window_start"]) for a in scenario["alerts"]]
+    # series on different partitions close in their own order: compare per series, not globally
+    assert sorted((a["dedup_key"], a["status"], a["window_start"], a["observed"]) for a in alerts) == \
+        sorted((a["dedup_key"], a["status"], a["window_start"], a["observed"]) for a in scenario["alerts"])
     assert_incident_lifecycle(alerts)
     text = " ".join(orjson.dumps(x).decode() for x in points + alerts) + worker.log()
     for key, _ in scenario["messages"][:2000]:
