@@ -37,7 +37,7 @@ import yaml
 
 from blipwatch.schemas.events import CustomerEvent
 
-METRIC_KINDS = {"count": "count", "rate": "rate", "mean": "value"}  # metric kind -> detector kind
+METRIC_KINDS = {"count": "count", "rate": "rate", "mean": "mean"}  # metric kind -> detector kind
 DIRECTIONS = ("up", "down", "both")
 DIMENSIONS = ("channel", "country", "device")
 _OPERATORS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,

@@ -64,9 +64,9 @@ class AlertPolicy:
     """
 
     warmup: int = 120
-    min_volume: float = 10.0
+    min_volume: float = 5.0
     threshold: float = 0.6
-    confirm_threshold: float = 0.4
+    confirm_threshold: float = 0.6
     confirm_points: int = 2
     critical_threshold: float = 0.9
     direction: str = "both"

@@ -48,7 +48,7 @@ from typing import Any, Mapping
 from river import drift
 
 DAY_SECONDS = 86400.0
-KINDS = ("rate", "count", "value")
+KINDS = ("rate", "count", "mean", "value")
 
 #: Settings shared by every kind, with their defaults. Per-kind overrides are in KIND_DEFAULTS.
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -64,11 +64,23 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "relevel_delta": 1.0,    # Page-Hinkley drift allowance, in sigma per point
     "relevel_clip": 5.0,     # z fed to Page-Hinkley is clipped to +-this
     "remember": 1440,        # points during which the previous normal is remembered after a re-level
+    "cusum_k": 1.0,          # CUSUM reference (sigma per point): shifts above ~2k sigma accumulate fast
+    "cusum_clip": 4.0,       # one point adds at most this many sigma to the CUSUM (outliers are the single-point score's job)
+    "cusum_cap": 10.0,       # the CUSUM never exceeds this, so an incident's end is seen within a few points
+    "freeze_at": 4.0,        # while a CUSUM is above this (p ~ 1e-4), the level and noise do not learn
+    "slow_at": 2.0,          # while a CUSUM is above this (p ~ 0.6 %), the level learns at a tenth of its rate
+    "adopt_after": 60,       # points of frozen learning after which the recent level is adopted as the new normal
+    "learn_freely": 30,      # the first points are all learned: normal must be known before a blip can be
 }
 
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
-    "rate": {"alpha": 0.05, "beta": 0.0},
+    # rates: ratios of same-time counts, so traffic's daily swing cancels out; their profile bins
+    # (a few trials each on small segments) are noise that would drag the level around
+    "rate": {"alpha": 0.02, "beta": 0.0, "season_bins": 1},
     "count": {},
+    # means of a window's observations (order value): volume-weighted like rates, and no daily
+    # profile (a handful of orders per bin is noise, not a season)
+    "mean": {"alpha": 0.02, "beta": 0.0, "season_bins": 1, "cusum_clip": 3.0, "cusum_k": 0.5, "cusum_cap": 20.0},
     "value": {},
 }
 
@@ -120,10 +132,10 @@ def resolve_settings(kind: str, settings: Mapping[str, Any] | None) -> dict[str,
 
     >>> resolve_settings("rate", {"threshold": 0.7, "count": {"alpha": 0.2}})["threshold"]
     0.7
-    >>> resolve_settings("count", {"alfa": 1})
+    >>> resolve_settings("count", {"alfa": 1})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    blipwatch.detectors.series.SettingsError: unknown detector setting 'alfa'; known: alpha, alpha_var, beta, clip_z, phi, relevel_clip, relevel_delta, relevel_threshold, remember, season_bins, season_gamma, threshold
+    blipwatch.detectors.series.SettingsError: unknown detector setting 'alfa'; known: adopt_after, alpha, ...
     """
     if kind not in KINDS:
         raise SettingsError(f"unknown detector kind {kind!r}; use one of {', '.join(KINDS)}")
@@ -187,6 +199,15 @@ class SeriesDetector:
         self.recent: list[float] = []   # last few observations, the new level on a re-level
         self.prev_delta: float | None = None   # jump of the last re-level, while remembered
         self.prev_left = 0
+        self.cusum_up = 0.0          # sequential evidence of a rise / fall, in sigma (CUSUM)
+        self.cusum_down = 0.0
+        self.evidence_up = 0.0       # volume behind each CUSUM (sum of the points' volumes while it is > 0)
+        self.evidence_down = 0.0
+        self.frozen_run = 0          # consecutive points not learned because evidence was building
+        self.last_z = 0.0            # residual of the previous learned point
+        self.ac_cross = 0.0          # EW of z_t * z_(t-1), z_t^2 and z_t: lag-1 autocorrelation of residuals
+        self.ac_square = 0.0
+        self.ac_mean = 0.0
         self.shift = drift.PageHinkley(
             min_instances=10, delta=self.relevel_delta, threshold=self.relevel_threshold, alpha=1.0,
         )
@@ -219,6 +240,19 @@ class SeriesDetector:
 
     def _residual_z(self, x: float, mu: float, n: float, var_total: float) -> float:
         return (x - mu) / math.sqrt(var_total)
+
+    def _noise_sample(self, e: float, mu: float, n: float, residual: float) -> float:
+        """One sample of the extra noise; ``residual`` is z times the total standard deviation."""
+        return self._extra_sample(e, mu, n)
+
+    def _dispersion_sample(self, mu: float, n: float, residual: float) -> float:
+        """Counts and rates: the extra dispersion factor (phi - 1) from the deviance residual, not
+        the Pearson one, which explodes on small counts (4 complaints against 0.35 expected is
+        a Pearson residual of 38 but a deviance residual of 3.5)."""
+        deviance_z = residual / math.sqrt(self._sampling_var(mu, n))
+        clip = 2.0 * self.clip_z
+        deviance_z = max(-clip, min(clip, deviance_z))
+        return deviance_z * deviance_z - 1.0
 
     def _volume(self, x: float, mu: float, n: float) -> float:
         return n
@@ -288,11 +322,49 @@ class SeriesDetector:
                         break
                     v_other = self._variance(mu_other, n)[1]
                     z_other = self._residual_z(obs[0], mu_other, n, v_other)
-                    if abs(z_other) < abs(z) and (not is_previous or abs(z_other) < self.clip_z):
+                    # snapping back to the previous normal needs a point that is clearly
+                    # the old normal and clearly not the new one (noise near the middle is not)
+                    back = abs(z_other) < 1.0 and abs(z) >= 2.0 * self.clip_z
+                    if abs(z_other) < abs(z) and (not is_previous or back):
                         mu, var_total, z, returning = mu_other, v_other, z_other, is_previous
             result = (obs, mu, var_total, z, returning)
         self._cache = (key, result)
         return result
+
+    # --- sequential evidence ----------------------------------------------------------------
+
+    def _cusum_next(self, z: float) -> tuple[float, float]:
+        """The two one-sided CUSUMs after a point with residual ``z``.
+
+        A point that does not lean its way (by half a sigma) halves a CUSUM: an incident that ended
+        stops counting within a few points (this only makes the statistic more conservative).
+        """
+        # residuals of neighbouring windows are correlated (a session spans several windows, a
+        # level lags a daily ramp): a sum of n AR(1) residuals has variance n (1+rho)/(1-rho),
+        # so each step is shrunk to keep the CUSUM's tail calibrated
+        # centred: residuals of small counts are not mean-zero (mostly 0 against 0.3 expected)
+        variance = self.ac_square - self.ac_mean * self.ac_mean
+        rho = (self.ac_cross - self.ac_mean * self.ac_mean) / variance if variance > 1e-9 else 0.0
+        rho = min(max(rho, 0.0), 0.9)
+        # and the level's own recent bias (it lags a daily ramp by a steady fraction of a sigma)
+        # is not evidence of a blip: the CUSUM adds up departures from it
+        centred = z - max(-1.0, min(1.0, self.ac_mean))
+        step = max(-self.cusum_clip, min(self.cusum_clip, centred)) * math.sqrt((1.0 - rho) / (1.0 + rho))
+        up = max(0.0, self.cusum_up + step - self.cusum_k)
+        down = max(0.0, self.cusum_down - step - self.cusum_k)
+        if z < 0.5:
+            up *= 0.5
+        if z > -0.5:
+            down *= 0.5
+        return min(up, self.cusum_cap), min(down, self.cusum_cap)
+
+    def _cusum_score(self, s: float) -> float:
+        """The CUSUM on the same rarity scale as a single point: for N(0,1) residuals its
+        stationary tail is P(S > s) ~ exp(-2k (s + 0.583)) (Siegmund's overshoot correction)."""
+        if s <= 0.0:
+            return 0.0
+        log10_p = -2.0 * self.cusum_k * (s + 0.583) / math.log(10.0)
+        return min(1.0, max(0.0, -log10_p / 10.0))
 
     # --- the two verbs -----------------------------------------------------------------------
 
@@ -307,13 +379,24 @@ class SeriesDetector:
         lower, upper = self._bounds(mu, half)
         if obs is None:
             return Scored(x, mu, lower, upper, 0.0, None, False, 0.0, 0.0)
-        score = _tail_score(z)
+        score = self._point_score(z)
         direction = "up" if z > 0 else "down" if z < 0 else None
-        return Scored(x, mu, lower, upper, score, direction, score >= self.threshold, z,
-                      self._volume(obs[0], mu, obs[1]))
+        # evidence over several points: a 2-sigma rise held for 6 windows is as rare as one
+        # 5-sigma point, and on small segments it is the only way a blip can be seen
+        volume = self._volume(obs[0], mu, obs[1])
+        up, down = self._cusum_next(z)
+        sequential = self._cusum_score(max(up, down))
+        if sequential > score:
+            score, direction = sequential, "up" if up >= down else "down"
+            # the evidence is the run of points behind the CUSUM, not this point alone
+            volume += self.evidence_up if direction == "up" else self.evidence_down
+        return Scored(x, mu, lower, upper, score, direction, score >= self.threshold, z, volume)
 
     def _bounds(self, mu: float, half: float) -> tuple[float, float]:
         return mu - half, mu + half
+
+    def _point_score(self, z: float) -> float:
+        return _tail_score(z)
 
     def learn_one(self, t: float, value: float | None, numerator: float | None = None,
                   denominator: float | None = None) -> None:
@@ -324,7 +407,7 @@ class SeriesDetector:
             return
         x, n = obs
         if mu is None:
-            self.level = x
+            self._start_level(x, n)
             self.volume_mean = n
             self.t_last = t
             self.n_learned = 1
@@ -340,29 +423,62 @@ class SeriesDetector:
             if self.prev_left <= 0:
                 self.prev_delta = None
 
+        self.cusum_up, self.cusum_down = self._cusum_next(z)
+        point_volume = self._volume(x, mu, n)
+        self.evidence_up = self.evidence_up + point_volume if self.cusum_up > 0 else 0.0
+        self.evidence_down = self.evidence_down + point_volume if self.cusum_down > 0 else 0.0
+        self.recent.append(x)
+        del self.recent[:-5]
+        young = self.n_learned < self.learn_freely
+        if young:
+            self.cusum_up = self.cusum_down = 0.0
+        # a blip that outlasts adopt_after points (of evidence above slow_at) is the new normal
+        if max(self.cusum_up, self.cusum_down) >= self.slow_at:
+            self.frozen_run += 1
+            if self.frozen_run >= self.adopt_after:
+                self._adopt()
+                self.t_last = t
+                self.n_learned += 1
+                self._commit_profile(t, x)
+                return
+        else:
+            self.frozen_run = 0
+        if max(self.cusum_up, self.cusum_down) >= self.freeze_at:
+            # evidence of a blip is building: learn nothing from it, so the blip stays visible
+            # for as long as it lasts
+            self.t_last = t
+            self.n_learned += 1
+            self._commit_profile(t, x)
+            return
+        z_clipped = max(-self.clip_z, min(self.clip_z, z))
+        self.ac_cross = (1 - self.alpha_var) * self.ac_cross + self.alpha_var * z_clipped * self.last_z
+        self.ac_square = (1 - self.alpha_var) * self.ac_square + self.alpha_var * z_clipped * z_clipped
+        self.ac_mean = (1 - self.alpha_var) * self.ac_mean + self.alpha_var * z_clipped
+        self.last_z = z_clipped
         sd = math.sqrt(var_total)
         e = x - mu
         e_clipped = max(-self.clip_z * sd, min(self.clip_z * sd, e))
-        weight = 1.0
-        if self.kind != "count" and self.volume_mean > 0:
-            weight = min(n / self.volume_mean, 4.0)
-        alpha = 1.0 - (1.0 - self.alpha) ** weight
+        factor = 1.0
         if abs(z) >= self.clip_z:
             # out of band: barely move until Page-Hinkley says the shift lasts, so an incident
             # keeps looking like one (and its end is not a new incident)
-            alpha *= 0.25
-        self.level = self._clamp(mu + alpha * e_clipped)
-        self.trend = self.phi * self.trend + alpha * self.beta * e_clipped
-        # the noise estimate sees up to twice the learning clip: heavy-tailed series get wider bands
-        e_noise = max(-2.0 * self.clip_z * sd, min(2.0 * self.clip_z * sd, e))
-        self.extra_sum = (1 - self.alpha_var) * self.extra_sum + self._extra_sample(e_noise, mu, n)
-        self.extra_weight = (1 - self.alpha_var) * self.extra_weight + 1.0
+            factor *= 0.25
+        if max(self.cusum_up, self.cusum_down) >= self.slow_at:
+            # evidence of a blip may be building: learn it slowly, so the blip is not absorbed
+            # before it can be confirmed
+            factor *= 0.1
+        self._update_level(mu, n, e_clipped, factor)
+        if max(self.cusum_up, self.cusum_down) < self.slow_at:
+            # a blip in the making must not widen the bands that should catch it; otherwise the
+            # noise sees up to twice the learning clip, so heavy-tailed series get wider bands
+            e_noise = max(-2.0 * self.clip_z * sd, min(2.0 * self.clip_z * sd, e))
+            sample = self._noise_sample(e_noise, mu, n, z * math.sqrt(var_total))
+            self.extra_sum = (1 - self.alpha_var) * self.extra_sum + sample
+            self.extra_weight = (1 - self.alpha_var) * self.extra_weight + 1.0
         self.volume_mean += self.alpha_var * (n - self.volume_mean)
         self.t_last = t
         self.n_learned += 1
 
-        self.recent.append(x)
-        del self.recent[:-5]
         clip = self.relevel_clip
         self.shift.update(max(-clip, min(clip, z)))
         if self.shift.drift_detected and not returning:
@@ -375,6 +491,34 @@ class SeriesDetector:
             self.prev_delta, self.prev_left = delta, self.remember
             self.trend = 0.0
         self._commit_profile(t, x)
+
+    def _adopt(self) -> None:
+        """A blip that lasted ``adopt_after`` points is the new normal: re-level to the recent
+        median, remember the old normal (its return is not a new incident), restart the CUSUMs."""
+        new_level = sorted(self.recent)[len(self.recent) // 2]
+        if self.multiplicative:
+            delta = math.log(max(new_level, 0.5)) - math.log(max(self.level, 0.5))
+        else:
+            delta = new_level - self.level
+        self._apply_relevel(delta)
+        self.prev_delta, self.prev_left = delta, self.remember
+        self.trend = 0.0
+        self.cusum_up = self.cusum_down = 0.0
+        self.evidence_up = self.evidence_down = 0.0
+        self.frozen_run = 0
+        self.shift._reset()
+
+    def _update_level(self, mu: float, n: float, e_clipped: float, factor: float) -> None:
+        """Move level and trend towards the (clipped) observation; ``factor`` slows learning."""
+        weight = 1.0
+        if self.kind != "count" and self.volume_mean > 0:
+            weight = min(n / self.volume_mean, 4.0)
+        alpha = (1.0 - (1.0 - self.alpha) ** weight) * factor
+        self.level = self._clamp(mu + alpha * e_clipped)
+        self.trend = self.phi * self.trend + alpha * self.beta * e_clipped
+
+    def _start_level(self, x: float, n: float) -> None:
+        self.level = x
 
     def _start_noise(self, x: float) -> None:
         """Prior for the extra noise before any residual is seen (none: sampling noise is known)."""
@@ -405,7 +549,8 @@ class SeriesDetector:
 
     _STATE_FIELDS = ("n_learned", "t_last", "level", "trend", "volume_mean", "extra_sum",
                      "extra_weight", "profile", "profile_days", "bin_current", "bin_sum",
-                     "bin_count", "offset", "recent", "prev_delta", "prev_left")
+                     "bin_count", "offset", "recent", "prev_delta", "prev_left", "cusum_up",
+                     "cusum_down", "evidence_up", "evidence_down", "frozen_run", "last_z", "ac_cross", "ac_square", "ac_mean")
 
     def to_state(self) -> dict[str, Any]:
         """Everything that decides later scores, as plain JSON-able values."""
@@ -420,7 +565,7 @@ class SeriesDetector:
         detector = make_detector(data["kind"], data["settings"])
         state = dict(data["state"])
         shift = state.pop("shift")
-        for name in cls._STATE_FIELDS:
+        for name in detector._STATE_FIELDS:
             setattr(detector, name, state[name])
         ph = detector.shift
         (ph._x_mean.n, ph._x_mean._mean, ph._sum_increase, ph._sum_decrease,
@@ -511,11 +656,16 @@ class CountDetector(SeriesDetector):
         return mu
 
     def _extra_var(self, mu: float, n: float) -> float:
+        # quasi-Poisson: events come in clusters (a session makes several), so the variance is
+        # a multiple of the mean, not Poisson's mean itself
         est = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0
-        return max(est, 0.0) * mu * mu
+        return max(est, 0.0) * mu
 
     def _extra_sample(self, e: float, mu: float, n: float) -> float:
-        return (e * e - mu) / (mu * mu)
+        return (e * e - mu) / mu
+
+    def _noise_sample(self, e: float, mu: float, n: float, residual: float) -> float:
+        return self._dispersion_sample(mu, n, residual)
 
     def _residual_z(self, x: float, mu: float, n: float, var_total: float) -> float:
         deviance = 2.0 * (_xlogy(x, mu) - (x - mu))
@@ -547,6 +697,31 @@ class RateDetector(SeriesDetector):
     """
 
     kind = "rate"
+    _STATE_FIELDS = SeriesDetector._STATE_FIELDS + ("ew_num", "ew_den")
+
+    def _reset(self) -> None:
+        super()._reset()
+        self.ew_num = 0.0   # exponentially weighted sums of numerators and denominators: the
+        self.ew_den = 0.0   # level is their ratio, so every trial weighs the same (volume-weighted)
+
+    def _estimate(self) -> float:
+        # Jeffreys-style half a success in one trial: a new or quiet series is not certain of
+        # a rate of exactly 0 or 1 (0 of 1 cart at night must not make the next abandon a miracle)
+        return (self.ew_num + 0.5) / (self.ew_den + 1.0)
+
+    def _start_level(self, x: float, n: float) -> None:
+        self.ew_num, self.ew_den = x * n, n
+        self.level = self._clamp(self._estimate())
+
+    def _update_level(self, mu: float, n: float, e_clipped: float, factor: float) -> None:
+        keep = (1.0 - self.alpha) ** factor
+        self.ew_num = keep * self.ew_num + factor * (mu + e_clipped) * n
+        self.ew_den = keep * self.ew_den + factor * n
+        self.level = self._clamp(self._estimate())
+
+    def _apply_relevel(self, delta: float) -> None:
+        super()._apply_relevel(delta)
+        self.ew_num = self.level * self.ew_den
 
     def _observe(self, value, numerator, denominator):
         if numerator is not None and denominator is not None:
@@ -563,9 +738,22 @@ class RateDetector(SeriesDetector):
     def _sampling_var(self, mu: float, n: float) -> float:
         return mu * (1.0 - mu) / n
 
+    def _extra_var(self, mu: float, n: float) -> float:
+        # quasi-binomial: trials come in clusters (a session's page views, a customer's retries),
+        # so the extra variance is a multiple of the binomial one at every volume
+        est = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0
+        return max(est, 0.0) * self._sampling_var(mu, n)
+
+    def _extra_sample(self, e: float, mu: float, n: float) -> float:
+        sampling = self._sampling_var(mu, n)
+        return (e * e - sampling) / sampling
+
+    def _noise_sample(self, e: float, mu: float, n: float, residual: float) -> float:
+        return self._dispersion_sample(mu, n, residual)
+
     def _floor_var(self, mu: float) -> float:
-        # pseudo-count: the level itself is uncertain when few trials back it
-        return mu * (1.0 - mu) / max(self.volume_mean * 2.0 / self.alpha, 1.0)
+        # the level itself is uncertain when few trials back it
+        return mu * (1.0 - mu) / (self.ew_den + 1.0)
 
     def _residual_z(self, x: float, mu: float, n: float, var_total: float) -> float:
         k = x * n
@@ -577,7 +765,77 @@ class RateDetector(SeriesDetector):
         return max(0.0, mu - half), min(1.0, mu + half)
 
 
-_KIND_CLASSES = {"rate": RateDetector, "count": CountDetector, "value": ValueDetector}
+class MeanDetector(ValueDetector):
+    """Means over a window's observations (average order value); ``denominator`` = observations.
+
+    The level is the ratio of exponentially weighted sums (sum of values / number of values),
+    so every observation weighs the same and a window of 2 orders cannot drag it; the noise is
+    the per-observation variance, so a window's band narrows with its number of observations.
+
+    >>> det = MeanDetector()
+    >>> for minute in range(300):
+    ...     t = minute * 60.0
+    ...     mean = 50.0 + (minute % 7 - 3) * 1.5     # the mean of 40 orders
+    ...     _ = det.score_one(t, mean, denominator=40)
+    ...     det.learn_one(t, mean, denominator=40)
+    >>> det.score_one(300 * 60.0, 52.0, denominator=40).is_anomaly
+    False
+    >>> for minute in range(300, 310):           # orders at half price, window after window
+    ...     drop = det.score_one(minute * 60.0, 25.0, denominator=40)
+    ...     det.learn_one(minute * 60.0, 25.0, denominator=40)
+    >>> drop.is_anomaly, drop.direction
+    (True, 'down')
+    """
+
+    kind = "mean"
+    _STATE_FIELDS = ValueDetector._STATE_FIELDS + ("ew_num", "ew_den")
+
+    def _reset(self) -> None:
+        super()._reset()
+        self.ew_num = 0.0
+        self.ew_den = 0.0
+
+    def _start_level(self, x: float, n: float) -> None:
+        self.ew_num, self.ew_den = x * n, n
+        self.level = x
+
+    def _start_noise(self, x: float) -> None:
+        # per-observation spread unknown: assume half the first mean, worth two points
+        self.extra_sum, self.extra_weight = 2.0 * (0.5 * x) ** 2, 2.0
+
+    def _update_level(self, mu: float, n: float, e_clipped: float, factor: float) -> None:
+        keep = (1.0 - self.alpha) ** factor
+        self.ew_num = keep * self.ew_num + factor * (mu + e_clipped) * n
+        self.ew_den = keep * self.ew_den + factor * n
+        if self.ew_den > 0:
+            self.level = self.ew_num / self.ew_den
+
+    def _apply_relevel(self, delta: float) -> None:
+        super()._apply_relevel(delta)
+        self.ew_num = self.level * self.ew_den
+
+    def _extra_sample(self, e: float, mu: float, n: float) -> float:
+        return e * e * n          # a window mean of n values: n e^2 estimates one value's variance
+
+    def _extra_var(self, mu: float, n: float) -> float:
+        est = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0
+        return max(est, 0.0) / n
+
+    def _floor_var(self, mu: float) -> float:
+        est = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0
+        return max(est, 0.0) / (self.ew_den + 1.0) + (1e-3 * abs(mu)) ** 2 + 1e-12
+
+    def _point_score(self, z: float) -> float:
+        # order values are heavy-tailed (one big basket): a single window is judged with
+        # Student's t (4 degrees of freedom), so only a run of windows (the CUSUM) can be rare
+        t2 = z * z
+        p = ((t2 + 4.0) ** 1.5 - abs(z) * (t2 + 6.0)) / (t2 + 4.0) ** 1.5
+        if p <= 1e-10:
+            return 1.0
+        return min(1.0, max(0.0, -math.log10(p) / 10.0))
+
+
+_KIND_CLASSES = {"rate": RateDetector, "count": CountDetector, "mean": MeanDetector, "value": ValueDetector}
 
 
 def make_detector(kind: str, settings: Mapping[str, Any] | None = None) -> SeriesDetector:

@@ -157,16 +157,14 @@ class SeriesTracker:
         if kind == "rate":
             scored = self.detector.score_one(t, value, numerator=num, denominator=den)
             self.detector.learn_one(t, value, numerator=num, denominator=den)
-            volume = den or 0.0
         elif kind == "mean":
             scored = self.detector.score_one(t, value, denominator=den)
             self.detector.learn_one(t, value, denominator=den)
-            volume = den or 0.0
         else:
             scored = self.detector.score_one(t, value)
             self.detector.learn_one(t, value)
-            volume = value or 0.0
-        transition = self.policy.update(t, scored, volume)
+        # the detector knows the evidence behind its score (a run of windows for a sequential one)
+        transition = self.policy.update(t, scored, None)
         window_end = window + self.window_ms
         point = MetricPoint(
             series=self.series, metric=self.metric.name, segment=dict(self.segment),
