@@ -71,6 +71,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "slow_at": 2.0,          # while a CUSUM is above this (p ~ 0.6 %), the level learns at a tenth of its rate
     "adopt_after": 60,       # points of frozen learning after which the recent level is adopted as the new normal
     "learn_freely": 30,      # the first points are all learned: normal must be known before a blip can be
+    "sequential": 1,         # 1: sequential evidence (CUSUM, learning freeze, adoption); 0: one point at a time
 }
 
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -81,7 +82,9 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     # means of a window's observations (order value): volume-weighted like rates, and no daily
     # profile (a handful of orders per bin is noise, not a season)
     "mean": {"alpha": 0.02, "beta": 0.0, "season_bins": 1, "cusum_clip": 3.0, "cusum_k": 0.5, "cusum_cap": 20.0},
-    "value": {},
+    # generic values (NAB-like machine metrics) are strongly autocorrelated and often noiseless:
+    # they are judged one point at a time, with Page-Hinkley re-levelling
+    "value": {"sequential": 0},
 }
 
 
@@ -324,7 +327,8 @@ class SeriesDetector:
                     z_other = self._residual_z(obs[0], mu_other, n, v_other)
                     # snapping back to the previous normal needs a point that is clearly
                     # the old normal and clearly not the new one (noise near the middle is not)
-                    back = abs(z_other) < 1.0 and abs(z) >= 2.0 * self.clip_z
+                    back = (abs(z_other) < 1.0 and abs(z) >= 2.0 * self.clip_z) if self.sequential \
+                        else abs(z_other) < self.clip_z
                     if abs(z_other) < abs(z) and (not is_previous or back):
                         mu, var_total, z, returning = mu_other, v_other, z_other, is_previous
             result = (obs, mu, var_total, z, returning)
@@ -348,6 +352,8 @@ class SeriesDetector:
         rho = min(max(rho, 0.0), 0.9)
         # and the level's own recent bias (it lags a daily ramp by a steady fraction of a sigma)
         # is not evidence of a blip: the CUSUM adds up departures from it
+        if not self.sequential:
+            return 0.0, 0.0
         centred = z - max(-1.0, min(1.0, self.ac_mean))
         step = max(-self.cusum_clip, min(self.cusum_clip, centred)) * math.sqrt((1.0 - rho) / (1.0 + rho))
         up = max(0.0, self.cusum_up + step - self.cusum_k)

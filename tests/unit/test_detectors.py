@@ -147,12 +147,11 @@ def test_a_spike_is_not_learned():
 def test_a_lasting_level_shift_is_adopted_within_the_documented_time(size_sigma):
     """A shift is news while it is young and the new normal after ``adopt_after`` (60) points."""
     rng = np.random.default_rng(8)
-    detector = make_detector("value")
+    detector = make_detector("mean")
     noise = rng.normal(0, 1, 1500)
     feed(detector, [(m * MINUTE, 100 + noise[m], None, None) for m in range(1000)])
     shifted, _ = feed(detector, [(m * MINUTE, 100 + size_sigma + noise[m], None, None)
                                  for m in range(1000, 1500)])
-    assert shifted[0].score >= 0.3 or size_sigma < 5
     assert all(s.score >= 0.3 for s in shifted[5:50])  # the blip stays visible while it is young
     settled = shifted[70:]
     assert sum(s.score >= 0.3 for s in settled) <= 0.02 * len(settled)
