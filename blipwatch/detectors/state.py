@@ -14,7 +14,7 @@ import zlib
 from blipwatch.detectors.policy import AlertPolicy
 from blipwatch.detectors.series import SeriesDetector
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _MAGIC = b"blipwatch-state/"
 
 
@@ -29,7 +29,7 @@ def dump_state(obj: SeriesDetector | AlertPolicy) -> bytes:
     >>> det = make_detector("count")
     >>> det.learn_one(0.0, 12)
     >>> blob = dump_state(det)
-    >>> blob.startswith(b"blipwatch-state/1\\n"), len(blob) < 20_000
+    >>> blob.startswith(b"blipwatch-state/2\\n"), len(blob) < 20_000
     (True, True)
     >>> load_state(blob).score_one(60.0, 12) == det.score_one(60.0, 12)
     True
