@@ -36,7 +36,7 @@ def dump_state(obj: SeriesDetector | AlertPolicy) -> bytes:
     >>> load_state(b"blipwatch-state/0\\n...")
     Traceback (most recent call last):
     ...
-    blipwatch.detectors.state.StateVersionError: stored state has format version 0, this blipwatch reads version 1: re-warm the series
+    blipwatch.detectors.state.StateVersionError: stored state has format version 0, this blipwatch reads version 2: re-warm the series
     """
     if isinstance(obj, SeriesDetector):
         body = {"type": "detector", **obj.to_state()}

@@ -186,7 +186,7 @@ def test_state_round_trip_gives_identical_subsequent_scores(kind):
 
 def test_state_of_an_unknown_or_old_version_raises_state_version_error():
     blob = dump_state(make_detector("count"))
-    with pytest.raises(StateVersionError, match="version 0"):
+    with pytest.raises(StateVersionError, match="version 1"):
         load_state(blob.replace(b"blipwatch-state/2", b"blipwatch-state/1"))
     with pytest.raises(StateVersionError):
         load_state(b"\x80\x04river pickle from 0.24")
