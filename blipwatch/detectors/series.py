@@ -72,6 +72,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "adopt_after": 60,       # points of frozen learning after which the recent level is adopted as the new normal
     "learn_freely": 30,      # the first points are all learned: normal must be known before a blip can be
     "sequential": 1,         # 1: sequential evidence (CUSUM, learning freeze, adoption); 0: one point at a time
+    "tail_dof": 0,           # one point's tail: 0 = normal; n = Student's t with n degrees of freedom (heavy tails)
 }
 
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -81,7 +82,10 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     "count": {},
     # means of a window's observations (order value): volume-weighted like rates, and no daily
     # profile (a handful of orders per bin is noise, not a season)
-    "mean": {"alpha": 0.02, "beta": 0.0, "season_bins": 1, "cusum_clip": 3.0, "cusum_k": 0.5, "cusum_cap": 20.0},
+    "mean": {"alpha": 0.02, "beta": 0.0, "season_bins": 1, "cusum_clip": 3.0, "cusum_k": 0.5, "cusum_cap": 20.0,
+             # order values are heavy-tailed (one big basket): one window is judged with t(4), so
+             # only a run of windows can be rare
+             "tail_dof": 4},
     # generic values (NAB-like machine metrics) are strongly autocorrelated and often noiseless:
     # they are judged one point at a time, with Page-Hinkley re-levelling
     "value": {"sequential": 0},
@@ -119,6 +123,43 @@ def _tail_score(z: float) -> float:
     if p <= 1e-10:
         return 1.0
     return min(1.0, max(0.0, -math.log10(p) / 10.0))
+
+
+def _t_tail_score(z: float, dof: float) -> float:
+    """Like ``_tail_score`` but with Student's t tails (``dof`` degrees of freedom), via the
+    regularised incomplete beta function's continued fraction (no SciPy)."""
+    if abs(z) < 1e-9:
+        return 0.0
+    x = dof / (dof + z * z)
+    a, b = dof / 2.0, 0.5
+    # Lentz's continued fraction for I_x(a, b), accurate to ~1e-12 for the x < (a+1)/(a+b+2) branch
+    def betacf(a: float, b: float, x: float) -> float:
+        tiny = 1e-300
+        c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        h = d
+        for m in range(1, 200):
+            m2 = 2 * m
+            for num in (m * (b - m) * x / ((a + m2 - 1) * (a + m2)),
+                        -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))):
+                d = 1.0 + num * d
+                d = 1.0 / (d if abs(d) > tiny else tiny)
+                c = 1.0 + num / c
+                c = c if abs(c) > tiny else tiny
+                h *= d * c
+            if abs(d * c - 1.0) < 1e-12:
+                break
+        return h
+    if x <= 0.0:
+        return 1.0
+    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        p = math.exp(log_front) * betacf(a, b, x) / a          # two-sided tail = I_x(dof/2, 1/2)
+    else:
+        p = 1.0 - math.exp(log_front) * betacf(b, a, 1.0 - x) / b
+    if p <= 1e-10:
+        return 1.0
+    return min(1.0, max(0.0, -math.log10(max(p, 1e-300)) / 10.0))
 
 
 def _z_for_score(score: float) -> float:
@@ -402,7 +443,7 @@ class SeriesDetector:
         return mu - half, mu + half
 
     def _point_score(self, z: float) -> float:
-        return _tail_score(z)
+        return _t_tail_score(z, self.tail_dof) if self.tail_dof > 0 else _tail_score(z)
 
     def learn_one(self, t: float, value: float | None, numerator: float | None = None,
                   denominator: float | None = None) -> None:
@@ -831,14 +872,6 @@ class MeanDetector(ValueDetector):
         est = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0
         return max(est, 0.0) / (self.ew_den + 1.0) + (1e-3 * abs(mu)) ** 2 + 1e-12
 
-    def _point_score(self, z: float) -> float:
-        # order values are heavy-tailed (one big basket): a single window is judged with
-        # Student's t (4 degrees of freedom), so only a run of windows (the CUSUM) can be rare
-        t2 = z * z
-        p = ((t2 + 4.0) ** 1.5 - abs(z) * (t2 + 6.0)) / (t2 + 4.0) ** 1.5
-        if p <= 1e-10:
-            return 1.0
-        return min(1.0, max(0.0, -math.log10(p) / 10.0))
 
 
 _KIND_CLASSES = {"rate": RateDetector, "count": CountDetector, "mean": MeanDetector, "value": ValueDetector}
