@@ -3,8 +3,11 @@
 first day normal; tracking_drop, payment_outage and search_zero_results fall inside it, later
 incidents are left out by the simulator). About 25 s on 2 cores.
 
-Marked xfail(strict) while the defaults miss the bars (see the tuning report): when a detector
-change meets them, this test XPASSes, fails as strict, and the marker must be removed.
+Two tests: what the defaults achieve today, asserted as a guard against regressions (every
+incident in the window detected, median delay <= 2 windows, at most 3 false alerts per simulated
+day — measured 2.0), and the issue's stricter false-alert bar (<= 1 per day), marked
+xfail(strict): when a detector change meets it, that test XPASSes, fails as strict, and the
+marker must be removed.
 """
 
 from __future__ import annotations
@@ -20,15 +23,24 @@ scenario_eval = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(scenario_eval)
 
 
-@pytest.mark.timeout(150)
-@pytest.mark.xfail(strict=True, reason="defaults miss payment_outage (country=FR) and raise "
-                                       "~2.7 false alerts/day here; issue 5 bars not met yet")
-def test_default_settings_meet_the_detection_bars_on_36_hours_of_the_all_scenario(tmp_path):
-    report = scenario_eval.run_one(tmp_path, "all", seed=0, rate=60.0, hours=36.0)
-    missed = [i["name"] for i in report["incidents"]
+@pytest.fixture(scope="module")
+def report_36h(tmp_path_factory):
+    return scenario_eval.run_one(tmp_path_factory.mktemp("bars"), "all", seed=0, rate=60.0, hours=36.0)
+
+
+@pytest.mark.timeout(200)
+def test_default_settings_detect_every_incident_quickly_on_36_hours_of_the_all_scenario(report_36h):
+    missed = [i["name"] for i in report_36h["incidents"]
               if i["expect_alert"] and not i["detected"] and not i["subtle"]]
     assert missed == []
-    assert report["median_delay_windows"] is not None and report["median_delay_windows"] <= 2
-    assert report["false_alerts_per_day"] <= 1.0
-    busy = [i for i in report["incidents"] if not i["expect_alert"]]
+    assert report_36h["median_delay_windows"] is not None and report_36h["median_delay_windows"] <= 2
+    assert report_36h["false_alerts_per_day"] <= 3.0
+    busy = [i for i in report_36h["incidents"] if not i["expect_alert"]]
     assert all(i["false_alerts_during"] == 0 for i in busy)
+
+
+@pytest.mark.timeout(200)
+@pytest.mark.xfail(strict=True, reason="defaults raise ~2 false alerts/day on this traffic (mostly "
+                                       "event_volume on small segments); the issue's bar is 1")
+def test_default_settings_meet_the_false_alert_bar_of_one_per_day(report_36h):
+    assert report_36h["false_alerts_per_day"] <= 1.0
