@@ -453,3 +453,20 @@ def bridge_from_env(settings: Settings, env: Mapping[str, str] | None = None) ->
         return None
     dashboard_url = env.get("BLIPWATCH_DASHBOARD_URL", "").strip() or None
     return AlertmanagerBridge(settings, url, dashboard_url=dashboard_url)
+
+
+def run_in_worker(app, settings: Settings, env: Mapping[str, str] | None = None) -> AlertmanagerBridge | None:
+    """With ``BLIPWATCH_ALERTMANAGER_URL`` set, run the bridge as a service of the Faust ``app``:
+    it starts and stops with the worker, and a bridge that fails crashes the worker instead of
+    silently no longer paging anyone. Returns the bridge, or None when the variable is unset."""
+    bridge = bridge_from_env(settings, env)
+    if bridge is None:
+        return None
+    from mode import Service
+
+    @app.service
+    class AlertmanagerBridgeService(Service):
+        async def on_start(self) -> None:
+            self.add_future(bridge.run())  # cancelled on stop: run() then posts once more and commits
+
+    return bridge

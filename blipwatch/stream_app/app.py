@@ -289,5 +289,10 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
         # offset: trackers and open windows are rebuilt from the table and the partials topic
         aggregators.clear()
 
+    # --- optional: alerts to Alertmanager in-process (BLIPWATCH_ALERTMANAGER_URL) -------------
+    from blipwatch.stream_app.alertmanager_bridge import run_in_worker
+
+    run_in_worker(app, settings)
+
     setup_prometheus_sensors(app, name_prefix="blipwatch_faust")
     return app

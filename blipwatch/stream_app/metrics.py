@@ -4,13 +4,18 @@ Faust's own counters (messages, commits, rebalances, send latency in ms) come fr
 ``faust.sensors.prometheus`` with the ``blipwatch_faust`` prefix and are not re-counted here.
 Label sets are bounded: event types are the canonical ones plus ``other``; reasons are
 ``schemas.REASONS``; metrics come from the config; segments are capped per metric.
+
+Counters with a bounded label set are exported at 0 from the start (event types and DLQ reasons
+at import, a metric's dropped and alert counters from its first scored window), so a dashboard
+shows a flat 0 line, not "No data", and ``rate()`` sees the first increase.
 """
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from blipwatch.schemas.events import CANONICAL_EVENT_TYPES
+from blipwatch.schemas.events import CANONICAL_EVENT_TYPES, REASONS
+from blipwatch.schemas.outputs import ALERT_STATUSES, SEVERITIES
 
 OTHER_EVENT_TYPE = "other"
 _CANONICAL = frozenset(CANONICAL_EVENT_TYPES)
@@ -46,6 +51,11 @@ SERIES_TRACKED = Gauge("blipwatch_series_tracked", "Series whose detector state 
 STATE_RESET = Counter("blipwatch_detector_state_rewarmed",
                       "Stored detector states that could not be loaded (old format) and were re-warmed on purpose")
 
+for _event_type in (*CANONICAL_EVENT_TYPES, OTHER_EVENT_TYPE):
+    EVENTS.labels(_event_type)
+for _reason in REASONS:
+    EVENTS_INVALID.labels(_reason)
+
 SERIES_LABELS = ["metric", "segment"]
 SERIES_VALUE = Gauge("blipwatch_series_value", "Last closed window's value per series", SERIES_LABELS)
 SERIES_EXPECTED = Gauge("blipwatch_series_expected", "Expected value for the last closed window", SERIES_LABELS)
@@ -56,8 +66,23 @@ SERIES_FIRING = Gauge("blipwatch_series_firing", "1 while an incident is firing 
                       SERIES_LABELS)
 
 
+_INITIALISED_METRICS: set[str] = set()
+
+
+def initialise_metric(metric: str) -> None:
+    """Export a metric's dropped and alert counters at 0 (once; metric names come from the config)."""
+    if metric in _INITIALISED_METRICS:
+        return
+    _INITIALISED_METRICS.add(metric)
+    SERIES_DROPPED.labels(metric)
+    for status in ALERT_STATUSES:
+        for severity in SEVERITIES:
+            ALERTS.labels(metric, status, severity)
+
+
 def observe_point(metric: str, segment: str, value, expected, lower, upper, score, firing: bool) -> None:
     """Set the per-series gauges (bounded by the series cap) from one scored point."""
+    initialise_metric(metric)
     for gauge, reading in ((SERIES_VALUE, value), (SERIES_EXPECTED, expected), (SERIES_LOWER, lower),
                            (SERIES_UPPER, upper), (SERIES_SCORE, score)):
         gauge.labels(metric, segment).set(float("nan") if reading is None else reading)
