@@ -17,7 +17,7 @@ from tests.helpers import BLIPWATCH, Worker, base_env, produce, read_topic, wait
 pytestmark = pytest.mark.integration
 
 SCENARIO = ["--scenario", "search_zero_results", "--start", "2026-01-05T17:00:00Z",
-            "--incident-offset-hours", "1", "--hours", "1.75", "--sessions-per-minute", "60", "--seed", "7"]
+            "--incident-offset-hours", "1", "--hours", "2.25", "--sessions-per-minute", "60", "--seed", "7"]
 CONFIG = "policy:\n  warmup: 30\n"
 
 
