@@ -21,7 +21,7 @@ from mode import Service
 
 from blipwatch.detectors.catalogue import Catalogue
 from blipwatch.detectors.tracker import IncidentBook
-from blipwatch.detectors.windows import GlobalWatermark, LocalWatermark
+from blipwatch.detectors.windows import LocalWatermark
 from blipwatch.stream_app import metrics
 from blipwatch.stream_app.aggregate import PartitionAggregator, decode_partials
 from blipwatch.stream_app.config import Settings
@@ -172,7 +172,7 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             if not self.total_partitions:
                 found = self.consumer.partitions_for_topic(settings.events_topic)
                 self.total_partitions = len(found) if found else 0
-            self.watermark.assign({tp.partition for tp in self.consumer.assignment()})
+            self.watermark.assign({tp.partition for tp in self.consumer.assignment()}, now_ms)
             report = self.watermark.report(now_ms)
             partials = self.batch.aggregate.drain()
             letters = self.batch.drain_dead_letters()
@@ -231,12 +231,11 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
                     log.warning("ingest: flush on rebalance failed (%s); the next owner re-reads", exc)
 
         async def on_partitions_assigned(self, assigned) -> None:
-            self.ingest.watermark.assign({tp.partition for tp in assigned})
+            self.ingest.watermark.assign({tp.partition for tp in assigned}, int(time.time() * 1000))
             log.info("ingest: consuming %s partitions %s", settings.events_topic,
                      sorted(tp.partition for tp in assigned))
 
     # --- stage 2: aggregate, score, alert (Faust agent over the partials) ----------------
-    global_watermark = GlobalWatermark()
     aggregators: dict[int, PartitionAggregator] = {}
     incidents = IncidentBook()  # the series firing on this worker, for alerts' `related`
 
@@ -258,30 +257,40 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             report, total, observed_at, series_partials = decode_partials(event.value)
             aggregator = aggregator_for(event.message.partition)
             aggregator.merge(series_partials, event.ack)
-            global_watermark.update(report, total)
-            watermark = global_watermark.value()
-            for tracker, closed in aggregator.close(watermark):
-                detector_state[tracker.series.encode()] = tracker.to_bytes()
+            aggregator.watermark.update(report, total)
+            watermark = aggregator.watermark.value()
+            closed_series = aggregator.close(watermark)
+            # points and alerts first, delivered; then the state that says "closed". Stopped or
+            # killed in between, the windows are closed again from the partials after a restart and
+            # re-published identical (same detector state in, same point out): never skipped.
+            deliveries = []
+            for tracker, closed in closed_series:
                 for window in closed:
-                    await publish(tracker, window, observed_at)
+                    deliveries.extend(await publish(tracker, window, observed_at))
+            if deliveries:
+                await asyncio.gather(*deliveries)
+            for tracker, _ in closed_series:
+                detector_state[tracker.series.encode()] = tracker.to_bytes()
             aggregator.acknowledge_until(watermark)
             metrics.SERIES_TRACKED.set(sum(len(a.trackers) for a in aggregators.values()))
 
-    async def publish(tracker, window, observed_at: float) -> None:
+    async def publish(tracker, window, observed_at: float) -> list:
+        """Send a closed window's point (and alert); returns the delivery futures."""
         point = window.point
         metrics.WINDOWS_SCORED.labels(point.metric).inc()
         metrics.observe_point(point.metric, tracker.segment_label, point.value, point.expected, point.lower,
                               point.upper, point.score, window.firing)
-        await points_topic.send(key=point.series.encode(), value=point.to_json())
+        deliveries = [await points_topic.send(key=point.series.encode(), value=point.to_json())]
         alert = window.alert
         if alert is None:
-            return
+            return deliveries
         incidents.note(tracker.series, alert)
         alert.published_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        await alerts_topic.send(key=alert.dedup_key.encode(), value=alert.to_json())
+        deliveries.append(await alerts_topic.send(key=alert.dedup_key.encode(), value=alert.to_json()))
         metrics.ALERTS.labels(alert.metric, alert.status, alert.severity).inc()
         metrics.ALERT_LATENCY.observe(max(0.0, time.time() - observed_at))
         log.info("alert %s: %s", alert.status, alert.summary)
+        return deliveries
 
     @app.on_partitions_revoked.connect
     async def forget_partitions(app_, revoked, **kwargs) -> None:
