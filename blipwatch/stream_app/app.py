@@ -25,7 +25,7 @@ from blipwatch.detectors.windows import LocalWatermark
 from blipwatch.stream_app import metrics
 from blipwatch.stream_app.aggregate import PartitionAggregator, decode_partials
 from blipwatch.stream_app.config import Settings
-from blipwatch.stream_app.ingest import IngestBatch, partial_messages, partition_for
+from blipwatch.stream_app.ingest import IngestBatch, partial_messages, partition_for, sent_positions
 
 log = logging.getLogger("blipwatch")
 
@@ -177,9 +177,11 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             partials = self.batch.aggregate.drain()
             letters = self.batch.drain_dead_letters()
             futures = []
+            offsets, self.positions = dict(self.positions), {}
             if self.total_partitions and (report or partials):
+                covered = {tp.partition: offset for tp, offset in offsets.items()}
                 for partition, value in partial_messages(partials, report, self.total_partitions,
-                                                         settings.partitions, self.source):
+                                                         settings.partitions, self.source, sent_to=covered):
                     futures.append(await app.producer.send(settings.partials_topic, None, value, partition,
                                                            None, None))
             for letter in letters:
@@ -188,8 +190,7 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             if futures:
                 await asyncio.gather(*futures)
             self._count()
-            if self.positions:
-                offsets, self.positions = dict(self.positions), {}
+            if offsets:
                 await self.consumer.commit(offsets)
             self._report_lag()
 
@@ -232,8 +233,58 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
 
         async def on_partitions_assigned(self, assigned) -> None:
             self.ingest.watermark.assign({tp.partition for tp in assigned}, int(time.time() * 1000))
+            if assigned:
+                await self.skip_sent(assigned)
             log.info("ingest: consuming %s partitions %s", settings.events_topic,
                      sorted(tp.partition for tp in assigned))
+
+        async def skip_sent(self, assigned) -> None:
+            """A previous owner killed between sending its partials and committing left events that
+            are already counted: start after them, or their counts would be added twice. The
+            partials' tail says how far each input partition was sent."""
+            consumer = self.ingest.consumer
+            try:
+                sent = await sent_offsets({tp.partition for tp in assigned})
+            except Exception as exc:  # never block consumption on this: at-least-once still holds
+                log.warning("ingest: cannot read how far the partials cover %s (%s); re-reading from the "
+                            "committed offsets", settings.events_topic, exc)
+                return
+            for tp in assigned:
+                committed = await consumer.committed(tp)
+                if tp.partition in sent and sent[tp.partition] > (committed or 0):
+                    log.info("ingest: partition %d was sent up to offset %d but committed at %s: resuming "
+                             "after what was sent", tp.partition, sent[tp.partition], committed)
+                    consumer.seek(tp, sent[tp.partition])
+
+    async def sent_offsets(input_partitions: set[int], tail: int = 200) -> dict[int, int]:
+        """How far the newest flushes in the partials topic cover each input partition."""
+        reader = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **settings.aiokafka_kwargs())
+        await reader.start()
+        try:
+            found = reader.partitions_for_topic(settings.partials_topic) or set()
+            tps = [TopicPartition(settings.partials_topic, p) for p in found]
+            if not tps:
+                return {}
+            reader.assign(tps)
+            ends = await reader.end_offsets(tps)
+            pending = set()
+            for tp in tps:
+                if ends[tp]:
+                    reader.seek(tp, max(0, ends[tp] - tail))
+                    pending.add(tp)
+            values = []
+            deadline = time.monotonic() + 10
+            while pending and time.monotonic() < deadline:
+                batches = await reader.getmany(*pending, timeout_ms=200, max_records=5000)
+                for records in batches.values():
+                    values.extend(record.value for record in records)
+                for tp in list(pending):
+                    highwater = reader.highwater(tp)  # from the fetch: right even where end_offsets is not
+                    if highwater is not None and await reader.position(tp) >= highwater:
+                        pending.discard(tp)
+            return sent_positions(values, input_partitions)
+        finally:
+            await reader.stop()
 
     # --- stage 2: aggregate, score, alert (Faust agent over the partials) ----------------
     aggregators: dict[int, PartitionAggregator] = {}
