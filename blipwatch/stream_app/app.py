@@ -302,28 +302,53 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             aggregator.adopt(known)
         return aggregator
 
+    # Set while the agent is between a message and its last effect (points, state, acks).
+    processing = asyncio.Event()
+
+    async def finish_then_commit(consumer, logger) -> None:
+        """On stop, before Faust stops the tables: let the message in hand finish and commit what
+        it acknowledged, so a restart re-publishes nothing. (Faust's own wait, stream_wait_empty,
+        waits for every unacknowledged message — here those are open windows, which never end.)"""
+        deadline = time.monotonic() + 15
+        while processing.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        try:
+            await consumer.commit()
+        except Exception as exc:  # the next owner re-reads from the last commit: duplicates, not loss
+            log.warning("aggregate: final commit failed (%s); the next worker re-publishes the last windows", exc)
+
+    app._consumer_wait_empty = finish_then_commit  # noqa: SLF001  (Faust calls it on stop, before tables stop)
+
     @app.agent(partials_topic)
     async def aggregate(stream):
         async for event in stream.noack().events():
-            report, total, observed_at, series_partials = decode_partials(event.value)
-            aggregator = aggregator_for(event.message.partition)
-            aggregator.merge(series_partials, event.ack)
-            aggregator.watermark.update(report, total)
-            watermark = aggregator.watermark.value()
-            closed_series = aggregator.close(watermark)
-            # points and alerts first, delivered; then the state that says "closed". Stopped or
-            # killed in between, the windows are closed again from the partials after a restart and
-            # re-published identical (same detector state in, same point out): never skipped.
-            deliveries = []
-            for tracker, closed in closed_series:
-                for window in closed:
-                    deliveries.extend(await publish(tracker, window, observed_at))
-            if deliveries:
-                await asyncio.gather(*deliveries)
-            for tracker, _ in closed_series:
-                detector_state[tracker.series.encode()] = tracker.to_bytes()
-            aggregator.acknowledge_until(watermark)
-            metrics.SERIES_TRACKED.set(sum(len(a.trackers) for a in aggregators.values()))
+            processing.set()
+            try:
+                await aggregate_one(event)
+            finally:
+                processing.clear()
+
+    async def aggregate_one(event) -> None:
+        """Merge one partials message, close what its watermark closes, publish, store, acknowledge."""
+        report, total, observed_at, series_partials = decode_partials(event.value)
+        aggregator = aggregator_for(event.message.partition)
+        aggregator.merge(series_partials, event.ack)
+        aggregator.watermark.update(report, total)
+        watermark = aggregator.watermark.value()
+        closed_series = aggregator.close(watermark)
+        # points and alerts first, delivered; then the state that says "closed". Stopped or
+        # killed in between, the windows are closed again from the partials after a restart and
+        # re-published identical (same detector state in, same point out): never skipped.
+        deliveries = []
+        for tracker, closed in closed_series:
+            for window in closed:
+                deliveries.extend(await publish(tracker, window, observed_at))
+        if deliveries:
+            await asyncio.gather(*deliveries)
+        for tracker, _ in closed_series:
+            detector_state[tracker.series.encode()] = tracker.to_bytes()
+        aggregator.acknowledge_until(watermark)
+        metrics.SERIES_TRACKED.set(sum(len(a.trackers) for a in aggregators.values()))
 
     async def publish(tracker, window, observed_at: float) -> list:
         """Send a closed window's point (and alert); returns the delivery futures."""
