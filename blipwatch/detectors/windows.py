@@ -17,6 +17,12 @@ its partials; the aggregate stage folds the reports of all ingest workers into a
 100000
 >>> local.value(now_ms=20_000)   # both idle: flush everything seen so far
 210000
+>>> fresh = LocalWatermark(window_ms=60_000, lateness_ms=30_000, idle_ms=10_000)
+>>> fresh.assign({0, 1}, now_ms=0); fresh.observe(0, 120_000, now_ms=5_000)
+>>> fresh.report(now_ms=1_000), fresh.value(now_ms=1_000)   # partition 1 not read yet: unknown
+({0: 120000}, None)
+>>> fresh.report(now_ms=10_000)                             # ... until the idle timeout
+{0: 120000, 1: None}
 >>> window_start(125_000, 60_000), closes_at(120_000, 60_000, 30_000)
 (120000, 210000)
 """
@@ -52,14 +58,26 @@ class LocalWatermark:
         self.progress: dict[int, int] = {}      # partition -> largest event time seen
         self.last_active: dict[int, int] = {}   # partition -> wall-clock ms of its last event
         self.assigned: set[int] = set()
+        self.assigned_at: dict[int, int] = {}   # partition -> wall-clock ms it was assigned
         self.flushed_to: int | None = None
 
-    def assign(self, partitions: set[int]) -> None:
+    def assign(self, partitions: set[int], now_ms: int | None = None) -> None:
         self.assigned = set(partitions)
         for partition in list(self.progress):
             if partition not in self.assigned:
                 del self.progress[partition]
                 self.last_active.pop(partition, None)
+        for partition in list(self.assigned_at):
+            if partition not in self.assigned:
+                del self.assigned_at[partition]
+        if now_ms is not None:
+            for partition in self.assigned:
+                self.assigned_at.setdefault(partition, now_ms)
+
+    def unknown(self, now_ms: int) -> set[int]:
+        """Assigned partitions not read from yet and assigned less than ``idle`` ago."""
+        return {p for p in self.assigned if p not in self.progress and p in self.assigned_at
+                and now_ms - self.assigned_at[p] < self.idle_ms}
 
     def observe(self, partition: int, event_ms: int, now_ms: int) -> None:
         self.assigned.add(partition)
@@ -68,12 +86,13 @@ class LocalWatermark:
         self.last_active[partition] = now_ms
 
     def report(self, now_ms: int) -> dict[int, int | None]:
-        """Progress per assigned partition, ``IDLE`` for idle or never-seen ones; when all are
-        idle, every partition reports the flush point (past the last window seen)."""
+        """Progress per assigned partition, ``IDLE`` for idle ones, unknown ones left out; when
+        all are idle, every partition reports the flush point (past the last window seen)."""
         active = {p: t for p, t in self.progress.items()
                   if now_ms - self.last_active.get(p, now_ms) < self.idle_ms}
-        if active:
-            return {p: active.get(p, IDLE) for p in sorted(self.assigned)}
+        unknown = self.unknown(now_ms)
+        if active or unknown:
+            return {p: active.get(p, IDLE) for p in sorted(self.assigned) if p not in unknown}
         if not self.progress:
             return {p: IDLE for p in sorted(self.assigned)}
         newest = max(self.progress.values())
@@ -82,6 +101,8 @@ class LocalWatermark:
         return {p: self.flushed_to for p in sorted(self.assigned)}
 
     def value(self, now_ms: int) -> int | None:
+        if self.unknown(now_ms):
+            return None
         values = [v for v in self.report(now_ms).values() if v is not IDLE]
         return min(values) if values else None
 

@@ -37,6 +37,7 @@ REASONS = (
     "wrong_type",     # a field has the wrong JSON type
     "bad_timestamp",  # occurred_at is not RFC 3339 with a zone / epoch ms, or outside 2000..2100
     "bad_value",      # a field has a value outside its allowed set or range
+    "too_far_ahead",  # occurred_at is more than an hour ahead of the worker's clock (a broken client clock)
 )
 
 CHANNELS = frozenset({"web", "app", "email", "store", "call_center", "chat", "social"})

@@ -1,7 +1,10 @@
 """The aggregate stage: partial counts in, scored windows out.
 
 One ``PartitionAggregator`` per assigned partials-topic partition holds the ``SeriesTracker`` of
-every series routed there. Detector state lives in a changelog-backed Faust table (written when a
+every series routed there, and its own watermark: every ingest flush writes its watermark report
+to every partials partition after the partials it covers, so the reports read from one partition
+are exact for that partition's data — and only for it. (One watermark shared by all partitions
+closed windows of a partition whose backlog was read behind another's, e.g. after a restart.) Detector state lives in a changelog-backed Faust table (written when a
 window closes). Open windows live in memory only: the messages that fed them are acknowledged —
 and so committed — only once every window they touched has closed, so a restarted or
 rebalanced worker rebuilds them exactly from the partials topic (Kafka Streams does the same
@@ -29,6 +32,7 @@ class PartitionAggregator:
         self.catalogue = catalogue
         self.load_state = load_state
         self.trackers: dict[str, SeriesTracker] = {}
+        self.watermark = GlobalWatermark()
         #: messages not yet acknowledged, with the close point of the newest window they fed
         self.pending: list[tuple[int, Any]] = []
 

@@ -21,11 +21,11 @@ from mode import Service
 
 from blipwatch.detectors.catalogue import Catalogue
 from blipwatch.detectors.tracker import IncidentBook
-from blipwatch.detectors.windows import GlobalWatermark, LocalWatermark
+from blipwatch.detectors.windows import LocalWatermark
 from blipwatch.stream_app import metrics
 from blipwatch.stream_app.aggregate import PartitionAggregator, decode_partials
 from blipwatch.stream_app.config import Settings
-from blipwatch.stream_app.ingest import IngestBatch, partial_messages, partition_for
+from blipwatch.stream_app.ingest import IngestBatch, partial_messages, partition_for, sent_positions
 
 log = logging.getLogger("blipwatch")
 
@@ -172,14 +172,16 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             if not self.total_partitions:
                 found = self.consumer.partitions_for_topic(settings.events_topic)
                 self.total_partitions = len(found) if found else 0
-            self.watermark.assign({tp.partition for tp in self.consumer.assignment()})
+            self.watermark.assign({tp.partition for tp in self.consumer.assignment()}, now_ms)
             report = self.watermark.report(now_ms)
             partials = self.batch.aggregate.drain()
             letters = self.batch.drain_dead_letters()
             futures = []
+            offsets, self.positions = dict(self.positions), {}
             if self.total_partitions and (report or partials):
+                covered = {tp.partition: offset for tp, offset in offsets.items()}
                 for partition, value in partial_messages(partials, report, self.total_partitions,
-                                                         settings.partitions, self.source):
+                                                         settings.partitions, self.source, sent_to=covered):
                     futures.append(await app.producer.send(settings.partials_topic, None, value, partition,
                                                            None, None))
             for letter in letters:
@@ -188,8 +190,7 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             if futures:
                 await asyncio.gather(*futures)
             self._count()
-            if self.positions:
-                offsets, self.positions = dict(self.positions), {}
+            if offsets:
                 await self.consumer.commit(offsets)
             self._report_lag()
 
@@ -231,12 +232,61 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
                     log.warning("ingest: flush on rebalance failed (%s); the next owner re-reads", exc)
 
         async def on_partitions_assigned(self, assigned) -> None:
-            self.ingest.watermark.assign({tp.partition for tp in assigned})
+            self.ingest.watermark.assign({tp.partition for tp in assigned}, int(time.time() * 1000))
+            if assigned:
+                await self.skip_sent(assigned)
             log.info("ingest: consuming %s partitions %s", settings.events_topic,
                      sorted(tp.partition for tp in assigned))
 
+        async def skip_sent(self, assigned) -> None:
+            """A previous owner killed between sending its partials and committing left events that
+            are already counted: start after them, or their counts would be added twice. The
+            partials' tail says how far each input partition was sent."""
+            consumer = self.ingest.consumer
+            try:
+                sent = await sent_offsets({tp.partition for tp in assigned})
+            except Exception as exc:  # never block consumption on this: at-least-once still holds
+                log.warning("ingest: cannot read how far the partials cover %s (%s); re-reading from the "
+                            "committed offsets", settings.events_topic, exc)
+                return
+            for tp in assigned:
+                committed = await consumer.committed(tp)
+                if tp.partition in sent and sent[tp.partition] > (committed or 0):
+                    log.info("ingest: partition %d was sent up to offset %d but committed at %s: resuming "
+                             "after what was sent", tp.partition, sent[tp.partition], committed)
+                    consumer.seek(tp, sent[tp.partition])
+
+    async def sent_offsets(input_partitions: set[int], tail: int = 200) -> dict[int, int]:
+        """How far the newest flushes in the partials topic cover each input partition."""
+        reader = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **settings.aiokafka_kwargs())
+        await reader.start()
+        try:
+            found = reader.partitions_for_topic(settings.partials_topic) or set()
+            tps = [TopicPartition(settings.partials_topic, p) for p in found]
+            if not tps:
+                return {}
+            reader.assign(tps)
+            ends = await reader.end_offsets(tps)
+            pending = set()
+            for tp in tps:
+                if ends[tp]:
+                    reader.seek(tp, max(0, ends[tp] - tail))
+                    pending.add(tp)
+            values = []
+            deadline = time.monotonic() + 10
+            while pending and time.monotonic() < deadline:
+                batches = await reader.getmany(*pending, timeout_ms=200, max_records=5000)
+                for records in batches.values():
+                    values.extend(record.value for record in records)
+                for tp in list(pending):
+                    highwater = reader.highwater(tp)  # from the fetch: right even where end_offsets is not
+                    if highwater is not None and await reader.position(tp) >= highwater:
+                        pending.discard(tp)
+            return sent_positions(values, input_partitions)
+        finally:
+            await reader.stop()
+
     # --- stage 2: aggregate, score, alert (Faust agent over the partials) ----------------
-    global_watermark = GlobalWatermark()
     aggregators: dict[int, PartitionAggregator] = {}
     incidents = IncidentBook()  # the series firing on this worker, for alerts' `related`
 
@@ -252,36 +302,71 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             aggregator.adopt(known)
         return aggregator
 
+    # Set while the agent is between a message and its last effect (points, state, acks).
+    processing = asyncio.Event()
+
+    async def finish_then_commit(consumer, logger) -> None:
+        """On stop, before Faust stops the tables: let the message in hand finish and commit what
+        it acknowledged, so a restart re-publishes nothing. (Faust's own wait, stream_wait_empty,
+        waits for every unacknowledged message — here those are open windows, which never end.)"""
+        deadline = time.monotonic() + 15
+        while processing.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        try:
+            await consumer.commit()
+        except Exception as exc:  # the next owner re-reads from the last commit: duplicates, not loss
+            log.warning("aggregate: final commit failed (%s); the next worker re-publishes the last windows", exc)
+
+    app._consumer_wait_empty = finish_then_commit  # noqa: SLF001  (Faust calls it on stop, before tables stop)
+
     @app.agent(partials_topic)
     async def aggregate(stream):
         async for event in stream.noack().events():
-            report, total, observed_at, series_partials = decode_partials(event.value)
-            aggregator = aggregator_for(event.message.partition)
-            aggregator.merge(series_partials, event.ack)
-            global_watermark.update(report, total)
-            watermark = global_watermark.value()
-            for tracker, closed in aggregator.close(watermark):
-                detector_state[tracker.series.encode()] = tracker.to_bytes()
-                for window in closed:
-                    await publish(tracker, window, observed_at)
-            aggregator.acknowledge_until(watermark)
-            metrics.SERIES_TRACKED.set(sum(len(a.trackers) for a in aggregators.values()))
+            processing.set()
+            try:
+                await aggregate_one(event)
+            finally:
+                processing.clear()
 
-    async def publish(tracker, window, observed_at: float) -> None:
+    async def aggregate_one(event) -> None:
+        """Merge one partials message, close what its watermark closes, publish, store, acknowledge."""
+        report, total, observed_at, series_partials = decode_partials(event.value)
+        aggregator = aggregator_for(event.message.partition)
+        aggregator.merge(series_partials, event.ack)
+        aggregator.watermark.update(report, total)
+        watermark = aggregator.watermark.value()
+        closed_series = aggregator.close(watermark)
+        # points and alerts first, delivered; then the state that says "closed". Stopped or
+        # killed in between, the windows are closed again from the partials after a restart and
+        # re-published identical (same detector state in, same point out): never skipped.
+        deliveries = []
+        for tracker, closed in closed_series:
+            for window in closed:
+                deliveries.extend(await publish(tracker, window, observed_at))
+        if deliveries:
+            await asyncio.gather(*deliveries)
+        for tracker, _ in closed_series:
+            detector_state[tracker.series.encode()] = tracker.to_bytes()
+        aggregator.acknowledge_until(watermark)
+        metrics.SERIES_TRACKED.set(sum(len(a.trackers) for a in aggregators.values()))
+
+    async def publish(tracker, window, observed_at: float) -> list:
+        """Send a closed window's point (and alert); returns the delivery futures."""
         point = window.point
         metrics.WINDOWS_SCORED.labels(point.metric).inc()
         metrics.observe_point(point.metric, tracker.segment_label, point.value, point.expected, point.lower,
                               point.upper, point.score, window.firing)
-        await points_topic.send(key=point.series.encode(), value=point.to_json())
+        deliveries = [await points_topic.send(key=point.series.encode(), value=point.to_json())]
         alert = window.alert
         if alert is None:
-            return
+            return deliveries
         incidents.note(tracker.series, alert)
         alert.published_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        await alerts_topic.send(key=alert.dedup_key.encode(), value=alert.to_json())
+        deliveries.append(await alerts_topic.send(key=alert.dedup_key.encode(), value=alert.to_json()))
         metrics.ALERTS.labels(alert.metric, alert.status, alert.severity).inc()
         metrics.ALERT_LATENCY.observe(max(0.0, time.time() - observed_at))
         log.info("alert %s: %s", alert.status, alert.summary)
+        return deliveries
 
     @app.on_partitions_revoked.connect
     async def forget_partitions(app_, revoked, **kwargs) -> None:

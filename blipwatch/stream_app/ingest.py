@@ -22,6 +22,10 @@ from blipwatch.detectors.windows import is_late
 from blipwatch.schemas.events import InvalidEvent, decode_event
 from blipwatch.stream_app.metrics import event_type_label
 
+#: An event stamped further ahead of the wall clock than this is rejected (``too_far_ahead``): it
+#: would move its partition's watermark into the future and make every later on-time event late.
+MAX_AHEAD_MS = 3600 * 1000
+
 
 @dataclass
 class DeadLetter:
@@ -58,9 +62,10 @@ class IngestCounts:
 class IngestBatch:
     """Decode and pre-aggregate events; collect dead letters; count by type, reason and lateness."""
 
-    def __init__(self, catalogue: Catalogue, max_event_bytes: int):
+    def __init__(self, catalogue: Catalogue, max_event_bytes: int, max_ahead_ms: int = MAX_AHEAD_MS):
         self.catalogue = catalogue
         self.max_event_bytes = max_event_bytes
+        self.max_ahead_ms = max_ahead_ms
         self.aggregate = PartialAggregate(catalogue)
         self.dead_letters: list[DeadLetter] = []
         self.counts = IngestCounts()
@@ -73,6 +78,13 @@ class IngestBatch:
         except InvalidEvent as exc:
             self.dead_letters.append(DeadLetter(key, value, exc.reason, exc.field, exc.message, source))
             self.counts.invalid[exc.reason] += 1
+            return None
+        if event.occurred_at_ms > time.time() * 1000 + self.max_ahead_ms:
+            self.dead_letters.append(DeadLetter(
+                key, value, "too_far_ahead", "occurred_at",
+                f"{event.occurred_at_ms} ms is more than {self.max_ahead_ms // 1000} s ahead of this worker's clock",
+                source))
+            self.counts.invalid["too_far_ahead"] += 1
             return None
         self.counts.valid[event_type_label(event.event_type)] += 1
         if is_late(event.occurred_at_ms, watermark, self.catalogue.window_ms, self.catalogue.lateness_ms):
@@ -93,8 +105,12 @@ def partition_for(series: str, partitions: int) -> int:
 
 def partial_messages(partials: dict[str, dict[int, list[float]]], report: dict[int, int | None],
                      total_input_partitions: int, partitions: int, source: str,
-                     observed_at: float | None = None) -> list[tuple[int, bytes]]:
-    """One message per partials partition: ``{"s": {series: [[window, n, d], ...]}, "wm": ..., ...}``."""
+                     observed_at: float | None = None,
+                     sent_to: dict[int, int] | None = None) -> list[tuple[int, bytes]]:
+    """One message per partials partition: ``{"s": {series: [[window, n, d], ...]}, "wm": ..., ...}``.
+
+    ``sent_to`` (``"to"``: input partition -> next offset) says which input offsets this flush
+    covers, so a worker taking over an input partition skips what was sent but not committed."""
     by_partition: list[dict[str, list[list[float]]]] = [{} for _ in range(partitions)]
     for series, windows in partials.items():
         by_partition[partition_for(series, partitions)][series] = [
@@ -105,4 +121,21 @@ def partial_messages(partials: dict[str, dict[int, list[float]]], report: dict[i
         "at": observed_at if observed_at is not None else time.time(),
         "src": source,
     }
+    if sent_to:
+        header["to"] = {str(p): offset for p, offset in sent_to.items()}
     return [(p, orjson.dumps({**header, "s": series})) for p, series in enumerate(by_partition)]
+
+
+def sent_positions(values: list[bytes], topic_partitions: set[int]) -> dict[int, int]:
+    """Per input partition, the furthest offset any flush among these partials messages covered."""
+    furthest: dict[int, int] = {}
+    for value in values:
+        try:
+            covered = orjson.loads(value).get("to") or {}
+        except orjson.JSONDecodeError:
+            continue
+        for partition, offset in covered.items():
+            partition = int(partition)
+            if partition in topic_partitions and offset > furthest.get(partition, -1):
+                furthest[partition] = int(offset)
+    return furthest

@@ -1,0 +1,41 @@
+"""Pure pieces of the fault handling: far-future timestamps, unread partitions, the partials' coverage."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from blipwatch.detectors.catalogue import Catalogue
+from blipwatch.detectors.windows import LocalWatermark
+from blipwatch.stream_app.ingest import IngestBatch, partial_messages, sent_positions
+
+
+def event(occurred_at_ms: int) -> bytes:
+    return orjson.dumps({"event_id": "e1", "event_type": "page_view", "occurred_at": occurred_at_ms})
+
+
+def test_an_event_hours_ahead_of_the_clock_goes_to_the_dlq_and_does_not_move_the_watermark():
+    batch = IngestBatch(Catalogue.from_dict(None), 65536)
+    now = int(time.time() * 1000)
+    assert batch.add(None, event(now + 3 * 3600 * 1000), "t/0/0", None) is None
+    assert batch.add(None, event(now), "t/0/1", None) == now
+    assert batch.counts.invalid == {"too_far_ahead": 1}
+    letter, = batch.drain_dead_letters()
+    assert letter.reason == "too_far_ahead" and letter.field == "occurred_at"
+
+
+def test_a_partition_not_read_yet_makes_the_watermark_unknown_until_the_idle_timeout():
+    local = LocalWatermark(window_ms=60_000, lateness_ms=30_000, idle_ms=10_000)
+    local.assign({0, 1}, now_ms=0)
+    local.observe(0, 600_000, now_ms=100)
+    assert local.value(now_ms=1_000) is None     # the backlog of partition 1 is not late
+    assert local.report(now_ms=1_000) == {0: 600_000}
+    local.observe(1, 400_000, now_ms=2_000)
+    assert local.value(now_ms=2_000) == 400_000
+
+
+def test_the_partials_say_how_far_each_input_partition_was_sent():
+    values = [value for _, value in partial_messages({}, {0: 1}, 4, 2, "a", sent_to={0: 10, 3: 7})]
+    values += [value for _, value in partial_messages({}, {0: 1}, 4, 2, "b", sent_to={0: 25})]
+    assert sent_positions(values, {0, 1, 3}) == {0: 25, 3: 7}
