@@ -192,7 +192,7 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             self._count()
             if offsets:
                 await self.consumer.commit(offsets)
-            self._report_lag()
+            await self._report_lag()
 
         def _count(self) -> None:
             counts = self.batch.counts
@@ -206,18 +206,19 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
                 metrics.SERIES_DROPPED.labels(metric).inc(n)
             counts.clear()
 
-        def _report_lag(self) -> None:
+        async def _report_lag(self) -> None:
+            """Consumer lag per events partition: the fetch's high watermark minus our position
+            (the fetch's high watermark is right even on the embedded broker, see TANSU.md)."""
             assert self.consumer is not None
             for tp in self.consumer.assignment():
                 highwater = self.consumer.highwater(tp)
                 if highwater is None:
                     continue
                 try:
-                    position = self.consumer._fetcher._subscriptions.assignment[tp].position  # noqa: SLF001
-                except (AttributeError, KeyError):
+                    position = await self.consumer.position(tp)
+                except Exception:  # mid-rebalance: the partition is gone or not yet positioned
                     continue
-                if position is not None:
-                    metrics.INGEST_LAG.labels(str(tp.partition)).set(max(0, highwater - position))
+                metrics.INGEST_LAG.labels(str(tp.partition)).set(max(0, highwater - position))
 
     class _Rebalance(ConsumerRebalanceListener):
         def __init__(self, ingest: "Ingest"):

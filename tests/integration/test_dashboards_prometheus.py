@@ -68,12 +68,7 @@ def label_values(prom: Prometheus, query: str, start: float, end: float) -> list
 
 
 #: Panels known to be blank, with why; each has a strict xfail test below, so a fix turns it red until removed.
-KNOWN_BLANK = {
-    "Consumer lag per partition (events topic)":
-        "ingest's _report_lag (stream_app/app.py) reads aiokafka's private _fetcher._subscriptions.assignment, "
-        "which does not exist: the AttributeError is swallowed and blipwatch_ingest_lag_messages is never set "
-        "(fix: `position = await self.consumer.position(tp)`, public API; verified to fill the panel)",
-}
+KNOWN_BLANK: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
