@@ -67,8 +67,6 @@ def label_values(prom: Prometheus, query: str, start: float, end: float) -> list
     return body["data"]
 
 
-#: Panels known to be blank, with why; each has a strict xfail test below, so a fix turns it red until removed.
-KNOWN_BLANK: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -127,15 +125,8 @@ def test_counters_with_bounded_labels_are_exported_at_zero_before_the_first_even
 def test_every_dashboard_query_returns_data_from_a_worker_fed_with_a_simulated_incident(dashboard_run):
     assert any(s["metric"]["metric"] == "search_zero_results_rate" for s in dashboard_run["firing"])
     empty = [(uid, title, expr) for uid, title, expr, _, finite in dashboard_run["rows"]
-             if not finite and title not in KNOWN_BLANK]
+             if not finite]
     assert not empty, f"dashboard queries without data: {empty}"
     assert all(count for *_, count in dashboard_run["variables"]), dashboard_run["variables"]
 
 
-@pytest.mark.parametrize("title", sorted(KNOWN_BLANK))
-def test_known_blank_panel_still_blank_for_its_reason(dashboard_run, title):
-    rows = [row for row in dashboard_run["rows"] if row[1] == title]
-    assert rows, f"no panel titled {title!r}: remove it from KNOWN_BLANK"
-    if not all(finite for *_, finite in rows):
-        pytest.xfail(KNOWN_BLANK[title])
-    pytest.fail(f"{title!r} has data now: remove it from KNOWN_BLANK")
