@@ -229,7 +229,7 @@ class Screen:
 
 
 def hhmm(text: str) -> str:
-    return text[11:16] + "Z" if len(text) >= 16 else "?"
+    return text[11:16] + "Z" if len(text) >= 16 else "--:--"
 
 
 # --- the demo -----------------------------------------------------------------------------------
@@ -250,6 +250,7 @@ class Demo:
         self.reading = Reading()
         self.previous = Reading()
         self.failed = False
+        self.keep_logs = False
 
     # the whole run ----------------------------------------------------------------------------
 
@@ -403,7 +404,7 @@ class Demo:
             rate = (reading.events - previous.events) / (reading.at - previous.at)
         firing = int(reading.alerts.get("firing", 0))
         resolved = int(reading.alerts.get("resolved", 0))
-        text = (f"[{self.elapsed():4.0f} s] event time {hhmm(sender.event_time) if sender else '?'}  "
+        text = (f"[{self.elapsed():4.0f} s] event time {hhmm(sender.event_time) if sender else '--:--'}  "
                 f"{rate:7,.0f} events/s  {reading.events:,.0f} events  {reading.windows:,.0f} windows scored  "
                 f"{reading.series:,.0f} series  alerts: {firing} firing, {resolved} resolved")
         return f"{text}  ({phase})" if phase else text
@@ -458,6 +459,10 @@ class Demo:
         say(f"  worker    {reading.events:,.0f} events, {reading.windows:,.0f} windows scored, "
             f"{reading.series:,.0f} series, {reading.alert_messages} alert messages "
             f"({int(reading.alerts.get('firing', 0))} firing, {int(reading.alerts.get('resolved', 0))} resolved)")
+        if reading.events < sender.sent:
+            self.keep_logs = True
+            say(f"  WARNING   the worker read only {reading.events:,.0f} of the {sender.sent:,} events sent; "
+                f"its log is kept: {self.worker_log}")
         report = evaluate(self.alerts, labels)
         for result in report["incidents"]:
             where = f"{result['name']} on {segment_text(result['segment'])} at {hhmm(result['start'])}"
@@ -502,7 +507,7 @@ class Demo:
             stopped.append("broker")
         if self.sender is not None:
             self.sender.join(timeout=2)
-        kept = self.options.keep or (self.failed and self.worker_log.exists())
+        kept = self.options.keep or self.keep_logs or (self.failed and self.worker_log.exists())
         if kept:
             shutil.rmtree(self.workdir / "worker-data", ignore_errors=True)
             where = f"; logs kept in {self.workdir}"
