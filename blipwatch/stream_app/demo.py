@@ -228,6 +228,15 @@ class Screen:
         return text if len(text) < width else text[:width - 2] + "…"
 
 
+def short(count: float) -> str:
+    """``950``, ``31.5k``, ``1.2M``: numbers that fit a status line."""
+    if count < 10_000:
+        return f"{count:,.0f}"
+    if count < 1_000_000:
+        return f"{count / 1000:.1f}k"
+    return f"{count / 1_000_000:.2f}M"
+
+
 def hhmm(text: str) -> str:
     return text[11:16] + "Z" if len(text) >= 16 else "--:--"
 
@@ -292,10 +301,12 @@ class Demo:
                 f"{hhmm(incident['start'])}..{hhmm(incident['end'])} ({incident['description']}); "
                 f"watch {', '.join(incident['metrics'])}")
         say("  demo settings (the service's defaults differ):")
-        say(f"    - alert warm-up {options.warmup} windows instead of 120, so detectors may alert after "
-            f"{options.warmup} simulated minutes")
-        say(f"    - {options.sessions_per_minute:g} sessions/min instead of 60, so each 1-minute window of a "
-            "segment holds enough carts to tell a spike from noise")
+        if options.warmup != 120:
+            say(f"    - alert warm-up {options.warmup} windows instead of 120 (BLIPWATCH_CONFIG policy.warmup), "
+                f"so detectors may alert after {options.warmup} simulated minutes")
+        if options.sessions_per_minute != 60:
+            say(f"    - {options.sessions_per_minute:g} sessions/min instead of the simulator's 60, so a 1-minute "
+                "window of one segment holds enough events to tell a blip from noise")
         say("    - simulated time runs much faster than the clock; windows close on event time, as in production")
         say()
 
@@ -402,11 +413,11 @@ class Demo:
         rate = 0.0
         if previous.at and reading.at > previous.at:
             rate = (reading.events - previous.events) / (reading.at - previous.at)
-        firing = int(reading.alerts.get("firing", 0))
+        fired = int(reading.alerts.get("firing", 0))
         resolved = int(reading.alerts.get("resolved", 0))
         text = (f"[{self.elapsed():4.0f} s] event time {hhmm(sender.event_time) if sender else '--:--'}  "
-                f"{rate:7,.0f} events/s  {reading.events:,.0f} events  {reading.windows:,.0f} windows scored  "
-                f"{reading.series:,.0f} series  alerts: {firing} firing, {resolved} resolved")
+                f"{rate:6,.0f} events/s  {short(reading.windows)} windows scored  {reading.series:,.0f} series  "
+                f"alerts: {fired} fired, {resolved} resolved  {short(reading.events)} events")
         return f"{text}  ({phase})" if phase else text
 
     def _show_alert(self, alert: dict) -> None:
@@ -427,7 +438,8 @@ class Demo:
                 onset = _ms(incident["start"])
                 end = _ms(alert.get("window_end") or "")
                 if onset is not None and end is not None and end > onset:
-                    line += f"; {(end - onset) / 60_000:.0f} windows after {incident['name']} began"
+                    windows = (end - onset) / 60_000
+                    line += f"; {windows:.0f} window{'' if windows == 1 else 's'} after {incident['name']} began"
         self.screen.line(line)
 
     def _read_alerts(self, settings: Settings) -> None:
@@ -473,8 +485,9 @@ class Demo:
                 say(f"  incident  {where}: must not alert; {count} alerts fired during it")
             elif result.get("detected"):
                 first = result.get("first_alert") or {}
+                delay = result["delay_windows"]
                 say(f"  incident  {where}: " + self.screen.color("CAUGHT", "1;32") +
-                    f" {result['delay_windows']:g} windows after onset, by {first.get('metric')} "
+                    f" {delay:g} window{'' if delay == 1 else 's'} after onset, by {first.get('metric')} "
                     f"{first.get('direction', '')} on {segment_text(first.get('segment'))}")
             else:
                 say(f"  incident  {where}: " + self.screen.color("MISSED", "1;31") +

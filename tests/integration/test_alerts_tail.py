@@ -19,7 +19,8 @@ def alert(status: str, observed: float, window_start: str, window_end: str) -> A
     return AnomalyAlert(
         alert_id=f"{key}#{status}@{window_end}", dedup_key=key, status=status, severity="warning",
         metric="cart_abandonment_rate", segment={"channel": "web"}, direction="up",
-        window_start=window_start, window_end=window_end, observed=observed, expected=0.7076, lower=0.35, upper=0.9, score=0.99,
+        window_start=window_start, window_end=window_end, observed=observed, expected=0.7076, lower=0.35,
+        upper=0.9, score=0.99,
         numerator=56.0, denominator=57.0, started_at="2026-01-05T19:01:00Z",
         summary=f"Cart abandonment rate on channel=web is {observed:.2f}, expected 0.71 (0.35–0.90), since 19:01 UTC")
 
