@@ -317,7 +317,8 @@ class Demo:
         say = self.screen.line
         config = self.workdir / "demo-config.yaml"
         config.write_text(f"# written by blipwatch demo\npolicy:\n  warmup: {self.options.warmup}\n")
-        self.broker = EmbeddedBroker(log_path=self.workdir / "broker.log").start()
+        self.broker = EmbeddedBroker(log_path=self.workdir / "broker.log")   # assigned first: Ctrl-C may come mid-start
+        self.broker.start()
         web_port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("BLIPWATCH_")}
         env.update(BLIPWATCH_BROKER=self.broker.url, BLIPWATCH_EMBEDDED_BROKER="1",

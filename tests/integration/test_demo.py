@@ -129,11 +129,13 @@ def test_demo_ends_by_itself_with_an_alert_and_a_summary_and_leaves_nothing_runn
     assert demo.leftovers() == []
 
 
-def test_ctrl_c_mid_run_stops_promptly_and_leaves_nothing_running():
+@pytest.mark.parametrize("moment, settle", [("started the embedded broker", 0.5), ("sending", 5.0)],
+                         ids=["while-the-worker-starts", "mid-stream"])
+def test_ctrl_c_stops_promptly_and_leaves_nothing_running(moment, settle):
     demo = DemoRun(*LIGHT_RUN)
-    demo.watch(until=lambda: "sending" in demo.output, timeout=120)
-    assert "sending" in demo.output, demo.output
-    demo.watch(until=lambda: False, timeout=5)          # mid-stream: events flowing, windows scoring
+    demo.watch(until=lambda: moment in demo.output, timeout=120)
+    assert moment in demo.output, demo.output
+    demo.watch(until=lambda: False, timeout=settle)
     assert len(demo.children) >= 2, demo.children
     interrupted = time.monotonic()
     demo.process.send_signal(signal.SIGINT)
