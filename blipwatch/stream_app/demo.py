@@ -260,6 +260,7 @@ class Demo:
         self.previous = Reading()
         self.failed = False
         self.keep_logs = False
+        self.interrupted = False
 
     # the whole run ----------------------------------------------------------------------------
 
@@ -280,8 +281,11 @@ class Demo:
             self.screen.clear_status()
             self._summarise()
             return 0
+        except KeyboardInterrupt:
+            self.interrupted = True
+            raise
         except BaseException:
-            self.failed = True
+            self.failed = True   # keep the logs: they say why
             raise
         finally:
             self.screen.clear_status()
@@ -513,7 +517,7 @@ class Demo:
         stopped = []
         worker, self.worker = self.worker, None
         if worker is not None:
-            stop_process_group(worker, WORKER_STOP_SECONDS if not self.failed else 3.0)
+            stop_process_group(worker, 3.0 if self.failed or self.interrupted else WORKER_STOP_SECONDS)
             stopped.append("worker")
         if self.broker is not None:
             self.broker.stop(timeout=3.0)

@@ -127,6 +127,7 @@ def test_demo_ends_by_itself_with_an_alert_and_a_summary_and_leaves_nothing_runn
     assert "warm-up 30 windows instead of 120" in output, "the demo says what it changed"
     assert "\x1b[" not in output, "no terminal control codes when stdout is not a terminal"
     assert demo.leftovers() == []
+    assert "logs kept" not in demo.output, "nothing left in /tmp either"
 
 
 @pytest.mark.parametrize("moment, settle", [("started the embedded broker", 0.5), ("sending", 5.0)],
@@ -145,3 +146,4 @@ def test_ctrl_c_stops_promptly_and_leaves_nothing_running(moment, settle):
     assert "interrupted" in demo.output
     assert "Traceback" not in demo.output, demo.output
     assert demo.leftovers() == []
+    assert "logs kept" not in demo.output, "nothing left in /tmp either"
