@@ -85,7 +85,8 @@ class DemoRun:
         """Record children until ``until()`` is true, the demo exits, or ``timeout`` s."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.process.poll() is None and not until():
-            self.children.update(children_of(self.process.pid))
+            # a child caught between fork and exec has no command line yet: take it on a later look
+            self.children.update({pid: command for pid, command in children_of(self.process.pid).items() if command})
             time.sleep(0.3)
 
     def wait(self, timeout: float) -> int:
