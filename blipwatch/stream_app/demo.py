@@ -33,7 +33,7 @@ from blipwatch.stream_app.config import Settings
 from blipwatch.stream_app.embedded_broker import EmbeddedBroker, free_port
 
 #: Why these differ from the service's defaults is printed at the start of every demo.
-DEMO_SESSIONS_PER_MINUTE = 400.0   # the web segment needs this many carts per window for today's detector
+DEMO_SESSIONS_PER_MINUTE = 150.0   # ~30 web carts per window: the spike is caught within ~5 windows (replay, seeds 0-3)
 DEMO_WARMUP_WINDOWS = 30           # the shipped policy waits 120 windows (2 h of event time) before alerting
 LEAD_HOURS = 2.0                   # normal traffic before a scenario's incident
 AFTER_HOURS = 0.5                  # and after its end, to see it resolve

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="send this many events per second (default: as fast as needed to fit the "
                              "scenario's event time into --duration); sending stops when the time is up")
     parser.add_argument("--sessions-per-minute", type=float, default=None,
-                        help="simulated sessions per minute (default 400; the service's simulator default is 60)")
+                        help="simulated sessions per minute (default 150; the service's simulator default is 60)")
     parser.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
     parser.add_argument("--warmup", type=int, default=None,
                         help="windows a detector learns before it may alert (default 30; the service's is 120)")
