@@ -529,19 +529,11 @@ class SeriesDetector:
         clip = self.relevel_clip
         self.shift.update(max(-clip, min(clip, z)))
         if self.shift.drift_detected and not returning:
-            new_level = sorted(self.recent)[len(self.recent) // 2]
-            if self.multiplicative:
-                delta = math.log(max(new_level, 0.5)) - math.log(max(self.level, 0.5))
-            else:
-                delta = new_level - self.level
-            self._apply_relevel(delta)
-            self.prev_delta, self.prev_left = delta, self.remember
-            self.trend = 0.0
+            self._relevel_to_recent()
         self._commit_profile(t, x)
 
-    def _adopt(self) -> None:
-        """A blip that lasted ``adopt_after`` points is the new normal: re-level to the recent
-        median, remember the old normal (its return is not a new incident), restart the CUSUMs."""
+    def _relevel_to_recent(self) -> None:
+        """Jump the level to the median of the last few observations, remembering the old normal."""
         new_level = sorted(self.recent)[len(self.recent) // 2]
         if self.multiplicative:
             delta = math.log(max(new_level, 0.5)) - math.log(max(self.level, 0.5))
@@ -550,6 +542,11 @@ class SeriesDetector:
         self._apply_relevel(delta)
         self.prev_delta, self.prev_left = delta, self.remember
         self.trend = 0.0
+
+    def _adopt(self) -> None:
+        """A blip that lasted ``adopt_after`` points is the new normal: re-level to the recent
+        median, remember the old normal (its return is not a new incident), restart the CUSUMs."""
+        self._relevel_to_recent()
         self.cusum_up = self.cusum_down = 0.0
         self.evidence_up = self.evidence_down = 0.0
         self.frozen_run = 0
