@@ -88,7 +88,8 @@ def dashboard_run(broker, scenario, tmp_path_factory):
             start = time.time()
             produce(broker, topics["BLIPWATCH_EVENTS_TOPIC"], messages[:onset])
             # the annotation query needs a scrape while the incident fires: only then send the rest
-            firing = wait_until(lambda: prom.query("blipwatch_series_firing == 1")["result"], timeout=180,
+            firing = wait_until(lambda: prom.query(
+                'blipwatch_series_firing{metric="search_zero_results_rate"} == 1')["result"], timeout=180,
                                 interval=1, what="Prometheus scraping a firing series")
             produce(broker, topics["BLIPWATCH_EVENTS_TOPIC"], messages[onset:])
             wait_until(lambda: prom.query('blipwatch_alerts_total{status="resolved"} > 0')["result"],

@@ -66,7 +66,7 @@ def test_sigterm_commits_and_flushes_so_a_restart_publishes_no_alert_twice(broke
                                                                           scenario):
     reference, messages = scenario["points"], scenario["messages"]
     env = base_env(broker, unique_topics, BLIPWATCH_CONFIG=str(scenario["config"]))
-    after_incident = index_of(messages, b"2026-01-05T18:20")
+    after_incident = index_of(messages, b"2026-01-05T19:00")  # the incident ends 18:45, resolves ~18:52
     with Worker(env, tmp_path, name="first") as first:
         first.wait_ready(90)
         produce(broker, unique_topics["BLIPWATCH_EVENTS_TOPIC"], messages[:after_incident])

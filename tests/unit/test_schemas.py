@@ -75,7 +75,8 @@ def test_every_declared_reason_is_reachable():
         reason_of(b"[]")[0], reason_of(raw(event_id=...))[0], reason_of(raw(event_id=1))[0],
         reason_of(raw(occurred_at="noon"))[0], reason_of(raw(channel="fax"))[0],
     }
-    assert seen == set(REASONS)
+    # the clock check needs a clock: the ingest stage makes it (tests/unit/test_reliability.py)
+    assert seen == set(REASONS) - {"too_far_ahead"}
 
 
 def test_a_payload_over_the_size_limit_is_rejected_before_parsing():
