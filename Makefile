@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv services bench nab clean
+.PHONY: demo test soak venv services bench nab clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ demo: $(STAMP)
 	$(VENV)/bin/blipwatch demo $(DEMO_ARGS)
 
 test: $(STAMP) services
-	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra -m "not soak" $(PYTEST_ARGS)
+
+# fault injection under load (issue 7): failover, graceful stop, broker outage, hostile input at volume
+soak: $(STAMP) services
+	$(PY) -m pytest -q -ra -m soak tests $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(VENV)/bin/blipwatch bench

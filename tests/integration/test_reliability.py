@@ -15,7 +15,7 @@ from tests.helpers import Worker, base_env, produce, wait_for
 from tests.integration.test_pipeline_stream import (  # noqa: F401  (scenario is a fixture)
     assert_incident_lifecycle, point_content, point_identity, scenario, stream_output)
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.soak]
 
 
 def index_of(messages, stamp: bytes) -> int:
