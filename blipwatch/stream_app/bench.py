@@ -1,0 +1,634 @@
+"""``blipwatch bench``: end-to-end events/s through a real worker beside a bare consumer, one run.
+
+The run, on the embedded broker (free port, memory only):
+
+1. **Workload** (not timed): ``simulator.generate_events`` (the ``demo`` scenario: a cart-abandonment
+   spike on ``channel=web`` after 36 minutes of a one-hour run) sized to N events. To make S series
+   exist, events' ``country`` is spread over up to 676 two-letter codes (round robin per event type,
+   so rare types reach as many countries as they can) and, past what the default catalogue can
+   hold, per-event-type ``count`` metrics are added to a generated config (``policy: {warmup: 30}``
+   so the spike alerts). The same ingest code the worker runs (``IngestBatch``) is run offline over
+   the events to know exactly how many series and scored windows to expect.
+2. **Load** (not timed): an aiokafka producer writes the events, keyed by customer, to a 4-partition
+   events topic in batches.
+3. **Bare consumer** (the ceiling): aiokafka ``getmany`` + ``orjson.loads`` of every event; best of 3.
+4. **Worker**: ``blipwatch worker`` as a subprocess (its own app id and topics, free web port,
+   ``BLIPWATCH_EMBEDDED_BROKER=1``). Clock starts when its log says ``ingest: consuming``; then
+   ``/metrics`` is polled for ``blipwatch_events_total`` (all events ingested) and
+   ``blipwatch_windows_scored_total`` (every window that the events' own watermark closes scored:
+   the end-to-end figure; the last window or two close only after the input has been idle 10 s,
+   which is reported apart and never counted as processing time).
+
+Figures: events/s for both and their ratio, the worker's peak RSS (``VmHWM``), detector-state
+bytes per series (latest record per series in the detector-state changelog), and p50/p99 seconds
+from window close to alert published (``blipwatch_alert_latency_seconds``, interpolated within
+its buckets as Prometheus' ``histogram_quantile`` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+import yaml
+
+from blipwatch.stream_app.embedded_broker import EmbeddedBroker, free_port
+
+PARTITIONS = 4
+#: Event time the workload spans; the spike starts at 36 min, after the 30-window warm-up.
+RUN_HOURS = 1.0
+INCIDENT_OFFSET_HOURS = 0.6
+EVENTS_PER_SESSION_MINUTE = 705  # demo scenario over one hour: events per unit of sessions_per_minute
+COUNTRY_CODES = [a + b for a in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" for b in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
+#: Per-type counts added to the catalogue when S needs more metrics, most frequent types first.
+EXTRA_COUNT_TYPES = ("product_view", "page_view", "search", "session_start", "add_to_cart",
+                     "cart_abandoned", "checkout_start", "purchase", "error", "remove_from_cart")
+IDLE_SECONDS = 10.0  # the default config's idle_partition_seconds: the final flush waits this long
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+# --- workload --------------------------------------------------------------------------------
+
+@dataclass
+class Workload:
+    messages: list[tuple[bytes, bytes, int]]      # key, value, partition
+    config: dict[str, Any]
+    series: int                                    # series the worker will track
+    points_before_idle: int                        # windows the events' own watermark closes
+    points_total: int                              # ... plus those closed by the idle flush
+    countries: int
+
+
+def _series_by_country_count(type_counts: Counter, metrics: dict[str, Any], base: int, countries: int) -> int:
+    total = 0
+    for definition in metrics.values():
+        types: set[str] = set()
+        for key in ("count", "numerator", "denominator", "mean"):
+            selector = definition.get(key)
+            if selector:
+                chosen = selector.get("event_types")
+                types |= set(type_counts) if chosen in ("*", ["*"]) else set(chosen)
+        reach = max((type_counts.get(t, 0) for t in types), default=0)
+        total += base + min(countries, reach)
+    return total
+
+
+def plan_workload(events: int, series: int, progress: Progress = _quiet, seed: int = 0) -> Workload:
+    """N simulated events and a config under which about S series are tracked (exact count returned)."""
+    from blipwatch.detectors.catalogue import Catalogue, default_config_dict
+    from blipwatch.detectors.windows import closes_at
+    from blipwatch.stream_app.ingest import IngestBatch
+    from blipwatch.stream_app.simulator import generate_events
+
+    rate = events / EVENTS_PER_SESSION_MINUTE * 1.05
+    progress(f"generating {events:,} events")
+    generated = []
+    for event in generate_events("demo", hours=RUN_HOURS, seed=seed, sessions_per_minute=rate,
+                                 incident_offset_hours=INCIDENT_OFFSET_HOURS):
+        generated.append(event)
+        if len(generated) >= events:
+            break
+    type_counts = Counter(event["event_type"] for event in generated)
+
+    defaults = default_config_dict()
+    metrics = dict(defaults["metrics"])
+    base = 1 + 7 + 4   # all, channels, devices
+    countries = 0
+    if _series_by_country_count(type_counts, metrics, base, 10) < series:
+        for event_type in EXTRA_COUNT_TYPES:
+            if _series_by_country_count(type_counts, metrics, base, len(COUNTRY_CODES)) >= series:
+                break
+            metrics[f"{event_type}_count"] = {"kind": "count", "count": {"event_types": [event_type]},
+                                              "direction": "both"}
+        countries = next((c for c in range(10, len(COUNTRY_CODES) + 1)
+                          if _series_by_country_count(type_counts, metrics, base, c) >= series),
+                         len(COUNTRY_CODES))
+        nth: Counter = Counter()
+        for event in generated:
+            kind = event["event_type"]
+            event["country"] = COUNTRY_CODES[nth[kind] % countries]
+            nth[kind] += 1
+    config = {"metrics": metrics, "policy": {"warmup": 30},
+              "segments": {"max_series_per_metric": max(200, len(COUNTRY_CODES) + 20)}}
+
+    progress("encoding and checking the workload offline")
+    catalogue = Catalogue.from_dict(config)
+    batch = IngestBatch(catalogue, 65536)
+    messages = []
+    newest_by_partition: dict[int, int] = {}
+    for event in generated:
+        key = (event.get("customer_id") or event["session_id"]).encode()
+        value = orjson.dumps(event)
+        partition = zlib.crc32(key) % PARTITIONS
+        messages.append((key, value, partition))
+        event_ms = batch.add(key, value, "", None)
+        if event_ms is not None and event_ms > newest_by_partition.get(partition, -1):
+            newest_by_partition[partition] = event_ms
+    partials = batch.aggregate.drain()
+    window = catalogue.window_ms
+
+    def closable(watermark: int) -> int:
+        last = watermark - window - catalogue.lateness_ms
+        return last - last % window
+
+    before_idle = closable(min(newest_by_partition.values()))
+    newest = max(newest_by_partition.values())
+    after_idle = closable(closes_at(newest - newest % window, window, catalogue.lateness_ms))
+    points_before = points_total = 0
+    for windows in partials.values():
+        first = min(windows)
+        points_before += max(0, (before_idle - first) // window + 1)
+        points_total += max(0, (after_idle - first) // window + 1)
+    return Workload(messages, config, len(partials), points_before, points_total, countries)
+
+
+async def _load(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes, int]], progress: Progress) -> None:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20,
+                                max_batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024)
+    await producer.start()
+    try:
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        for key, value, partition in messages:
+            by_partition.setdefault(partition, []).append((key, value))
+        sent = 0
+        pending = []
+        for partition, records in by_partition.items():
+            batch = producer.create_batch()
+            for key, value in records:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    pending.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+                sent += 1
+                if sent % 50_000 == 0:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+                    progress(f"loading {sent:,}/{len(messages):,} events")
+            pending.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*pending)
+        progress(f"loaded {len(messages):,} events")
+    finally:
+        await producer.stop()
+
+
+# --- the bare consumer -----------------------------------------------------------------------
+
+async def _bare_consume(bootstrap: str, topic: str, expected: int) -> float:
+    """Seconds for a group-less aiokafka consumer to read and orjson-decode ``expected`` events."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
+                                fetch_max_bytes=32 * 1024 * 1024)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+        await consumer.seek_to_beginning()
+        loads = orjson.loads
+        seen = 0
+        started = time.perf_counter()
+        deadline = started + 120
+        while seen < expected:
+            if time.perf_counter() > deadline:
+                raise BenchError(f"the bare consumer read only {seen:,} of {expected:,} events in 120 s")
+            batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            for records in batches.values():
+                for record in records:
+                    loads(record.value)
+                seen += len(records)
+        return time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+# --- the worker ------------------------------------------------------------------------------
+
+class BenchError(RuntimeError):
+    """The benchmark could not complete; the message says where it stopped."""
+
+
+def _scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def _total(samples: dict, name: str) -> float:
+    return sum(value for _, value in samples.get(name, []))
+
+
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """Prometheus' ``histogram_quantile`` over cumulative ``(upper bound, count)`` pairs.
+
+    >>> histogram_quantile(0.5, [(0.1, 0), (0.25, 10), (0.5, 20), (math.inf, 20)])
+    0.25
+    >>> histogram_quantile(0.99, [(0.1, 0), (math.inf, 0)]) is None
+    True
+    """
+    buckets = sorted(buckets)
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound
+            if count == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (count - lower_count)
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def _peak_rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class _Worker:
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+@dataclass
+class WorkerRun:
+    workers: int
+    ready_s: float                    # start to ingest assigned (all workers)
+    ingest_s: float                   # ready to every event counted
+    scored_s: float                   # ready to every window the events' watermark closes scored
+    all_scored_s: float | None        # ready to the last window scored (includes the idle wait)
+    events_before_ready: int
+    peak_rss_bytes: list[int] = field(default_factory=list)
+    series_tracked: int = 0
+    windows_scored: int = 0
+    alerts: int = 0
+    events_late: int = 0              # valid events whose window had closed: counted, not scored
+    events_invalid: int = 0
+    alert_latency_p50_s: float | None = None
+    alert_latency_p99_s: float | None = None
+    state_bytes_per_series: float | None = None
+
+
+def run_workers(broker: EmbeddedBroker, events_topic: str, workload: Workload, workdir: Path,
+                workers: int = 1, progress: Progress = _quiet, timeout: float = 600) -> WorkerRun:
+    """Start ``workers`` blipwatch workers in one group on the loaded events topic and time them."""
+    stem = f"bench-{uuid.uuid4().hex[:8]}"
+    config_path = workdir / f"{stem}.yaml"
+    config_path.write_text(yaml.safe_dump(workload.config, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLIPWATCH_")}
+    env.update({
+        "BLIPWATCH_BROKER": broker.url, "BLIPWATCH_EMBEDDED_BROKER": "1", "PYTHONUNBUFFERED": "1",
+        "BLIPWATCH_EVENTS_TOPIC": events_topic, "BLIPWATCH_APP_ID": stem,
+        "BLIPWATCH_DLQ_TOPIC": f"{stem}-dlq", "BLIPWATCH_ALERTS_TOPIC": f"{stem}-alerts",
+        "BLIPWATCH_POINTS_TOPIC": f"{stem}-points", "BLIPWATCH_PARTIALS_TOPIC": f"{stem}-partials",
+        "BLIPWATCH_PARTITIONS": str(PARTITIONS), "BLIPWATCH_CONFIG": str(config_path),
+        "BLIPWATCH_LOG_LEVEL": "info",
+    })
+    running: list[_Worker] = []
+    try:
+        started = time.perf_counter()
+        for number in range(workers):
+            port = free_port()
+            log_path = workdir / f"{stem}-worker{number}.log"
+            with open(log_path, "ab") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "blipwatch.stream_app.cli", "worker"],
+                    env=dict(env, BLIPWATCH_WEB_PORT=str(port), BLIPWATCH_DATA_DIR=str(workdir / f"{stem}-{number}")),
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            running.append(_Worker(process, port, log_path))
+        progress(f"starting {workers} worker{'s' if workers > 1 else ''}")
+        deadline = time.monotonic() + 90
+        # ready: every worker's ingest consumer has partitions, and together they hold all of them
+        while True:
+            for worker in running:
+                if worker.process.poll() is not None:
+                    raise BenchError(f"the worker exited with {worker.process.returncode}:\n{worker.log()[-2000:]}")
+            logs = [worker.log() for worker in running]
+            if all("ingest: consuming" in text for text in logs):
+                assigned = [_last_assignment(text) for text in logs]
+                if sum(len(a) for a in assigned) >= PARTITIONS:
+                    break
+            if time.monotonic() > deadline:
+                raise BenchError("the worker did not get its partitions within 90 s:\n" + logs[0][-2000:])
+            time.sleep(0.02)
+        ready = time.perf_counter()
+        events_before_ready = int(sum(_total(_safe_scrape(w.port), "blipwatch_events_total") for w in running))
+        # points are counted from their topic, not /metrics: a scrape renders every series' gauges
+        # and polling it often cost the worker 13% of its time (py-spy)
+        points = _PointCounter(broker.bootstrap, f"{stem}-points",
+                               (workload.points_before_idle, workload.points_total))
+        points.start()
+        expected = len(workload.messages)
+        ingest_done = None
+        samples: list[dict] = []
+        counted = 0.0
+        deadline = time.monotonic() + timeout
+        last_note = 0.0
+        try:
+            while time.monotonic() < deadline and points.reached[1] is None:
+                for worker in running:
+                    if worker.process.poll() is not None:
+                        raise BenchError(f"the worker exited with {worker.process.returncode}:\n"
+                                         f"{worker.log()[-2000:]}")
+                if ingest_done is None:
+                    samples = [_safe_scrape(w.port) for w in running]
+                    counted = sum(_total(s, "blipwatch_events_total") + _total(s, "blipwatch_events_invalid_total")
+                                  for s in samples)
+                    if counted >= expected:
+                        ingest_done = time.perf_counter()
+                now = time.perf_counter()
+                if now - last_note > 2:
+                    last_note = now
+                    progress(f"worker: {int(counted):,}/{expected:,} events, {points.count:,}/"
+                             f"{workload.points_total:,} windows scored")
+                time.sleep(0.25 if ingest_done is None else 0.1)
+        finally:
+            points.stop()
+        scored_done, all_scored = points.reached
+        samples = [_safe_scrape(w.port) for w in running]
+        if ingest_done is None or scored_done is None or all_scored is None:
+            late = sum(_total(s, "blipwatch_events_late_total") for s in samples)
+            raise BenchError(f"the worker did not finish within {timeout:.0f} s (events counted "
+                             f"{int(counted):,}/{expected:,}, of them late {int(late):,}; points "
+                             f"{points.count:,}, expected {workload.points_before_idle:,} before the idle flush "
+                             f"and {workload.points_total:,} after); worker log:\n{running[0].log()[-1500:]}")
+        buckets: dict[float, float] = {}
+        for sample in samples:
+            for labels, value in sample.get("blipwatch_alert_latency_seconds_bucket", []):
+                bound = float(labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + value
+        result = WorkerRun(
+            workers=workers, ready_s=ready - started, ingest_s=ingest_done - ready, scored_s=scored_done - ready,
+            all_scored_s=None if all_scored is None else all_scored - ready,
+            events_before_ready=events_before_ready,
+            peak_rss_bytes=[_peak_rss(w.process.pid) for w in running],
+            series_tracked=int(sum(_total(s, "blipwatch_series_tracked") for s in samples)),
+            windows_scored=int(sum(_total(s, "blipwatch_windows_scored_total") for s in samples)),
+            alerts=int(sum(_total(s, "blipwatch_alerts_total") for s in samples)),
+            events_late=int(sum(_total(s, "blipwatch_events_late_total") for s in samples)),
+            events_invalid=int(sum(_total(s, "blipwatch_events_invalid_total") for s in samples)),
+            alert_latency_p50_s=histogram_quantile(0.5, list(buckets.items())),
+            alert_latency_p99_s=histogram_quantile(0.99, list(buckets.items())),
+        )
+        progress("reading the detector-state changelog")
+        sizes = asyncio.run(_latest_sizes(broker.bootstrap, f"{stem}-detector-state-changelog"))
+        if sizes:
+            result.state_bytes_per_series = sum(sizes.values()) / len(sizes)
+        return result
+    finally:
+        for worker in running:
+            worker.stop()
+
+
+class _PointCounter(threading.Thread):
+    """Counts the records of the points topic as they arrive; notes when each target is reached."""
+
+    def __init__(self, bootstrap: str, topic: str, targets: tuple[int, int]):
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.targets = bootstrap, topic, targets
+        self.count = 0
+        self.reached: list[float | None] = [None] * len(targets)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                 auto_offset_reset="earliest", fetch_max_bytes=32 * 1024 * 1024)
+        try:
+            partitions = None
+            while not partitions and not self.stopping.is_set():
+                partitions = consumer.partitions_for_topic(self.topic)
+                if not partitions:
+                    time.sleep(0.1)
+            if not partitions:
+                return
+            consumer.assign([TopicPartition(self.topic, p) for p in partitions])
+            while not self.stopping.is_set():
+                batch = consumer.poll(timeout_ms=100, max_records=100_000)
+                now = time.perf_counter()
+                self.count += sum(len(records) for records in batch.values())
+                for index, target in enumerate(self.targets):
+                    if self.reached[index] is None and self.count >= target:
+                        self.reached[index] = now
+                if self.reached[-1] is not None:
+                    return
+        finally:
+            consumer.close()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(10)
+
+
+def _safe_scrape(port: int) -> dict:
+    try:
+        return _scrape(port)
+    except OSError:   # the web server is not up yet
+        return {}
+
+
+def _last_assignment(log: str) -> list[int]:
+    line = [line for line in log.splitlines() if "ingest: consuming" in line][-1]
+    inside = line.rsplit("[", 1)[-1].split("]", 1)[0]
+    return [int(p) for p in inside.split(",") if p.strip()]
+
+
+async def _latest_sizes(bootstrap: str, topic: str) -> dict[bytes, int]:
+    """Bytes of the latest record per key in a (compacted) topic, read to the fetch high watermark."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_bytes=32 * 1024 * 1024)
+    await consumer.start()
+    sizes: dict[bytes, int] = {}
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()   # noqa: SLF001 - a fresh client has no metadata yet
+            partitions = consumer.partitions_for_topic(topic) or set()
+        assigned = [TopicPartition(topic, p) for p in partitions]
+        if not assigned:
+            return sizes
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning()
+        deadline = time.monotonic() + 60
+        quiet = 0
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=300, max_records=50_000)
+            for records in batches.values():
+                for record in records:
+                    if record.value is None:
+                        sizes.pop(record.key, None)
+                    else:
+                        sizes[record.key] = len(record.value)
+            done = True
+            for tp in assigned:
+                highwater = consumer.highwater(tp)
+                if highwater is None or await consumer.position(tp) < highwater:
+                    done = False
+            quiet = 0 if batches else quiet + 1
+            if done or quiet > 10:
+                break
+        return sizes
+    finally:
+        await consumer.stop()
+
+
+# --- the whole run ---------------------------------------------------------------------------
+
+@dataclass
+class BenchReport:
+    events: int
+    series_asked: int
+    workload: Workload
+    bare_seconds: list[float]
+    worker: WorkerRun
+
+    @property
+    def bare_events_per_s(self) -> float:
+        return self.events / min(self.bare_seconds)
+
+    @property
+    def worker_events_per_s(self) -> float:
+        """End to end: every event through ingest, partials, windows and scoring."""
+        return (self.events - self.worker.events_before_ready) / self.worker.scored_s
+
+    def as_dict(self) -> dict[str, Any]:
+        worker = self.worker
+        return {
+            "bare_events_per_s": round(self.bare_events_per_s, 1),
+            "worker_events_per_s": round(self.worker_events_per_s, 1),
+            "ratio": round(self.worker_events_per_s / self.bare_events_per_s, 4),
+            "worker_peak_rss_bytes": max(worker.peak_rss_bytes),
+            "state_bytes_per_series": None if worker.state_bytes_per_series is None
+            else round(worker.state_bytes_per_series, 1),
+            "alert_latency_p50_s": _round(worker.alert_latency_p50_s),
+            "alert_latency_p99_s": _round(worker.alert_latency_p99_s),
+            # context for the figures above
+            "events": self.events,
+            "series_tracked": worker.series_tracked,
+            "series_expected": self.workload.series,
+            "worker_ingest_events_per_s": round((self.events - worker.events_before_ready) / worker.ingest_s, 1),
+            "ingest_ratio": round((self.events - worker.events_before_ready) / worker.ingest_s / self.bare_events_per_s, 4),
+            "windows_scored_per_s": round(self.workload.points_before_idle / worker.scored_s, 1),
+            "worker_ready_s": round(worker.ready_s, 2),
+            "worker_scored_s": round(worker.scored_s, 2),
+            "worker_last_window_s": None if worker.all_scored_s is None else round(worker.all_scored_s, 2),
+            "idle_wait_s": IDLE_SECONDS,
+            "windows_scored": worker.windows_scored,
+            "alerts": worker.alerts,
+            "events_late": worker.events_late,
+            "events_invalid": worker.events_invalid,
+            "bare_seconds": [round(s, 3) for s in self.bare_seconds],
+            "workers": worker.workers,
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def run_bench(events: int, series: int, progress: Progress = _quiet, workers: int = 1,
+              bare_repeats: int = 3) -> BenchReport:
+    workload = plan_workload(events, series, progress)
+    workdir = Path(tempfile.mkdtemp(prefix="blipwatch-bench-"))
+    try:
+        with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
+            topic = f"bench-events-{uuid.uuid4().hex[:8]}"
+            asyncio.run(_load(broker.bootstrap, topic, workload.messages, progress))
+            bare = []
+            for attempt in range(bare_repeats):
+                progress(f"bare consumer, run {attempt + 1} of {bare_repeats}")
+                bare.append(asyncio.run(_bare_consume(broker.bootstrap, topic, len(workload.messages))))
+            worker = run_workers(broker, topic, workload, workdir, workers=workers, progress=progress)
+            return BenchReport(len(workload.messages), series, workload, bare, worker)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def format_report(report: BenchReport) -> str:
+    figures = report.as_dict()
+    worker = report.worker
+    p50, p99 = figures["alert_latency_p50_s"], figures["alert_latency_p99_s"]
+    state = figures["state_bytes_per_series"]
+    lines = [
+        f"blipwatch bench: {report.events:,} events, {worker.series_tracked:,} series tracked "
+        f"(asked {report.series_asked:,}), {worker.workers} worker(s), embedded broker",
+        f"  bare aiokafka consumer + orjson   {figures['bare_events_per_s']:>12,.0f} events/s  "
+        f"(best of {len(report.bare_seconds)}: {', '.join(f'{s:.2f}' for s in report.bare_seconds)} s)",
+        f"  blipwatch worker, end to end      {figures['worker_events_per_s']:>12,.0f} events/s  "
+        f"({worker.scored_s:.2f} s from ingest ready to every window the events close scored)",
+        f"  ratio                             {figures['ratio']:>12.2f}",
+        f"  worker ingest only                {figures['worker_ingest_events_per_s']:>12,.0f} events/s  "
+        f"({worker.ingest_s:.2f} s to every event counted)",
+        f"  windows scored per second         {figures['windows_scored_per_s']:>12,.0f}  "
+        f"({report.workload.points_before_idle / report.events:.3f} windows per event in this workload)",
+        f"  last window scored after          {worker.all_scored_s or float('nan'):>12.2f} s  "
+        f"(includes the {IDLE_SECONDS:.0f} s idle wait before the final flush)",
+        f"  worker peak RSS                   {max(worker.peak_rss_bytes) / 2**20:>12.1f} MiB",
+        f"  detector state per series         {state if state is not None else float('nan'):>12,.0f} bytes",
+        f"  alert latency p50 / p99           "
+        f"{'n/a' if p50 is None else f'{p50:.3f}':>12} / {'n/a' if p99 is None else f'{p99:.3f}'} s  "
+        f"({worker.alerts} alert messages; window close to published)",
+        f"  windows scored                    {worker.windows_scored:>12,}  (expected {report.workload.points_total:,}; "
+        f"events late {worker.events_late:,}, invalid {worker.events_invalid:,})",
+    ]
+    return "\n".join(lines)

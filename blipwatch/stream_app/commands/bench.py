@@ -1,0 +1,63 @@
+"""``blipwatch bench``: events/s through a worker beside a bare consumer, in one run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench", help="measure this machine: events/s through a worker beside a bare consumer, one run",
+        description="Starts the embedded broker, loads --events simulated events (not timed), then measures "
+                    "on the same data: a bare aiokafka consumer decoding every event (the ceiling), and a "
+                    "`blipwatch worker` subprocess processing them end to end until every window is scored. "
+                    "Prints events/s for both and their ratio, the worker's peak RSS, detector-state bytes "
+                    "per series and alert latency p50/p99 (window close to alert published). "
+                    "See docs/performance.md.",
+    )
+    parser.add_argument("--events", type=int, default=300_000, help="events to load (default 300000, ~1 min)")
+    parser.add_argument("--series", type=int, default=1_000,
+                        help="series to track (default 1000): countries and per-type count metrics are "
+                             "added to the simulated shop until about this many exist")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="workers in one consumer group (default 1; 2 measures scale-out)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import orjson
+
+    from blipwatch.stream_app.bench import BenchError, format_report, run_bench
+    from blipwatch.stream_app.embedded_broker import BrokerError
+
+    if args.events < 1000:
+        print("blipwatch bench: --events must be at least 1000", file=sys.stderr)
+        return 2
+    if not 1 <= args.series <= 13_000:
+        print("blipwatch bench: --series must be between 1 and 13000", file=sys.stderr)
+        return 2
+    if not 1 <= args.workers <= 4:
+        print("blipwatch bench: --workers must be between 1 and 4 (the topics have 4 partitions)",
+              file=sys.stderr)
+        return 2
+
+    def progress(message: str) -> None:
+        if sys.stderr.isatty():
+            print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    try:
+        report = run_bench(args.events, args.series, progress=progress, workers=args.workers)
+    except (BenchError, BrokerError) as exc:
+        print(f"\nblipwatch bench: {exc}", file=sys.stderr)
+        return 1
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
+    if args.json:
+        print(orjson.dumps(report.as_dict()).decode())
+    else:
+        print(format_report(report))
+    return 0

@@ -1,0 +1,48 @@
+"""Scale-out: one worker, then two in one consumer group, on the same events in the same run.
+
+    .venv/bin/python tests/benchmarks/scale_out.py [--events 400000] [--series 1000]
+
+Each run has its own app id (so both read every event from the start); the two workers share
+one, get distinct web ports, and split the 4 partitions of the events and partials topics.
+Prints events/s end to end (every window the events close scored) and ingest-only for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+from blipwatch.stream_app import bench
+from blipwatch.stream_app.embedded_broker import EmbeddedBroker
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=400_000)
+    parser.add_argument("--series", type=int, default=1_000)
+    args = parser.parse_args()
+    workload = bench.plan_workload(args.events, args.series, print)
+    workdir = Path(tempfile.mkdtemp(prefix="blipwatch-scale-"))
+    try:
+        with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
+            topic = f"bench-events-{uuid.uuid4().hex[:8]}"
+            asyncio.run(bench._load(broker.bootstrap, topic, workload.messages, print))  # noqa: SLF001
+            rows = []
+            for workers in (1, 2, 1, 2):
+                run = bench.run_workers(broker, topic, workload, workdir, workers=workers)
+                events = len(workload.messages) - run.events_before_ready
+                rows.append((workers, events / run.scored_s, events / run.ingest_s, run.events_before_ready,
+                             [rss // 2**20 for rss in run.peak_rss_bytes]))
+                print(f"workers={workers}: end to end {rows[-1][1]:,.0f} events/s, ingest {rows[-1][2]:,.0f} "
+                      f"events/s, counted before all were ready {run.events_before_ready:,}, "
+                      f"peak RSS MiB {rows[-1][4]}", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

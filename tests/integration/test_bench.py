@@ -1,0 +1,39 @@
+"""`blipwatch bench --json` runs end to end on the embedded broker and reports sane figures.
+
+No timing thresholds: the machine is shared; the figures themselves go to docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+KEYS = ("bare_events_per_s", "worker_events_per_s", "ratio", "worker_peak_rss_bytes",
+        "state_bytes_per_series", "alert_latency_p50_s", "alert_latency_p99_s")
+
+
+def test_bench_json_reports_every_figure_from_one_run():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLIPWATCH_")}
+    done = subprocess.run([sys.executable, "-m", "blipwatch.stream_app.cli", "bench", "--events", "60000",
+                           "--series", "300", "--json"],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    for key in KEYS:
+        assert key in figures, key
+    assert figures["bare_events_per_s"] > 0
+    assert figures["worker_events_per_s"] > 0
+    assert figures["ratio"] > 0
+    assert figures["worker_peak_rss_bytes"] > 10 * 2**20
+    assert 0 < figures["state_bytes_per_series"] < 100_000
+    assert figures["alerts"] > 0, "the workload has an incident: the run must publish alerts"
+    assert 0 <= figures["alert_latency_p50_s"] <= figures["alert_latency_p99_s"]
+    assert figures["series_tracked"] == figures["series_expected"] >= 300
+    assert figures["events_late"] == 0 and figures["events_invalid"] == 0
+    assert figures["windows_scored"] > 0
