@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["log_level"] = args.loglevel
     settings = dataclasses.replace(settings, **overrides)
     catalogue = load_catalogue(settings)
+    settings.check_tls()
 
     import faust
 
