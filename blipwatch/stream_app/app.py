@@ -15,6 +15,7 @@ import uuid
 
 import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 from faust.sensors.prometheus import setup_prometheus_sensors
 from mode import Service
@@ -32,6 +33,21 @@ log = logging.getLogger("blipwatch")
 #: How often the ingest stage flushes partials (and its watermark): the floor of alert latency.
 FLUSH_SECONDS = 0.5
 MAX_BATCH = 10_000
+#: How often the worker checks that its topics exist and Kafka answers (a restarted broker may
+#: come back without them); also the pace of the "cannot reach Kafka" warning while it is down.
+TOPIC_CHECK_SECONDS = 5.0
+
+
+async def stop_quietly(client) -> None:
+    """Stop a short-lived aiokafka client. aiokafka 0.14 re-raises CancelledError from a group-less
+    consumer's stop() when it is stopped before its internal task ran (seen right after a broker
+    restart); raised inside a rebalance callback it killed the ingest consumer's group coordination."""
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
 
 
 def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
@@ -79,13 +95,16 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
     # rebalanced worker continues from here (standby replicas keep a warm copy)
     # the changelog topic is declared here because Table derives its codecs from key_type/value_type
     # (json by default), while the state is versioned bytes of its own
+    changelog_name = f"{settings.app_id}-detector-state-changelog"
     detector_state = app.Table(
         "detector-state", partitions=settings.partitions,
-        changelog_topic=app.topic(f"{settings.app_id}-detector-state-changelog", partitions=settings.partitions,
+        changelog_topic=app.topic(changelog_name, partitions=settings.partitions,
                                   key_serializer="raw", value_serializer="raw", compacting=True,
                                   internal=True, acks=False),
     )
     detector_state.key_serializer = detector_state.value_serializer = "raw"
+    our_topics = [settings.events_topic, settings.partials_topic, settings.dlq_topic, settings.points_topic,
+                  settings.alerts_topic, changelog_name]
 
     # --- stage 1: ingest (batched consumer inside the app) ------------------------------
     @app.service
@@ -101,6 +120,8 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             self.source = f"ingest-{uuid.uuid4().hex[:8]}"
             self.total_partitions = 0
             self.last_flush = time.monotonic()
+            self.admin: AIOKafkaAdminClient | None = None
+            self.kafka_down_since: float | None = None
 
         async def on_start(self) -> None:
             # create the input topic if it is missing, so a fresh cluster works without admin steps
@@ -126,24 +147,72 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
                 except Exception:  # shutting down: the uncommitted tail is re-read by the next owner
                     log.exception("ingest: final flush failed")
                 await self.consumer.stop()
+            if self.admin is not None:
+                await self.admin.close()
 
         async def run(self) -> None:
             assert self.consumer is not None
             while not self.should_stop:
                 try:
-                    batches = await self.consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
-                except Exception as exc:  # broker gone: aiokafka reconnects by itself
-                    log.warning("ingest: cannot fetch from %s (%s); retrying", settings.broker, exc)
+                    await self.step()
+                except asyncio.CancelledError:
+                    # aiokafka cancels a pending fetch or commit when its group is reset (e.g. the
+                    # broker came back without our membership); only a cancel of this task ends it
+                    current = asyncio.current_task()
+                    if self.should_stop or (current is not None and current.cancelling()):
+                        raise
+                    log.warning("ingest: a Kafka request was cancelled by a group reset; continuing")
+                    await asyncio.sleep(0.5)
+
+        async def step(self) -> None:
+            try:
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
+            except Exception as exc:  # broker gone: aiokafka reconnects by itself
+                log.warning("ingest: cannot fetch from %s (%s); retrying", settings.broker, exc)
+                await asyncio.sleep(1.0)
+                return
+            if batches:
+                self.process(batches)
+            if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+                try:
+                    await self.flush()
+                except Exception as exc:
+                    log.warning("ingest: flush failed (%s); will retry", exc)
                     await asyncio.sleep(1.0)
-                    continue
-                if batches:
-                    self.process(batches)
-                if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+
+        @Service.timer(TOPIC_CHECK_SECONDS)
+        async def check_kafka(self) -> None:
+            """Say clearly when Kafka is unreachable, and re-create our topics when a broker comes
+            back without them (a memory-only broker restarted, or topics deleted), so the worker
+            resumes without manual steps."""
+            try:
+                if self.admin is None:
+                    self.admin = AIOKafkaAdminClient(request_timeout_ms=4000, **settings.aiokafka_kwargs())
+                    await self.admin.start()
+                existing = set(await asyncio.wait_for(self.admin.list_topics(), TOPIC_CHECK_SECONDS))
+                missing = [topic for topic in our_topics if topic not in existing]
+                if missing:
+                    log.warning("blipwatch: topics %s are missing on %s (broker restarted or topics deleted); "
+                                "creating them", ", ".join(missing), settings.broker)
+                    await self.admin.create_topics([NewTopic(topic, settings.partitions, 1, topic_configs=(
+                        {"cleanup.policy": "compact"} if topic == changelog_name else {})) for topic in missing])
+            except Exception as exc:
+                if self.kafka_down_since is None:
+                    self.kafka_down_since = time.monotonic()
+                down = time.monotonic() - self.kafka_down_since
+                log.warning("blipwatch: Kafka at %s is unreachable for %.0f s (%s); retrying, state is kept",
+                            settings.broker, down, type(exc).__name__)
+                admin, self.admin = self.admin, None
+                if admin is not None:
                     try:
-                        await self.flush()
-                    except Exception as exc:
-                        log.warning("ingest: flush failed (%s); will retry", exc)
-                        await asyncio.sleep(1.0)
+                        await admin.close()
+                    except Exception:  # already broken: nothing to release
+                        pass
+                return
+            if self.kafka_down_since is not None:
+                log.warning("blipwatch: Kafka at %s is reachable again after %.0f s", settings.broker,
+                            time.monotonic() - self.kafka_down_since)
+                self.kafka_down_since = None
 
         def process(self, batches) -> None:
             started = time.perf_counter()
@@ -285,7 +354,7 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
                         pending.discard(tp)
             return sent_positions(values, input_partitions)
         finally:
-            await reader.stop()
+            await stop_quietly(reader)
 
     # --- stage 2: aggregate, score, alert (Faust agent over the partials) ----------------
     aggregators: dict[int, PartitionAggregator] = {}

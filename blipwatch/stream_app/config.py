@@ -161,6 +161,32 @@ class Settings:
         context = ssl.create_default_context(cafile=self.ssl_cafile or None)
         return context
 
+    def check_tls(self, timeout: float = 10.0) -> None:
+        """With TLS on, shake hands with the first reachable bootstrap server before starting, so an
+        untrusted certificate is one clear line and exit code 2, not Faust's traceback. An unreachable
+        server is left to the Kafka clients (they report and retry it themselves)."""
+        import socket
+
+        context = self.ssl_context()
+        if context is None:
+            return
+        for server in self.bootstrap_servers:
+            host, _, port = server.rpartition(":")
+            try:
+                with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as raw:
+                    with context.wrap_socket(raw, server_hostname=host.strip("[]")):
+                        return
+            except ssl.SSLCertVerificationError as exc:
+                where = f"the CA file {self.ssl_cafile}" if self.ssl_cafile else "the system CAs"
+                raise ConfigError(
+                    f"TLS to {server}: the broker's certificate is not trusted by {where} ({exc.verify_message}); "
+                    "set BLIPWATCH_KAFKA_SSL_CAFILE to the CA that signed it") from None
+            except ssl.SSLError as exc:
+                raise ConfigError(f"TLS to {server} failed ({exc.reason or exc}): is that port TLS? "
+                                  "check BLIPWATCH_BROKER and BLIPWATCH_KAFKA_SECURITY_PROTOCOL") from None
+            except (OSError, ValueError):
+                continue
+
     def kafka_python_kwargs(self) -> dict[str, Any]:
         """Connection settings for kafka-python clients (producer, consumer, admin)."""
         kwargs: dict[str, Any] = {

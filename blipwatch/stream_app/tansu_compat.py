@@ -49,7 +49,9 @@ async def true_end_offsets(partitions: list, connection: dict[str, Any],
         if pending:
             log.warning("tansu_compat: no high watermark for %s; using the reported end offsets", sorted(pending))
     finally:
-        await probe.stop()
+        from blipwatch.stream_app.app import stop_quietly
+
+        await stop_quietly(probe)
     return corrected
 
 

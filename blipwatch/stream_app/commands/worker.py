@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["log_level"] = args.loglevel
     settings = dataclasses.replace(settings, **overrides)
     catalogue = load_catalogue(settings)
+    settings.check_tls()
 
     import faust
 
@@ -43,6 +44,13 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(settings, catalogue)
     print(f"blipwatch worker: broker {settings.broker}, events {settings.events_topic}, "
           f"metrics http://{settings.web_host}:{settings.web_port}/metrics", file=sys.stderr, flush=True)
-    worker = faust.Worker(app, loglevel=settings.log_level)
+    from blipwatch.stream_app import logfilter
+
+    class Worker(faust.Worker):
+        def on_setup_root_logger(self, logger, level) -> None:
+            super().on_setup_root_logger(logger, level)
+            logfilter.install(logger)  # retry chatter while Kafka is away: one line per kind per 30 s
+
+    worker = Worker(app, loglevel=settings.log_level)
     worker.execute_from_commandline()
     return 0

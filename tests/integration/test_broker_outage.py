@@ -1,0 +1,84 @@
+"""Broker outage (issue 7): the embedded broker stops for 30 s and a new one starts on the same port
+with nothing in it (memory storage). The worker stays up, says so in a few clear lines while Kafka is
+away (not a wall of retries and tracebacks), re-creates its topics and resumes without manual steps:
+events produced afterwards are counted and their windows scored."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from blipwatch.stream_app.embedded_broker import EmbeddedBroker, free_port
+from tests.helpers import Worker, base_env, produce, wait_for
+
+pytestmark = pytest.mark.integration
+
+OUTAGE_SECONDS = 30
+BASE_MS = 1767643200000  # 2026-01-05T20:00:00Z
+
+
+def events(n: int, start_ms: int, spread_ms: int) -> list[tuple[bytes, bytes]]:
+    """``n`` page views spread over ``spread_ms`` of event time, so several windows close."""
+    return [(f"c{i % 7}".encode(), orjson.dumps({
+        "event_id": f"e{start_ms}-{i}", "event_type": "page_view", "occurred_at": start_ms + i * spread_ms // n,
+        "channel": "web", "country": "DE", "device": "mobile"})) for i in range(n)]
+
+
+def counted(worker: Worker) -> float:
+    return sum(v for (name, _), v in worker.metrics().items() if name == "blipwatch_events_total")
+
+
+def scored(worker: Worker) -> float:
+    return sum(v for (name, _), v in worker.metrics().items() if name == "blipwatch_windows_scored_total")
+
+
+@pytest.mark.timeout(240)
+def test_worker_survives_a_30s_broker_outage_and_resumes_on_the_new_broker(unique_topics, tmp_path):
+    port = free_port()
+    broker = EmbeddedBroker(port=port, log_path=tmp_path / "tansu-1.log").start()
+    worker = Worker(base_env(broker, unique_topics), tmp_path)
+    try:
+        worker.start().wait_ready(90)
+        produce(broker, unique_topics["BLIPWATCH_EVENTS_TOPIC"], events(600, BASE_MS, 5 * 60_000))
+        wait_for(lambda: counted(worker) == 600, 60, message="600 events counted before the outage")
+        wait_for(lambda: scored(worker) > 0, 60, message="windows scored before the outage")
+        before_scored = scored(worker)
+
+        broker.stop()
+        log_before = len(worker.log().splitlines())
+        time.sleep(OUTAGE_SECONDS)
+        assert worker.process.poll() is None, f"worker exited while the broker was down:\n{worker.log()[-3000:]}"
+        outage_log = worker.log().splitlines()[log_before:]
+
+        broker = EmbeddedBroker(port=port, log_path=tmp_path / "tansu-2.log").start()
+        restarted = time.monotonic()
+        # the new broker is empty: the producer auto-creates the events topic, the worker its own
+        after = events(600, BASE_MS + 10 * 60_000, 5 * 60_000)
+        produce(broker, unique_topics["BLIPWATCH_EVENTS_TOPIC"], after)
+        wait_for(lambda: counted(worker) >= 1200, 90, interval=1, message="events after the restart counted")
+        resumed_counting = time.monotonic() - restarted
+        wait_for(lambda: scored(worker) > before_scored, 90, interval=1,
+                 message="windows of the new events scored")
+        resumed_scoring = time.monotonic() - restarted
+        after_scored = scored(worker)
+        assert worker.process.poll() is None
+    finally:
+        worker.stop()
+        broker.stop()
+
+    log = worker.log()
+    unreachable = [line for line in outage_log if "is unreachable for" in line]
+    tracebacks = log.count("Traceback")
+    print(f"broker outage {OUTAGE_SECONDS} s: {len(outage_log)} log lines while down "
+          f"({len(unreachable)} 'unreachable' lines), {tracebacks} tracebacks; counting resumed "
+          f"{resumed_counting:.1f} s and scoring {resumed_scoring:.1f} s after the new broker started; "
+          f"events counted 600 before + {len(after)} after; windows scored {before_scored:.0f} before, "
+          f"{after_scored:.0f} in all")
+    assert len(unreachable) >= OUTAGE_SECONDS // 10, "a clear line at least every 10 s while Kafka is away"
+    assert len(outage_log) < 200, "\n".join(outage_log[:50])
+    assert tracebacks == 0, log[-5000:]
+    assert "are missing on" in log and "is reachable again" in log
+
+
