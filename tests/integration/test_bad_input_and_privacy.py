@@ -27,7 +27,7 @@ from tests.helpers import Worker, base_env, produce, read_topic, wait_for
 from tests.integration.test_pipeline_stream import (  # noqa: F401  (scenario is a fixture)
     scenario, stream_output)
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.soak]
 
 HOSTILE = 10_000
 NOW_MS = int(time.time() * 1000)

@@ -13,7 +13,7 @@ import pytest
 from blipwatch.stream_app.embedded_broker import EmbeddedBroker, free_port
 from tests.helpers import Worker, base_env, produce, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.soak]
 
 OUTAGE_SECONDS = 30
 BASE_MS = 1767643200000  # 2026-01-05T20:00:00Z
