@@ -122,6 +122,7 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             self.last_flush = time.monotonic()
             self.admin: AIOKafkaAdminClient | None = None
             self.kafka_down_since: float | None = None
+            self.topics_checked = False
 
         async def on_start(self) -> None:
             # create the input topic if it is missing, so a fresh cluster works without admin steps
@@ -191,11 +192,15 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
                     await self.admin.start()
                 existing = set(await asyncio.wait_for(self.admin.list_topics(), TOPIC_CHECK_SECONDS))
                 missing = [topic for topic in our_topics if topic not in existing]
-                if missing:
+                if missing and self.topics_checked:
                     log.warning("blipwatch: topics %s are missing on %s (broker restarted or topics deleted); "
                                 "creating them", ", ".join(missing), settings.broker)
+                elif missing:  # a fresh cluster: outputs nobody has written to yet
+                    log.info("blipwatch: creating topics %s", ", ".join(missing))
+                if missing:
                     await self.admin.create_topics([NewTopic(topic, settings.partitions, 1, topic_configs=(
                         {"cleanup.policy": "compact"} if topic == changelog_name else {})) for topic in missing])
+                self.topics_checked = True
             except Exception as exc:
                 if self.kafka_down_since is None:
                     self.kafka_down_since = time.monotonic()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
+from datetime import datetime, timedelta
 
 import orjson
 import pytest
@@ -66,7 +67,12 @@ def test_sigterm_commits_and_flushes_so_a_restart_publishes_no_alert_twice(broke
                                                                           scenario):
     reference, messages = scenario["points"], scenario["messages"]
     env = base_env(broker, unique_topics, BLIPWATCH_CONFIG=str(scenario["config"]))
-    after_incident = index_of(messages, b"2026-01-05T19:00")  # the incident ends 18:45, resolves ~18:52
+    # stop a few minutes after the reference resolves the incident (18:52 with today's detector; a
+    # fixed 18:20 went stale when the detector learned to keep a blip firing while it lasts)
+    resolved_end = max(a["window_end"] for a in scenario["alerts"]
+                       if a["metric"] == "search_zero_results_rate" and a["segment"] == {} and a["status"] == "resolved")
+    stop_at = datetime.fromisoformat(resolved_end.replace("Z", "+00:00")) + timedelta(minutes=5)
+    after_incident = index_of(messages, stop_at.strftime("%Y-%m-%dT%H:%M").encode())
     with Worker(env, tmp_path, name="first") as first:
         first.wait_ready(90)
         produce(broker, unique_topics["BLIPWATCH_EVENTS_TOPIC"], messages[:after_incident])
