@@ -296,27 +296,23 @@ class PartialAggregate:
         for metric_index, role, selector in contributions:
             if selector.where is not None and not selector.matches(properties):
                 continue
-            amount = 1.0
-            if selector.property is not None:  # mean: numerator gets the value, denominator the count
+            if selector.property is not None:  # mean: the value to the numerator, one observation below
                 value = properties.get(selector.property)
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
                     continue
-                for segment in segments:
-                    key = self._series(metric_index, segment)
-                    if key is None:
-                        self._drop(metric_index)
-                        continue
-                    cell = partials.setdefault(key, {}).setdefault(window_start, [0.0, 0.0])
-                    cell[0] += value
-                    cell[1] += 1.0
-                continue
+                add_numerator, add_denominator = value, 1.0
+            elif role == 0:
+                add_numerator, add_denominator = 1.0, 0.0
+            else:
+                add_numerator, add_denominator = 0.0, 1.0
             for segment in segments:
                 key = self._series(metric_index, segment)
                 if key is None:
                     self._drop(metric_index)
                     continue
                 cell = partials.setdefault(key, {}).setdefault(window_start, [0.0, 0.0])
-                cell[role] += amount
+                cell[0] += add_numerator
+                cell[1] += add_denominator
 
     def _drop(self, metric_index: int) -> None:
         name = self.catalogue.metrics[metric_index].name
