@@ -14,7 +14,8 @@ import pytest
 
 from tests.helpers import Worker, base_env, produce, wait_for
 from tests.integration.test_pipeline_stream import (  # noqa: F401  (scenario is a fixture)
-    assert_incident_lifecycle, point_content, point_identity, scenario, stream_output)
+    assert_incident_lifecycle, assert_same_points, point_content, point_identity, same_content, scenario,
+    stream_output)
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 
@@ -27,7 +28,7 @@ def distinct_points(points: list[dict]) -> dict:
     distinct = {}
     for point in points:  # at-least-once: a re-published point carries the same identity and content
         content = point_content(point)
-        assert distinct.setdefault(point_identity(point), content) == content, "duplicate point differs"
+        assert same_content(distinct.setdefault(point_identity(point), content), content), "duplicate point differs"
     return distinct
 
 
@@ -57,7 +58,7 @@ def test_a_worker_killed_mid_incident_is_replaced_by_the_survivor_without_losing
         victim.stop(signal.SIGKILL)
         survivor.stop()
     distinct = distinct_points(points)
-    assert sorted(distinct.values()) == sorted(point_content(p) for p in reference)
+    assert_same_points(list(distinct.values()), [point_content(p) for p in reference])
     deduplicated = list({a["alert_id"]: a for a in alerts}.values())
     assert_incident_lifecycle(deduplicated)
     assert {a["dedup_key"] for a in deduplicated} == {a["dedup_key"] for a in scenario["alerts"]}
@@ -92,7 +93,7 @@ def test_sigterm_commits_and_flushes_so_a_restart_publishes_no_alert_twice(broke
         produce(broker, unique_topics["BLIPWATCH_EVENTS_TOPIC"], messages[after_incident:])
         points, alerts = stream_output(broker, unique_topics, len(reference), timeout=180)
     distinct = distinct_points(points)
-    assert sorted(distinct.values()) == sorted(point_content(p) for p in reference)
+    assert_same_points(list(distinct.values()), [point_content(p) for p in reference])
     repeated = [alert_id for alert_id, n in Counter(a["alert_id"] for a in alerts).items() if n > 1]
     assert not repeated, f"alerts published twice across a graceful restart: {repeated}"
     assert sorted((a["dedup_key"], a["status"], a["window_start"]) for a in alerts) == \
