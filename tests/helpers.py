@@ -72,6 +72,18 @@ class Worker:
     def metric(self, name: str, **labels: str) -> float:
         return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
 
+    def diagnosis(self) -> str:
+        """What a failing pipeline test needs to know: input read, lag, watermarks, held partials."""
+        try:
+            samples = self.metrics()
+        except Exception as exc:  # the worker is gone: say so
+            return f"{self.log_path.name}: /metrics unreachable ({exc})"
+        wanted = ("blipwatch_events_total", "blipwatch_ingest_lag_messages", "blipwatch_watermark_timestamp_seconds",
+                  "blipwatch_partials_unacknowledged", "blipwatch_series_tracked")
+        lines = [f"{name}{dict(labels) if labels else ''} = {value:g}" for (name, labels), value in sorted(samples.items())
+                 if name in wanted and (value or name != "blipwatch_events_total")]
+        return f"{self.log_path.name} metrics:\n  " + "\n  ".join(lines)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else None

@@ -423,6 +423,10 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
         for tracker, _ in closed_series:
             detector_state[tracker.series.encode()] = tracker.to_bytes()
         aggregator.acknowledge_until(watermark)
+        label = str(event.message.partition)
+        metrics.PENDING_PARTIALS.labels(label).set(len(aggregator.pending))
+        if watermark is not None:
+            metrics.WATERMARK.labels(label).set(watermark / 1000)
         metrics.SERIES_TRACKED.set(sum(len(a.trackers) for a in aggregators.values()))
 
     async def publish(tracker, window, observed_at: float) -> list:

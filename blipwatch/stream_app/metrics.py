@@ -47,6 +47,13 @@ INGEST_LAG = Gauge("blipwatch_ingest_lag_messages", "Events-topic consumer lag p
 INGEST_BATCH_SECONDS = Histogram("blipwatch_ingest_batch_seconds",
                                  "Seconds to decode, validate and pre-aggregate one batch of events",
                                  buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+WATERMARK = Gauge("blipwatch_watermark_timestamp_seconds",
+                  "Event-time watermark of the aggregate stage per partials partition (windows closing before "
+                  "it are closed); a value that stops moving while events arrive means a stalled input partition",
+                  ["partition"])
+PENDING_PARTIALS = Gauge("blipwatch_partials_unacknowledged",
+                         "Partials messages held un-acknowledged (uncommitted) until their windows close",
+                         ["partition"])
 SERIES_TRACKED = Gauge("blipwatch_series_tracked", "Series whose detector state this worker holds")
 STATE_RESET = Counter("blipwatch_detector_state_rewarmed",
                       "Stored detector states that could not be loaded (old format) and were re-warmed on purpose")

@@ -69,11 +69,27 @@ def assert_same_points(actual: list[tuple], expected: list[tuple]) -> None:
     assert not different, f"{len(different)} points differ, first: {different[0]}"
 
 
-def stream_output(broker, topics, expected_points: int, timeout: float = 120):
-    records = wait_for(lambda: (lambda r: r if len({point_identity(orjson.loads(x.value)) for x in r})
-                                >= expected_points else None)(
-        read_topic(broker, topics["BLIPWATCH_POINTS_TOPIC"], expected=None, timeout=10, idle=1.0)),
-        timeout, interval=2, message=f"{expected_points} distinct metric points on the points topic")
+def stream_output(broker, topics, expected_points: int, timeout: float = 120, reference=None, worker=None):
+    """The points and alerts topics once ``expected_points`` distinct points are there; on timeout,
+    which windows are missing and what the worker's metrics say."""
+    def enough():
+        records = read_topic(broker, topics["BLIPWATCH_POINTS_TOPIC"], expected=None, timeout=10, idle=1.0)
+        enough.seen = {point_identity(orjson.loads(x.value)) for x in records}
+        return records if len(enough.seen) >= expected_points else None
+
+    enough.seen = set()
+    try:
+        records = wait_for(enough, timeout, interval=2, message=f"{expected_points} distinct metric points")
+    except AssertionError as exc:
+        detail = [f"{len(enough.seen)} distinct points seen"]
+        if reference is not None:
+            missing = sorted({point_identity(p) for p in reference} - enough.seen, key=lambda i: i[::-1])
+            series = sorted({m[0] for m in missing})
+            detail.append(f"{len(missing)} missing in {len(series)} series, windows {missing[0][1]} .. "
+                          f"{missing[-1][1]}, e.g. {missing[:3]}" if missing else "none missing")
+        if worker is not None:
+            detail.append(worker.diagnosis())
+        raise AssertionError(f"{exc}; " + "; ".join(detail)) from None
     points = [orjson.loads(r.value) for r in records]
     alerts = [orjson.loads(r.value) for r in read_topic(broker, topics["BLIPWATCH_ALERTS_TOPIC"], timeout=10, idle=1.0)]
     return points, alerts
@@ -99,7 +115,7 @@ def test_stream_points_and_alerts_equal_replay(broker, unique_topics, tmp_path, 
     with Worker(env, tmp_path) as worker:
         worker.wait_ready()
         produce(broker, unique_topics["BLIPWATCH_EVENTS_TOPIC"], scenario["messages"])
-        points, alerts = stream_output(broker, unique_topics, len(reference))
+        points, alerts = stream_output(broker, unique_topics, len(reference), reference=reference, worker=worker)
         assert worker.metric("blipwatch_windows_scored_total", metric="event_volume") > 0
     assert_same_points([point_content(p) for p in points], [point_content(p) for p in reference])
     # series on different partitions close in their own order: compare per series, not globally
@@ -135,7 +151,7 @@ def test_restart_mid_stream_loses_no_window_and_keeps_one_incident(broker, uniqu
     with Worker(env, tmp_path, name="second") as second:
         second.wait_ready()
         produce(broker, unique_topics["BLIPWATCH_EVENTS_TOPIC"], messages[onset:])
-        points, alerts = stream_output(broker, unique_topics, len(reference))
+        points, alerts = stream_output(broker, unique_topics, len(reference), reference=reference, worker=second)
     distinct = {}
     for point in points:  # at-least-once: a re-published point carries the same identity and content
         content = point_content(point)

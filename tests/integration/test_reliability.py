@@ -52,7 +52,8 @@ def test_a_worker_killed_mid_incident_is_replaced_by_the_survivor_without_losing
                  message="both workers scoring the stream")
         victim.stop(signal.SIGKILL)
         produce(broker, unique_topics["BLIPWATCH_EVENTS_TOPIC"], messages[mid_incident:])
-        points, alerts = stream_output(broker, unique_topics, len(reference), timeout=180)
+        points, alerts = stream_output(broker, unique_topics, len(reference), timeout=180, reference=reference,
+                                       worker=survivor)
         assert survivor.process.poll() is None, "the survivor must stay up"
     finally:
         victim.stop(signal.SIGKILL)
@@ -91,7 +92,8 @@ def test_sigterm_commits_and_flushes_so_a_restart_publishes_no_alert_twice(broke
     with Worker(env, tmp_path, name="second") as second:
         second.wait_ready(90)
         produce(broker, unique_topics["BLIPWATCH_EVENTS_TOPIC"], messages[after_incident:])
-        points, alerts = stream_output(broker, unique_topics, len(reference), timeout=180)
+        points, alerts = stream_output(broker, unique_topics, len(reference), timeout=180, reference=reference,
+                                       worker=second)
     distinct = distinct_points(points)
     assert_same_points(list(distinct.values()), [point_content(p) for p in reference])
     repeated = [alert_id for alert_id, n in Counter(a["alert_id"] for a in alerts).items() if n > 1]
