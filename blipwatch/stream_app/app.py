@@ -420,8 +420,18 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
                 deliveries.extend(await publish(tracker, window, observed_at))
         if deliveries:
             await asyncio.gather(*deliveries)
-        for tracker, _ in closed_series:
-            detector_state[tracker.series.encode()] = tracker.to_bytes()
+        if closed_series:
+            # the state goes to the changelog and is *delivered* before the messages that fed it are
+            # acknowledged: Faust's commit flushes its producer buffer for at most 0.1 s per record
+            # (ProducerBuffer.flush_atmost), so under load it committed past state still in the
+            # buffer, and a SIGKILL then lost the state of windows whose partials were committed
+            partition = event.message.partition
+            stored = []
+            for tracker, _ in closed_series:
+                key, blob = tracker.series.encode(), tracker.to_bytes()
+                stored.append(detector_state.send_changelog(partition, key, blob))
+                detector_state.data[key] = blob  # the store only: the changelog record is sent above
+            await asyncio.gather(*stored)
         aggregator.acknowledge_until(watermark)
         label = str(event.message.partition)
         metrics.PENDING_PARTIALS.labels(label).set(len(aggregator.pending))

@@ -89,10 +89,23 @@ def stream_output(broker, topics, expected_points: int, timeout: float = 120, re
                           f"{missing[-1][1]}, e.g. {missing[:3]}" if missing else "none missing")
         if worker is not None:
             detail.append(worker.diagnosis())
+            detail.append(dump_topics(broker, topics, worker.workdir))
         raise AssertionError(f"{exc}; " + "; ".join(detail)) from None
     points = [orjson.loads(r.value) for r in records]
     alerts = [orjson.loads(r.value) for r in read_topic(broker, topics["BLIPWATCH_ALERTS_TOPIC"], timeout=10, idle=1.0)]
     return points, alerts
+
+
+def dump_topics(broker, topics, directory) -> str:
+    """The points and partials topics as JSON lines (partition, offset, value) for a post-mortem."""
+    written = []
+    for name in ("BLIPWATCH_POINTS_TOPIC", "BLIPWATCH_PARTIALS_TOPIC"):
+        path = directory / f"{name.lower()}.jsonl"
+        with open(path, "wb") as out:
+            for r in read_topic(broker, topics[name], expected=None, timeout=30, idle=1.0):
+                out.write(orjson.dumps({"p": r.partition, "o": r.offset, "v": orjson.loads(r.value)}) + b"\n")
+        written.append(str(path))
+    return "topics dumped to " + ", ".join(written)
 
 
 def assert_incident_lifecycle(alerts: list[dict]) -> None:
