@@ -79,7 +79,8 @@ class Worker:
         except Exception as exc:  # the worker is gone: say so
             return f"{self.log_path.name}: /metrics unreachable ({exc})"
         wanted = ("blipwatch_events_total", "blipwatch_ingest_lag_messages", "blipwatch_watermark_timestamp_seconds",
-                  "blipwatch_partials_unacknowledged", "blipwatch_series_tracked")
+                  "blipwatch_partials_unacknowledged", "blipwatch_series_tracked", "blipwatch_partials_late_total",
+                  "blipwatch_events_late_total", "blipwatch_faust_messages_received_per_topics_partition")
         lines = [f"{name}{dict(labels) if labels else ''} = {value:g}" for (name, labels), value in sorted(samples.items())
                  if name in wanted and (value or name != "blipwatch_events_total")]
         return f"{self.log_path.name} metrics:\n  " + "\n  ".join(lines)

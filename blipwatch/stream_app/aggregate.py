@@ -37,6 +37,8 @@ class PartitionAggregator:
         #: messages not yet acknowledged, in offset order, with the close point of the newest
         #: window they fed (None: fed none, done as soon as those before it are)
         self.pending: deque[tuple[int | None, Any]] = deque()
+        #: the offset the next partials message should have (a jump is logged)
+        self.next_offset: int | None = None
 
     def tracker(self, series: str) -> SeriesTracker | None:
         tracker = self.trackers.get(series)

@@ -406,7 +406,17 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
     async def aggregate_one(event) -> None:
         """Merge one partials message, close what its watermark closes, publish, store, acknowledge."""
         report, total, observed_at, series_partials = decode_partials(event.value)
-        aggregator = aggregator_for(event.message.partition)
+        partition, offset = event.message.partition, event.message.offset
+        fresh = partition not in aggregators
+        aggregator = aggregator_for(partition)
+        if fresh:
+            log.info("aggregate: %s partition %d resumes at offset %d with %d series from the detector state",
+                     settings.partials_topic, partition, offset, len(aggregator.trackers))
+        elif offset != aggregator.next_offset:
+            # the partials topic is never compacted: a jump means messages this worker did not see
+            log.warning("aggregate: %s partition %d jumped from offset %d to %d", settings.partials_topic,
+                        partition, aggregator.next_offset, offset)
+        aggregator.next_offset = offset + 1
         aggregator.merge(series_partials, event.ack)
         aggregator.watermark.update(report, total)
         watermark = aggregator.watermark.value()
@@ -418,6 +428,12 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
         for tracker, closed in closed_series:
             for window in closed:
                 deliveries.extend(await publish(tracker, window, observed_at))
+            # the series' gauges show its newest window: set once per series, not once per window
+            last = closed[-1]
+            point = last.point
+            metrics.WINDOWS_SCORED.labels(point.metric).inc(len(closed))
+            metrics.observe_point(point.metric, tracker.segment_label, point.value, point.expected, point.lower,
+                                  point.upper, point.score, last.firing)
         if deliveries:
             await asyncio.gather(*deliveries)
         if closed_series:
@@ -442,9 +458,6 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
     async def publish(tracker, window, observed_at: float) -> list:
         """Send a closed window's point (and alert); returns the delivery futures."""
         point = window.point
-        metrics.WINDOWS_SCORED.labels(point.metric).inc()
-        metrics.observe_point(point.metric, tracker.segment_label, point.value, point.expected, point.lower,
-                              point.upper, point.score, window.firing)
         deliveries = [await points_topic.send(key=point.series.encode(), value=point.to_json())]
         alert = window.alert
         if alert is None:

@@ -232,3 +232,22 @@ def test_a_metric_point_with_unknown_bounds_writes_null_not_nan():
     document = orjson.loads(point.to_json())
     assert document["expected"] is None and document["upper"] is None
     jsonschema.validate(document, json.loads((SCHEMA_DIR / "metric_point.schema.json").read_text()))
+
+
+def test_point_and_alert_json_match_their_dicts_with_unknown_bounds_as_null():
+    from blipwatch.schemas.outputs import AnomalyAlert, MetricPoint
+
+    point = MetricPoint(series="cart_abandonment_rate|channel=web", metric="cart_abandonment_rate",
+                        segment={"channel": "web"}, window_start="2026-01-05T17:00:00Z",
+                        window_end="2026-01-05T17:01:00Z", numerator=3.0, denominator=4.0, value=0.75,
+                        expected=float("nan"), lower=float("-inf"), upper=float("inf"), score=0.5,
+                        is_anomaly=False)
+    assert orjson.loads(point.to_json()) == point.to_dict()
+    assert orjson.loads(point.to_json())["lower"] is None
+    alert = AnomalyAlert(alert_id="a", dedup_key="k", status="firing", severity="warning",
+                         metric="cart_abandonment_rate", segment={"channel": "web"}, direction="up",
+                         window_start="2026-01-05T17:00:00Z", window_end="2026-01-05T17:01:00Z",
+                         observed=0.75, expected=float("nan"), lower=None, upper=float("inf"), numerator=3.0,
+                         denominator=4.0, score=0.9, started_at="2026-01-05T17:00:00Z",
+                         summary="s", related=[{"metric": "m", "segment": {}}])
+    assert orjson.loads(alert.to_json()) == alert.to_dict()
