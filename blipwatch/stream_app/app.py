@@ -410,13 +410,12 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
         fresh = partition not in aggregators
         aggregator = aggregator_for(partition)
         if fresh:
-            log.info("aggregate: %s partition %d resumes at offset %d with %d series from the detector state",
-                     settings.partials_topic, partition, offset, len(aggregator.trackers))
-        elif offset != aggregator.next_offset:
-            # the partials topic is never compacted: a jump means messages this worker did not see
-            log.warning("aggregate: %s partition %d jumped from offset %d to %d", settings.partials_topic,
-                        partition, aggregator.next_offset, offset)
-        aggregator.next_offset = offset + 1
+            aggregator.next_offset = await resume_offset(event.message.tp)
+            log.info("aggregate: %s partition %d resumes at offset %d (first delivered %d) with %d series "
+                     "from the detector state", settings.partials_topic, partition, aggregator.next_offset,
+                     offset, len(aggregator.trackers))
+        if not await in_order(aggregator, event.message.tp, offset):
+            return
         aggregator.merge(series_partials, event.ack)
         aggregator.watermark.update(report, total)
         watermark = aggregator.watermark.value()
@@ -454,6 +453,28 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
         if watermark is not None:
             metrics.WATERMARK.labels(label).set(watermark / 1000)
         metrics.SERIES_TRACKED.set(sum(len(a.trackers) for a in aggregators.values()))
+
+    async def resume_offset(tp) -> int:
+        """Where this partition's partials must be read from: the committed offset, else the start."""
+        committed = getattr(app.consumer, "_committed_offset", {}).get(tp)  # set by Faust's seek on assignment
+        if committed:
+            return committed
+        earliest = await app.consumer.earliest_offsets(tp)
+        return earliest.get(tp) or 0
+
+    async def in_order(aggregator: PartitionAggregator, tp, offset: int) -> bool:
+        """Whether to process this message (see ``PartitionAggregator.admit``); seeks back on a jump."""
+        decision = aggregator.admit(offset)
+        if decision == "seek":
+            log.warning("aggregate: %s partition %d delivered offset %d where %d was expected: seeking back",
+                        settings.partials_topic, tp.partition, offset, aggregator.next_offset)
+            await app.consumer.seek(tp, aggregator.next_offset)
+            # Faust counts offsets it saw skipped as acknowledged ("gaps", meant for compacted
+            # topics): these are not, they come again
+            gaps = getattr(app.consumer, "_gap", {}).get(tp)
+            if gaps is not None:
+                gaps.clear()
+        return decision == "process"
 
     async def publish(tracker, window, observed_at: float) -> list:
         """Send a closed window's point (and alert); returns the delivery futures."""

@@ -38,3 +38,16 @@ def test_a_message_that_fed_no_window_is_acknowledged_at_once_when_nothing_is_op
     agg.merge({}, lambda: acked.append("report"))
     agg.acknowledge_until(None)
     assert acked == ["report"]
+
+
+def test_partials_are_admitted_once_each_in_offset_order_and_a_jump_asks_for_one_seek_back():
+    agg, _ = aggregator()
+    agg.next_offset = 5                       # where the partition resumes (its committed offset)
+    assert agg.admit(5) == "process"
+    assert agg.admit(8) == "seek"             # 6 and 7 were dropped on the way: go back for them
+    assert agg.admit(9) == "skip"             # still buffered from before the seek
+    assert agg.admit(6) == "process"
+    assert agg.admit(6) == "skip"             # delivered twice: merged once
+    assert agg.admit(7) == "process"
+    assert agg.admit(8) == "process"
+    assert agg.admit(10) == "seek"            # a later jump asks again
