@@ -121,6 +121,8 @@ def parse_timestamp_ms(value: Any, field: str = "occurred_at") -> int:
         if not _RFC3339.match(value):
             raise InvalidEvent("bad_timestamp", field,
                                "must be RFC 3339 with a zone, e.g. 2026-01-05T20:05:00Z, or epoch milliseconds")
+        if len(value) == 24 and value[19] == "." and value[23] in "Zz":  # ...T20:05:00.250Z, the usual form
+            return _utc_millis(value, field)
         text = value.replace("z", "Z").replace("t", "T")
         # Python 3.11 fromisoformat takes at most 6 fractional digits; nanoseconds are cut, not rounded.
         text = re.sub(r"(\.\d{6})\d+", r"\1", text)
@@ -130,6 +132,29 @@ def parse_timestamp_ms(value: Any, field: str = "occurred_at") -> int:
             raise InvalidEvent("bad_timestamp", field, f"{value!r} is not a real date and time") from None
     else:
         raise InvalidEvent("wrong_type", field, "must be an RFC 3339 string or epoch milliseconds")
+    if not MIN_TIME_MS <= millis < MAX_TIME_MS:
+        raise InvalidEvent("bad_timestamp", field, "must lie between 2000-01-01 and 2100-01-01")
+    return millis
+
+
+#: UTC date-time to the second -> epoch seconds: events of one second share the parse (bounded)
+_SECONDS: dict[str, int] = {}
+
+
+def _utc_millis(value: str, field: str) -> int:
+    """``YYYY-MM-DDTHH:MM:SS.fffZ`` (already matched by the RFC 3339 pattern) to epoch ms, ~5x
+    faster than fromisoformat per event."""
+    prefix = value[:19]
+    seconds = _SECONDS.get(prefix)
+    if seconds is None:
+        try:
+            seconds = int(datetime.fromisoformat(prefix.replace("t", "T") + "+00:00").timestamp())
+        except ValueError:
+            raise InvalidEvent("bad_timestamp", field, f"{value!r} is not a real date and time") from None
+        if len(_SECONDS) >= 100_000:
+            _SECONDS.clear()
+        _SECONDS[prefix] = seconds
+    millis = seconds * 1000 + int(value[20:23])
     if not MIN_TIME_MS <= millis < MAX_TIME_MS:
         raise InvalidEvent("bad_timestamp", field, "must lie between 2000-01-01 and 2100-01-01")
     return millis

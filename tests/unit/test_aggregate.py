@@ -1,4 +1,6 @@
-"""The aggregate stage's acknowledgements: what it acknowledges is what Faust commits."""
+"""The pre-aggregation and the aggregate stage: sums equal event by event; acknowledgements in offset order."""
+
+import math
 
 from blipwatch.detectors.catalogue import Catalogue
 from blipwatch.detectors.windows import closes_at
@@ -51,3 +53,76 @@ def test_partials_are_admitted_once_each_in_offset_order_and_a_jump_asks_for_one
     assert agg.admit(7) == "process"
     assert agg.admit(8) == "process"
     assert agg.admit(10) == "seek"            # a later jump asks again
+
+
+def per_event_reference(catalogue, events):
+    """What the pre-aggregation must equal: every event added to every series it feeds, one by one."""
+    expected: dict[str, dict[int, list[float]]] = {}
+    seen: dict[int, set] = {}
+    dropped: dict[str, int] = {}
+    for event in events:
+        window = event.occurred_at_ms - event.occurred_at_ms % catalogue.window_ms
+        segments = ["all"] + [f"{d}={getattr(event, d)}" for d in catalogue.dimensions
+                              if getattr(event, d) is not None]
+        for index, role, selector in catalogue.contributions(event.event_type):
+            if not selector.matches(event.properties):
+                continue
+            if selector.property is not None:
+                value = event.properties.get(selector.property)
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    continue
+                add = (value, 1.0)
+            else:
+                add = (1.0, 0.0) if role == 0 else (0.0, 1.0)
+            metric = catalogue.metrics[index]
+            for segment in segments:
+                key = f"{metric.name}|{segment}"
+                names = seen.setdefault(index, set())
+                if key not in names and len(names) >= catalogue.max_series_per_metric and segment != "all":
+                    dropped[metric.name] = dropped.get(metric.name, 0) + 1
+                    continue
+                names.add(key)
+                cell = expected.setdefault(key, {}).setdefault(window, [0.0, 0.0])
+                cell[0] += add[0]
+                cell[1] += add[1]
+    return expected, dropped
+
+
+def test_two_stage_pre_aggregation_equals_adding_each_event_to_each_series():
+    import random
+
+    from blipwatch.detectors.catalogue import PartialAggregate
+    from blipwatch.schemas.events import CustomerEvent
+
+    catalogue = Catalogue.from_dict({"segments": {"max_series_per_metric": 6}})
+    rng = random.Random(11)
+    types = ["page_view", "search", "add_to_cart", "cart_abandoned", "checkout_start", "purchase",
+             "payment_failed", "complaint", "error", "made_up_type"]
+    events = []
+    for i in range(3000):
+        event_type = rng.choice(types)
+        properties = {}
+        if event_type == "search":
+            properties["results_count"] = rng.choice([0, 0, 3, 12])
+        if event_type == "purchase" and rng.random() < 0.9:
+            properties["order_value"] = rng.choice([12.5, 80, 199.99])
+        events.append(CustomerEvent(f"e{i}", event_type, 1_767_600_000_000 + rng.randint(0, 5 * MINUTE), None, None,
+                                    rng.choice(["web", "app", None]), rng.choice(["DE", "FR", "GB", "ES", "IT", None]),
+                                    rng.choice(["mobile", "desktop", None]), properties))
+    aggregate = PartialAggregate(catalogue)
+    merged: dict[str, dict[int, list[float]]] = {}
+    for start in range(0, len(events), 700):  # several drains, as flushes do
+        for event in events[start:start + 700]:
+            aggregate.add(event)
+        for key, windows in aggregate.drain().items():
+            for window, (n, d) in windows.items():
+                cell = merged.setdefault(key, {}).setdefault(window, [0.0, 0.0])
+                cell[0] += n
+                cell[1] += d
+    expected, dropped = per_event_reference(catalogue, events)
+    assert merged.keys() == expected.keys()
+    for key in expected:
+        assert merged[key].keys() == expected[key].keys(), key
+        for window, (n, d) in expected[key].items():
+            assert math.isclose(merged[key][window][0], n) and math.isclose(merged[key][window][1], d), key
+    assert aggregate.drain_dropped() == dropped

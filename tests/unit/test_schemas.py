@@ -251,3 +251,23 @@ def test_point_and_alert_json_match_their_dicts_with_unknown_bounds_as_null():
                          denominator=4.0, score=0.9, started_at="2026-01-05T17:00:00Z",
                          summary="s", related=[{"metric": "m", "segment": {}}])
     assert orjson.loads(alert.to_json()) == alert.to_dict()
+
+
+def test_millisecond_utc_timestamps_parse_exactly_and_bad_dates_still_fail():
+    import calendar
+    import random
+
+    from blipwatch.schemas.events import InvalidEvent, parse_timestamp_ms
+
+    rng = random.Random(3)
+    for _ in range(2000):
+        year, month, day = rng.randint(2000, 2099), rng.randint(1, 12), rng.randint(1, 28)
+        hour, minute, second, ms = rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59), rng.randint(0, 999)
+        text = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}.{ms:03d}Z"
+        expected = calendar.timegm((year, month, day, hour, minute, second)) * 1000 + ms
+        assert parse_timestamp_ms(text) == expected, text
+        assert parse_timestamp_ms(text.lower()) == expected, text
+    for bad in ("2026-02-30T20:05:00.250Z", "1999-12-31T23:59:59.999Z", "2026-13-01T00:00:00.000Z"):
+        with pytest.raises(InvalidEvent) as caught:
+            parse_timestamp_ms(bad)
+        assert caught.value.reason == "bad_timestamp"
