@@ -32,9 +32,6 @@ def distinct_points(points: list[dict]) -> dict:
     return distinct
 
 
-@pytest.mark.xfail(strict=False, reason="known flaky (failed 3 of 4 runs on one machine, 2 of 6 on another): after "
-                   "the SIGKILL the survivor sometimes counts one window twice or closes the killed worker's "
-                   "windows empty; issue 7 stays open until this passes reliably")
 def test_a_worker_killed_mid_incident_is_replaced_by_the_survivor_without_losing_a_window(
         broker, unique_topics, tmp_path, scenario):
     reference, messages = scenario["points"], scenario["messages"]
