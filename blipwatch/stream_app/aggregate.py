@@ -14,6 +14,7 @@ with its changelogged window stores; here the topic itself is the log).
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from typing import Any, Callable, Iterable
 
@@ -25,6 +26,9 @@ from blipwatch.detectors.windows import GlobalWatermark, closes_at
 from blipwatch.stream_app import metrics
 
 log = logging.getLogger(__name__)
+
+#: A seek back that has not brought the expected partials message within this long is asked again.
+RESEEK_SECONDS = 5.0
 
 
 class PartitionAggregator:
@@ -39,7 +43,7 @@ class PartitionAggregator:
         self.pending: deque[tuple[int | None, Any]] = deque()
         #: the offset the next partials message should have (a jump is logged)
         self.next_offset: int | None = None
-        self.seeking = False  # a seek back to next_offset is under way
+        self.seeking: float | bool = False  # when a seek back to next_offset was asked for
 
     def tracker(self, series: str) -> SeriesTracker | None:
         tracker = self.trackers.get(series)
@@ -62,21 +66,24 @@ class PartitionAggregator:
         for series in series_keys:
             self.tracker(series)
 
-    def admit(self, offset: int) -> str:
+    def admit(self, offset: int, now: float | None = None) -> str:
         """Each partials message exactly once, in offset order: "process", "skip" or "seek".
 
-        Faust 0.15 can drop messages it fetched while its flow was suspended during an assignment
-        when the partition has no committed offset (its seek to committed then leaves the fetch
-        position where it was): a SIGKILL restart lost whole partials messages that way. A jump past
+        Faust 0.15 can drop messages it fetched while its flow was suspended around an assignment
+        (seen after a SIGKILL restart and after a failover rebalance, on the first messages of a
+        partition): whole partials messages were lost that way. A jump past
         ``next_offset`` asks for a seek back to it (once); what arrives before the expected message
-        is skipped unacknowledged (it comes again), and what was already merged is not merged twice."""
+        is skipped unacknowledged (it comes again), and what was already merged is not merged twice.
+        Should the expected message still not come, the seek is asked for again after
+        ``RESEEK_SECONDS``."""
+        now = time.monotonic() if now is None else now
         expected = self.next_offset
         if expected is None or offset == expected:
             self.next_offset = offset + 1
             self.seeking = False
             return "process"
-        if offset > expected and not self.seeking:
-            self.seeking = True
+        if offset > expected and (self.seeking is False or now - self.seeking > RESEEK_SECONDS):
+            self.seeking = now
             return "seek"
         return "skip"
 

@@ -468,7 +468,9 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
         if decision == "seek":
             log.warning("aggregate: %s partition %d delivered offset %d where %d was expected: seeking back",
                         settings.partials_topic, tp.partition, offset, aggregator.next_offset)
-            await app.consumer.seek(tp, aggregator.next_offset)
+            # seek_wait runs the seek on the consumer's own thread and event loop (Consumer.seek calls
+            # aiokafka from this thread: the fetcher was not woken and nothing came again)
+            await app.consumer.seek_wait({tp: aggregator.next_offset})
             # Faust counts offsets it saw skipped as acknowledged ("gaps", meant for compacted
             # topics): these are not, they come again
             gaps = getattr(app.consumer, "_gap", {}).get(tp)

@@ -52,7 +52,9 @@ def test_partials_are_admitted_once_each_in_offset_order_and_a_jump_asks_for_one
     assert agg.admit(6) == "skip"             # delivered twice: merged once
     assert agg.admit(7) == "process"
     assert agg.admit(8) == "process"
-    assert agg.admit(10) == "seek"            # a later jump asks again
+    assert agg.admit(10, now=100.0) == "seek"  # a later jump asks again
+    assert agg.admit(11, now=102.0) == "skip"  # ... once
+    assert agg.admit(11, now=106.0) == "seek"  # ... and again if 9 has not come within RESEEK_SECONDS
 
 
 def per_event_reference(catalogue, events):
