@@ -73,10 +73,12 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
         producer_acks=-1,
         logging_config=None,
     )
+    fetch_wait: dict[str, int] = {}
     if settings.embedded_broker:
         from blipwatch.stream_app import tansu_compat
 
         tansu_compat.install(app, settings)
+        fetch_wait["fetch_max_wait_ms"] = tansu_compat.FETCH_MAX_WAIT_MS
 
     # --- topics --------------------------------------------------------------------------
     events_topic = app.topic(settings.events_topic, partitions=settings.partitions,
@@ -135,6 +137,7 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
                 heartbeat_interval_ms=1000,
                 max_partition_fetch_bytes=4 * 1024 * 1024,
                 fetch_max_bytes=32 * 1024 * 1024,
+                **fetch_wait,
                 **settings.aiokafka_kwargs(),
             )
             await self.consumer.start()
