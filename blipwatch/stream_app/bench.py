@@ -19,10 +19,18 @@ The run, on the embedded broker (free port, memory only):
    the end-to-end figure; the last window or two close only after the input has been idle 10 s,
    which is reported apart and never counted as processing time).
 
+5. **Live** (``--live-seconds``, default 60; 0 skips it): a fresh worker on fresh topics, and the
+   ``demo`` scenario sent *paced*, event time at 60x the wall clock (a one-minute window closes
+   every second), at a rate the worker keeps up with. For every point and alert the seconds from
+   the window's close (end + allowed lateness, as the events sent passed it) to its record on the
+   topic, from the record timestamps: what on call sees. (A point takes the path its alert would;
+   alerts alone are too few for a p99.)
+
 Figures: events/s for both and their ratio, the worker's peak RSS (``VmHWM``), detector-state
 bytes per series (latest record per series in the detector-state changelog), and p50/p99 seconds
-from window close to alert published (``blipwatch_alert_latency_seconds``, interpolated within
-its buckets as Prometheus' ``histogram_quantile`` does).
+from window close to alert published: live (step 5) when it ran, and in any case while draining
+the backlog (``blipwatch_alert_latency_seconds``, interpolated within its buckets as Prometheus'
+``histogram_quantile`` does) — the latter is the scoring stage's lag behind ingest.
 """
 
 from __future__ import annotations
@@ -60,6 +68,9 @@ COUNTRY_CODES = [a + b for a in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" for b in "ABCDEFGHI
 EXTRA_COUNT_TYPES = ("product_view", "page_view", "search", "session_start", "add_to_cart",
                      "cart_abandoned", "checkout_start", "purchase", "error", "remove_from_cart")
 IDLE_SECONDS = 10.0  # the default config's idle_partition_seconds: the final flush waits this long
+LATENESS_MS = 30_000  # the default config's allowed lateness
+LIVE_SPEED = 60.0     # live phase: event seconds per wall second (a one-minute window a second)
+LIVE_SESSIONS_PER_MINUTE = 150.0
 
 Progress = Callable[[str], None]
 
@@ -326,12 +337,11 @@ class WorkerRun:
     state_bytes_per_series: float | None = None
 
 
-def run_workers(broker: EmbeddedBroker, events_topic: str, workload: Workload, workdir: Path,
-                workers: int = 1, progress: Progress = _quiet, timeout: float = 600) -> WorkerRun:
-    """Start ``workers`` blipwatch workers in one group on the loaded events topic and time them."""
-    stem = f"bench-{uuid.uuid4().hex[:8]}"
+def _worker_env(broker: EmbeddedBroker, stem: str, events_topic: str, config: dict[str, Any],
+                workdir: Path) -> dict[str, str]:
+    """A worker's environment: its own app id, topics and config, on the embedded broker."""
     config_path = workdir / f"{stem}.yaml"
-    config_path.write_text(yaml.safe_dump(workload.config, sort_keys=False))
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLIPWATCH_")}
     env.update({
         "BLIPWATCH_BROKER": broker.url, "BLIPWATCH_EMBEDDED_BROKER": "1", "PYTHONUNBUFFERED": "1",
@@ -341,18 +351,30 @@ def run_workers(broker: EmbeddedBroker, events_topic: str, workload: Workload, w
         "BLIPWATCH_PARTITIONS": str(PARTITIONS), "BLIPWATCH_CONFIG": str(config_path),
         "BLIPWATCH_LOG_LEVEL": "info",
     })
+    return env
+
+
+def _start_worker(env: dict[str, str], workdir: Path, stem: str, number: int) -> _Worker:
+    port = free_port()
+    log_path = workdir / f"{stem}-worker{number}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "blipwatch.stream_app.cli", "worker"],
+            env=dict(env, BLIPWATCH_WEB_PORT=str(port), BLIPWATCH_DATA_DIR=str(workdir / f"{stem}-{number}")),
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    return _Worker(process, port, log_path)
+
+
+def run_workers(broker: EmbeddedBroker, events_topic: str, workload: Workload, workdir: Path,
+                workers: int = 1, progress: Progress = _quiet, timeout: float = 600) -> WorkerRun:
+    """Start ``workers`` blipwatch workers in one group on the loaded events topic and time them."""
+    stem = f"bench-{uuid.uuid4().hex[:8]}"
+    env = _worker_env(broker, stem, events_topic, workload.config, workdir)
     running: list[_Worker] = []
     try:
         started = time.perf_counter()
         for number in range(workers):
-            port = free_port()
-            log_path = workdir / f"{stem}-worker{number}.log"
-            with open(log_path, "ab") as log:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "blipwatch.stream_app.cli", "worker"],
-                    env=dict(env, BLIPWATCH_WEB_PORT=str(port), BLIPWATCH_DATA_DIR=str(workdir / f"{stem}-{number}")),
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-            running.append(_Worker(process, port, log_path))
+            running.append(_start_worker(env, workdir, stem, number))
         progress(f"starting {workers} worker{'s' if workers > 1 else ''}")
         deadline = time.monotonic() + 90
         # ready: every worker's ingest consumer has partitions, and together they hold all of them
@@ -532,6 +554,109 @@ async def _latest_sizes(bootstrap: str, topic: str) -> dict[bytes, int]:
         await consumer.stop()
 
 
+# --- live, paced traffic ----------------------------------------------------------------------
+
+@dataclass
+class LiveRun:
+    seconds: float
+    events: int
+    records: int                      # points and alerts whose window closed while events flowed
+    alerts: int
+    p50_s: float | None
+    p99_s: float | None
+    max_s: float | None
+
+
+async def _send_paced(bootstrap: str, topic: str, events: list[dict], speed: float) -> tuple[float, int]:
+    """Send events so that event time runs ``speed`` times the wall clock; (wall t0, event t0 ms)."""
+    from aiokafka import AIOKafkaProducer
+
+    from blipwatch.schemas.events import parse_timestamp_ms
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5)
+    await producer.start()
+    try:
+        event_t0 = parse_timestamp_ms(events[0]["occurred_at"])
+        wall_t0 = time.time()
+        pending = []
+        for event in events:
+            delay = wall_t0 + (parse_timestamp_ms(event["occurred_at"]) - event_t0) / 1000 / speed - time.time()
+            if delay > 0.002:
+                if pending:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+                await asyncio.sleep(delay)
+            key = (event.get("customer_id") or event["session_id"]).encode()
+            pending.append(await producer.send(topic, orjson.dumps(event), key=key))
+        await asyncio.gather(*pending)
+        return wall_t0, event_t0
+    finally:
+        await producer.stop()
+
+
+async def _read_records(bootstrap: str, topic: str) -> list[tuple[float, dict]]:
+    """(record timestamp in s, decoded value) of every record of a topic."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        found, quiet_since = [], time.monotonic()
+        while time.monotonic() - quiet_since < 3:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                found.extend((r.timestamp / 1000, orjson.loads(r.value)) for r in records)
+                quiet_since = time.monotonic()
+        return found
+    finally:
+        await consumer.stop()
+
+
+def run_live(broker: EmbeddedBroker, workdir: Path, seconds: float, progress: Progress = _quiet,
+             speed: float = LIVE_SPEED) -> LiveRun:
+    """A fresh worker, the demo scenario sent paced; seconds from window close to record on the topic."""
+    from blipwatch.schemas.events import parse_timestamp_ms
+    from blipwatch.stream_app.simulator import generate_events
+
+    events = sorted(generate_events("demo", hours=seconds * speed / 3600, seed=1,
+                                    sessions_per_minute=LIVE_SESSIONS_PER_MINUTE,
+                                    incident_offset_hours=min(INCIDENT_OFFSET_HOURS, seconds * speed / 3600 * 0.6)),
+                    key=lambda e: parse_timestamp_ms(e["occurred_at"]))
+    stem = f"live-{uuid.uuid4().hex[:8]}"
+    env = _worker_env(broker, stem, f"{stem}-events", {"policy": {"warmup": 30}}, workdir)
+    worker = _start_worker(env, workdir, stem, 0)
+    try:
+        deadline = time.monotonic() + 90
+        while "ingest: consuming" not in worker.log():
+            if worker.process.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"the live-phase worker did not start:\n{worker.log()[-2000:]}")
+            time.sleep(0.05)
+        progress(f"live: sending {len(events):,} events paced at {speed:g}x for {seconds:.0f} s")
+        wall_t0, event_t0 = asyncio.run(_send_paced(broker.bootstrap, f"{stem}-events", events, speed))
+        time.sleep(3)  # let the last windows the events closed come out
+        points = asyncio.run(_read_records(broker.bootstrap, f"{stem}-points"))
+        alerts = asyncio.run(_read_records(broker.bootstrap, f"{stem}-alerts"))
+    finally:
+        worker.stop()
+    last_event_ms = parse_timestamp_ms(events[-1]["occurred_at"])
+    latencies = []
+    for published, document in points + alerts:
+        close_ms = parse_timestamp_ms(document["window_end"]) + LATENESS_MS
+        if close_ms <= last_event_ms:  # windows closed by the idle flush after the last event: left out
+            latencies.append(published - (wall_t0 + (close_ms - event_t0) / 1000 / speed))
+    latencies.sort()
+
+    def at(q: float) -> float | None:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None
+
+    return LiveRun(seconds, len(events), len(latencies), len(alerts), at(0.5), at(0.99),
+                   latencies[-1] if latencies else None)
+
+
 # --- the whole run ---------------------------------------------------------------------------
 
 @dataclass
@@ -541,6 +666,7 @@ class BenchReport:
     workload: Workload
     bare_seconds: list[float]
     worker: WorkerRun
+    live: LiveRun | None = None
 
     @property
     def bare_events_per_s(self) -> float:
@@ -560,9 +686,15 @@ class BenchReport:
             "worker_peak_rss_bytes": max(worker.peak_rss_bytes),
             "state_bytes_per_series": None if worker.state_bytes_per_series is None
             else round(worker.state_bytes_per_series, 1),
-            "alert_latency_p50_s": _round(worker.alert_latency_p50_s),
-            "alert_latency_p99_s": _round(worker.alert_latency_p99_s),
+            # live traffic when the live phase ran; else while draining the backlog
+            "alert_latency_p50_s": _round(self.live.p50_s if self.live else worker.alert_latency_p50_s),
+            "alert_latency_p99_s": _round(self.live.p99_s if self.live else worker.alert_latency_p99_s),
             # context for the figures above
+            "alert_latency_measured": "live" if self.live else "backlog",
+            "live_records": self.live.records if self.live else None,
+            "live_latency_max_s": _round(self.live.max_s) if self.live else None,
+            "backlog_alert_latency_p50_s": _round(worker.alert_latency_p50_s),
+            "backlog_alert_latency_p99_s": _round(worker.alert_latency_p99_s),
             "events": self.events,
             "series_tracked": worker.series_tracked,
             "series_expected": self.workload.series,
@@ -587,7 +719,7 @@ def _round(value: float | None) -> float | None:
 
 
 def run_bench(events: int, series: int, progress: Progress = _quiet, workers: int = 1,
-              bare_repeats: int = 3) -> BenchReport:
+              bare_repeats: int = 3, live_seconds: float = 60.0) -> BenchReport:
     workload = plan_workload(events, series, progress)
     workdir = Path(tempfile.mkdtemp(prefix="blipwatch-bench-"))
     try:
@@ -599,7 +731,8 @@ def run_bench(events: int, series: int, progress: Progress = _quiet, workers: in
                 progress(f"bare consumer, run {attempt + 1} of {bare_repeats}")
                 bare.append(asyncio.run(_bare_consume(broker.bootstrap, topic, len(workload.messages))))
             worker = run_workers(broker, topic, workload, workdir, workers=workers, progress=progress)
-            return BenchReport(len(workload.messages), series, workload, bare, worker)
+            live = run_live(broker, workdir, live_seconds, progress) if live_seconds > 0 else None
+            return BenchReport(len(workload.messages), series, workload, bare, worker, live)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -607,7 +740,7 @@ def run_bench(events: int, series: int, progress: Progress = _quiet, workers: in
 def format_report(report: BenchReport) -> str:
     figures = report.as_dict()
     worker = report.worker
-    p50, p99 = figures["alert_latency_p50_s"], figures["alert_latency_p99_s"]
+    bp50, bp99 = figures["backlog_alert_latency_p50_s"], figures["backlog_alert_latency_p99_s"]
     state = figures["state_bytes_per_series"]
     lines = [
         f"blipwatch bench: {report.events:,} events, {worker.series_tracked:,} series tracked "
@@ -625,10 +758,15 @@ def format_report(report: BenchReport) -> str:
         f"(includes the {IDLE_SECONDS:.0f} s idle wait before the final flush)",
         f"  worker peak RSS                   {max(worker.peak_rss_bytes) / 2**20:>12.1f} MiB",
         f"  detector state per series         {state if state is not None else float('nan'):>12,.0f} bytes",
-        f"  alert latency p50 / p99           "
-        f"{'n/a' if p50 is None else f'{p50:.3f}':>12} / {'n/a' if p99 is None else f'{p99:.3f}'} s  "
-        f"({worker.alerts} alert messages; window close to published)",
+        f"  alert latency p50 / p99, backlog  "
+        f"{'n/a' if bp50 is None else f'{bp50:.3f}':>12} / {'n/a' if bp99 is None else f'{bp99:.3f}'} s  "
+        f"({worker.alerts} alert messages, window close to published while the backlog drains)",
         f"  windows scored                    {worker.windows_scored:>12,}  (expected {report.workload.points_total:,}; "
         f"events late {worker.events_late:,}, invalid {worker.events_invalid:,})",
     ]
+    live = report.live
+    if live is not None and live.p50_s is not None:
+        lines.append(f"  alert latency p50 / p99, live     {live.p50_s:>12.3f} / {live.p99_s:.3f} s  "
+                     f"(max {live.max_s:.3f} s over {live.records:,} points and alerts; {live.events:,} events "
+                     f"paced at {LIVE_SPEED:g}x for {live.seconds:.0f} s; window close to record on the topic)")
     return "\n".join(lines)

@@ -21,7 +21,7 @@ KEYS = ("bare_events_per_s", "worker_events_per_s", "ratio", "worker_peak_rss_by
 def test_bench_json_reports_every_figure_from_one_run():
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLIPWATCH_")}
     done = subprocess.run([sys.executable, "-m", "blipwatch.stream_app.cli", "bench", "--events", "60000",
-                           "--series", "300", "--json"],
+                           "--series", "300", "--live-seconds", "20", "--json"],
                           env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
@@ -34,6 +34,9 @@ def test_bench_json_reports_every_figure_from_one_run():
     assert 0 < figures["state_bytes_per_series"] < 100_000
     assert figures["alerts"] > 0, "the workload has an incident: the run must publish alerts"
     assert 0 <= figures["alert_latency_p50_s"] <= figures["alert_latency_p99_s"]
+    assert figures["alert_latency_measured"] == "live"
+    assert figures["live_records"] > 100, "20 s at 60x: ~18 closed windows of every series"
+    assert 0 <= figures["backlog_alert_latency_p50_s"] <= figures["backlog_alert_latency_p99_s"]
     assert figures["series_tracked"] == figures["series_expected"] >= 300
     assert figures["events_late"] == 0 and figures["events_invalid"] == 0
     assert figures["windows_scored"] > 0

@@ -22,6 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "added to the simulated shop until about this many exist")
     parser.add_argument("--workers", type=int, default=1,
                         help="workers in one consumer group (default 1; 2 measures scale-out)")
+    parser.add_argument("--live-seconds", type=float, default=60.0,
+                        help="then send the demo scenario paced (event time 60x the wall clock) to a fresh "
+                             "worker for this long and measure window close to alert under live traffic "
+                             "(default 60; 0 skips it)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.set_defaults(func=run)
 
@@ -38,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.series <= 13_000:
         print("blipwatch bench: --series must be between 1 and 13000", file=sys.stderr)
         return 2
+    if not 0 <= args.live_seconds <= 3600:
+        print("blipwatch bench: --live-seconds must be between 0 and 3600", file=sys.stderr)
+        return 2
     if not 1 <= args.workers <= 4:
         print("blipwatch bench: --workers must be between 1 and 4 (the topics have 4 partitions)",
               file=sys.stderr)
@@ -50,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
             print(message, file=sys.stderr, flush=True)
 
     try:
-        report = run_bench(args.events, args.series, progress=progress, workers=args.workers)
+        report = run_bench(args.events, args.series, progress=progress, workers=args.workers,
+                           live_seconds=args.live_seconds)
     except (BenchError, BrokerError) as exc:
         print(f"\nblipwatch bench: {exc}", file=sys.stderr)
         return 1
