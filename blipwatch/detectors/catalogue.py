@@ -354,7 +354,7 @@ class PartialAggregate:
                     series_cell[1] += add_denominator
         return partials
 
-    def _drop(self, metric_index: int, n: float = 1) -> None:
+    def _drop(self, metric_index: int, n: float) -> None:
         name = self.catalogue.metrics[metric_index].name
         self.dropped[name] = self.dropped.get(name, 0) + int(n)
 

@@ -43,7 +43,7 @@ class PartitionAggregator:
         self.pending: deque[tuple[int | None, Any]] = deque()
         #: the offset the next partials message should have (a jump is logged)
         self.next_offset: int | None = None
-        self.seeking: float | bool = False  # when a seek back to next_offset was asked for
+        self.seek_asked_at: float | None = None  # when a seek back to next_offset was asked for
 
     def tracker(self, series: str) -> SeriesTracker | None:
         tracker = self.trackers.get(series)
@@ -80,10 +80,10 @@ class PartitionAggregator:
         expected = self.next_offset
         if expected is None or offset == expected:
             self.next_offset = offset + 1
-            self.seeking = False
+            self.seek_asked_at = None
             return "process"
-        if offset > expected and (self.seeking is False or now - self.seeking > RESEEK_SECONDS):
-            self.seeking = now
+        if offset > expected and (self.seek_asked_at is None or now - self.seek_asked_at > RESEEK_SECONDS):
+            self.seek_asked_at = now
             return "seek"
         return "skip"
 

@@ -443,7 +443,6 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             # acknowledged: Faust's commit flushes its producer buffer for at most 0.1 s per record
             # (ProducerBuffer.flush_atmost), so under load it committed past state still in the
             # buffer, and a SIGKILL then lost the state of windows whose partials were committed
-            partition = event.message.partition
             stored = []
             for tracker, _ in closed_series:
                 key, blob = tracker.series.encode(), tracker.to_bytes()
@@ -451,7 +450,7 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
                 detector_state.data[key] = blob  # the store only: the changelog record is sent above
             await asyncio.gather(*stored)
         aggregator.acknowledge_until(watermark)
-        label = str(event.message.partition)
+        label = str(partition)
         metrics.PENDING_PARTIALS.labels(label).set(len(aggregator.pending))
         if watermark is not None:
             metrics.WATERMARK.labels(label).set(watermark / 1000)

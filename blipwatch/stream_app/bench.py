@@ -68,7 +68,6 @@ COUNTRY_CODES = [a + b for a in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" for b in "ABCDEFGHI
 EXTRA_COUNT_TYPES = ("product_view", "page_view", "search", "session_start", "add_to_cart",
                      "cart_abandoned", "checkout_start", "purchase", "error", "remove_from_cart")
 IDLE_SECONDS = 10.0  # the default config's idle_partition_seconds: the final flush waits this long
-LATENESS_MS = 30_000  # the default config's allowed lateness
 LIVE_SPEED = 60.0     # live phase: event seconds per wall second (a one-minute window a second)
 LIVE_SESSIONS_PER_MINUTE = 150.0
 
@@ -567,20 +566,19 @@ class LiveRun:
     max_s: float | None
 
 
-async def _send_paced(bootstrap: str, topic: str, events: list[dict], speed: float) -> tuple[float, int]:
-    """Send events so that event time runs ``speed`` times the wall clock; (wall t0, event t0 ms)."""
+async def _send_paced(bootstrap: str, topic: str, timed: list[tuple[int, dict]], speed: float) -> float:
+    """Send (event ms, event) pairs so that event time runs ``speed`` times the wall clock from the
+    first one's; returns the wall time the first was due."""
     from aiokafka import AIOKafkaProducer
-
-    from blipwatch.schemas.events import parse_timestamp_ms
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5)
     await producer.start()
     try:
-        event_t0 = parse_timestamp_ms(events[0]["occurred_at"])
+        event_t0 = timed[0][0]
         wall_t0 = time.time()
         pending = []
-        for event in events:
-            delay = wall_t0 + (parse_timestamp_ms(event["occurred_at"]) - event_t0) / 1000 / speed - time.time()
+        for event_ms, event in timed:
+            delay = wall_t0 + (event_ms - event_t0) / 1000 / speed - time.time()
             if delay > 0.002:
                 if pending:
                     await asyncio.gather(*pending)
@@ -589,7 +587,7 @@ async def _send_paced(bootstrap: str, topic: str, events: list[dict], speed: flo
             key = (event.get("customer_id") or event["session_id"]).encode()
             pending.append(await producer.send(topic, orjson.dumps(event), key=key))
         await asyncio.gather(*pending)
-        return wall_t0, event_t0
+        return wall_t0
     finally:
         await producer.stop()
 
@@ -619,15 +617,18 @@ async def _read_records(bootstrap: str, topic: str) -> list[tuple[float, dict]]:
 def run_live(broker: EmbeddedBroker, workdir: Path, seconds: float, progress: Progress = _quiet,
              speed: float = LIVE_SPEED) -> LiveRun:
     """A fresh worker, the demo scenario sent paced; seconds from window close to record on the topic."""
+    from blipwatch.detectors.catalogue import Catalogue
     from blipwatch.schemas.events import parse_timestamp_ms
     from blipwatch.stream_app.simulator import generate_events
 
-    events = sorted(generate_events("demo", hours=seconds * speed / 3600, seed=1,
-                                    sessions_per_minute=LIVE_SESSIONS_PER_MINUTE,
-                                    incident_offset_hours=min(INCIDENT_OFFSET_HOURS, seconds * speed / 3600 * 0.6)),
-                    key=lambda e: parse_timestamp_ms(e["occurred_at"]))
+    # generate_events yields in occurred_at order
+    timed = [(parse_timestamp_ms(event["occurred_at"]), event) for event in generate_events(
+        "demo", hours=seconds * speed / 3600, seed=1, sessions_per_minute=LIVE_SESSIONS_PER_MINUTE,
+        incident_offset_hours=min(INCIDENT_OFFSET_HOURS, seconds * speed / 3600 * 0.6))]
+    config = {"policy": {"warmup": 30}}
+    lateness_ms = Catalogue.from_dict(config).lateness_ms
     stem = f"live-{uuid.uuid4().hex[:8]}"
-    env = _worker_env(broker, stem, f"{stem}-events", {"policy": {"warmup": 30}}, workdir)
+    env = _worker_env(broker, stem, f"{stem}-events", config, workdir)
     worker = _start_worker(env, workdir, stem, 0)
     try:
         deadline = time.monotonic() + 90
@@ -635,17 +636,17 @@ def run_live(broker: EmbeddedBroker, workdir: Path, seconds: float, progress: Pr
             if worker.process.poll() is not None or time.monotonic() > deadline:
                 raise BenchError(f"the live-phase worker did not start:\n{worker.log()[-2000:]}")
             time.sleep(0.05)
-        progress(f"live: sending {len(events):,} events paced at {speed:g}x for {seconds:.0f} s")
-        wall_t0, event_t0 = asyncio.run(_send_paced(broker.bootstrap, f"{stem}-events", events, speed))
+        progress(f"live: sending {len(timed):,} events paced at {speed:g}x for {seconds:.0f} s")
+        wall_t0 = asyncio.run(_send_paced(broker.bootstrap, f"{stem}-events", timed, speed))
         time.sleep(3)  # let the last windows the events closed come out
         points = asyncio.run(_read_records(broker.bootstrap, f"{stem}-points"))
         alerts = asyncio.run(_read_records(broker.bootstrap, f"{stem}-alerts"))
     finally:
         worker.stop()
-    last_event_ms = parse_timestamp_ms(events[-1]["occurred_at"])
+    event_t0, last_event_ms = timed[0][0], timed[-1][0]
     latencies = []
     for published, document in points + alerts:
-        close_ms = parse_timestamp_ms(document["window_end"]) + LATENESS_MS
+        close_ms = parse_timestamp_ms(document["window_end"]) + lateness_ms
         if close_ms <= last_event_ms:  # windows closed by the idle flush after the last event: left out
             latencies.append(published - (wall_t0 + (close_ms - event_t0) / 1000 / speed))
     latencies.sort()
@@ -653,7 +654,7 @@ def run_live(broker: EmbeddedBroker, workdir: Path, seconds: float, progress: Pr
     def at(q: float) -> float | None:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None
 
-    return LiveRun(seconds, len(events), len(latencies), len(alerts), at(0.5), at(0.99),
+    return LiveRun(seconds, len(timed), len(latencies), len(alerts), at(0.5), at(0.99),
                    latencies[-1] if latencies else None)
 
 
