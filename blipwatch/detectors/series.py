@@ -54,6 +54,7 @@ KINDS = ("rate", "count", "mean", "value")
 COMMON_DEFAULTS: dict[str, Any] = {
     "threshold": 0.6,        # is_anomaly when score >= threshold (0.6: one in a million)
     "alpha": 0.1,            # level learning rate per point (rates: per typical volume)
+    "alpha_seasoned": None,  # level learning rate where the daily profile knows the time of day (None: alpha)
     "beta": 0.05,            # trend learning rate (relative to alpha)
     "phi": 0.95,             # trend damping per point
     "alpha_var": 0.02,       # learning rate of the noise estimates (~100 points memory)
@@ -79,7 +80,10 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     # rates: ratios of same-time counts, so traffic's daily swing cancels out; their profile bins
     # (a few trials each on small segments) are noise that would drag the level around
     "rate": {"alpha": 0.02, "beta": 0.0, "season_bins": 1},
-    "count": {},
+    # counts follow the daily curve with the level alone on the first day (alpha 0.1, ~10 min);
+    # once the profile knows the time of day it carries the curve, and a level that still chased
+    # every 10 minutes would absorb a surge (3x complaints) before its evidence could add up
+    "count": {"alpha_seasoned": 0.03},
     # means of a window's observations (order value): volume-weighted like rates, and no daily
     # profile (a handful of orders per bin is noise, not a season)
     "mean": {"alpha": 0.02, "beta": 0.0, "season_bins": 1, "cusum_clip": 3.0, "cusum_k": 0.5, "cusum_cap": 20.0,
@@ -199,10 +203,15 @@ def resolve_settings(kind: str, settings: Mapping[str, Any] | None) -> dict[str,
                 known = ", ".join(sorted(COMMON_DEFAULTS))
                 raise SettingsError(f"unknown detector setting {key!r}; known: {known}")
             default = COMMON_DEFAULTS[key]
+            if value is None and default is None:  # an optional setting left unset
+                merged[key] = None
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise SettingsError(f"detector setting {key!r} must be a number, not {value!r}")
             merged[key] = int(value) if isinstance(default, int) else float(value)
-    for key in ("alpha", "alpha_var", "season_gamma"):
+    for key in ("alpha", "alpha_var", "season_gamma", "alpha_seasoned"):
+        if key == "alpha_seasoned" and merged[key] is None:
+            continue
         if not 0.0 < merged[key] <= 1.0:
             raise SettingsError(f"detector setting {key!r} must be in (0, 1], not {merged[key]}")
     if not 0.0 < merged["threshold"] <= 1.0:
@@ -342,7 +351,7 @@ class SeriesDetector:
             return self._cache[1]
         obs = self._observe(value, numerator, denominator)
         if self.n_learned == 0:
-            result = (obs, None, None, 0.0, None)
+            result = (obs, None, None, 0.0, None, False)
         else:
             n = obs[1] if obs is not None else (self.volume_mean or 1.0)
             plain, seasonal = self._bases(t)
@@ -372,7 +381,7 @@ class SeriesDetector:
                         else abs(z_other) < self.clip_z
                     if abs(z_other) < abs(z) and (not is_previous or back):
                         mu, var_total, z, returning = mu_other, v_other, z_other, is_previous
-            result = (obs, mu, var_total, z, returning)
+            result = (obs, mu, var_total, z, returning, seasonal is not None)
         self._cache = (key, result)
         return result
 
@@ -418,7 +427,7 @@ class SeriesDetector:
     def score_one(self, t: float, value: float | None, numerator: float | None = None,
                   denominator: float | None = None) -> Scored:
         """How unusual ``value`` at window start ``t`` is, judged before learning it."""
-        obs, mu, var_total, z, _ = self._judge(t, value, numerator, denominator)
+        obs, mu, var_total, z, _, _ = self._judge(t, value, numerator, denominator)
         x = obs[0] if obs is not None else (None if value is None else float(value))
         if mu is None:
             return Scored(x, None, None, None, 0.0, None, False, 0.0, obs[1] if obs else 0.0)
@@ -448,7 +457,7 @@ class SeriesDetector:
     def learn_one(self, t: float, value: float | None, numerator: float | None = None,
                   denominator: float | None = None) -> None:
         """Learn the point (after :meth:`score_one`); a point without evidence is skipped."""
-        obs, mu, var_total, z, returning = self._judge(t, value, numerator, denominator)
+        obs, mu, var_total, z, returning, seasoned = self._judge(t, value, numerator, denominator)
         self._cache = None
         if obs is None:
             return
@@ -506,6 +515,8 @@ class SeriesDetector:
         e = x - mu
         e_clipped = max(-self.clip_z * sd, min(self.clip_z * sd, e))
         factor = 1.0
+        if seasoned and self.alpha_seasoned is not None:
+            factor = self.alpha_seasoned / self.alpha
         if abs(z) >= self.clip_z:
             # out of band: barely move until Page-Hinkley says the shift lasts, so an incident
             # keeps looking like one (and its end is not a new incident)

@@ -3,11 +3,16 @@
 first day normal; tracking_drop, payment_outage and search_zero_results fall inside it, later
 incidents are left out by the simulator). About 25 s on 2 cores.
 
-Two tests: what the defaults achieve today, asserted as a guard against regressions (every
-incident in the window detected, median delay <= 2 windows, at most 3 false alerts per simulated
-day — measured 2.0), and the issue's stricter false-alert bar (<= 1 per day), marked
-xfail(strict): when a detector change meets it, that test XPASSes, fails as strict, and the
-marker must be removed.
+Three tests: what the defaults achieve today, asserted as a guard against regressions (every
+incident in the window detected, median delay <= 3 windows — measured 3, at most 3 false alerts
+per simulated day — measured 2.0), and the issue's stricter bars (median delay <= 2 windows,
+<= 1 false alert per day), marked xfail(strict): when a detector change meets one, its test
+XPASSes, fails as strict, and the marker must be removed.
+
+The median was 1 window until counts learned their level slower once the daily profile knows the
+time of day (2026-11-30): the tracking drop on channel=app now fires on its 3rd window, not its
+1st (the band is ~10 % wider), while over 3 seeds x 48 h false alerts fell from 13 to 9 and the
+complaint surge is caught on every seed (`tests/benchmarks/scenario_eval.py`).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ def test_default_settings_detect_every_incident_quickly_on_36_hours_of_the_all_s
     missed = [i["name"] for i in report_36h["incidents"]
               if i["expect_alert"] and not i["detected"] and not i["subtle"]]
     assert missed == []
-    assert report_36h["median_delay_windows"] is not None and report_36h["median_delay_windows"] <= 2
+    assert report_36h["median_delay_windows"] is not None and report_36h["median_delay_windows"] <= 3
     assert report_36h["false_alerts_per_day"] <= 3.0
     busy = [i for i in report_36h["incidents"] if not i["expect_alert"]]
     assert all(i["false_alerts_during"] == 0 for i in busy)
@@ -44,3 +49,10 @@ def test_default_settings_detect_every_incident_quickly_on_36_hours_of_the_all_s
                                        "event_volume on small segments); the issue's bar is 1")
 def test_default_settings_meet_the_false_alert_bar_of_one_per_day(report_36h):
     assert report_36h["false_alerts_per_day"] <= 1.0
+
+
+@pytest.mark.timeout(200)
+@pytest.mark.xfail(strict=True, reason="the tracking drop takes 3 windows (a quasi-Poisson band of "
+                                       "clustered events); the issue's bar is a median of 2")
+def test_default_settings_meet_the_median_delay_bar_of_two_windows(report_36h):
+    assert report_36h["median_delay_windows"] <= 2

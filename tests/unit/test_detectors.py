@@ -269,3 +269,29 @@ def test_an_incident_on_a_rate_fires_within_two_windows_and_resolves_after_it_en
     _, transitions = feed(detector, normal + outage + after, policy)
     assert [tr.status for tr in transitions] == ["firing", "resolved"]
     assert transitions[0].t <= 601 * MINUTE and transitions[0].direction == "up"
+
+
+# --- small counts: evidence that arrives a few events at a time --------------------------------
+
+def _first_alert(detector, points, policy):
+    _, transitions = feed(detector, points, policy)
+    firing = [tr for tr in transitions if tr.status == "firing"]
+    return firing[0] if firing else None
+
+
+def test_a_surge_of_a_small_count_fires_once_a_day_of_history_knows_the_time_of_day():
+    """Complaints at ~0.6 a minute in the afternoon (on a daily curve), then 4x for 45 minutes on
+    the second day: with the daily profile carrying the curve, the level must not chase the surge
+    away before its run of windows adds up."""
+    rng = np.random.default_rng(7)
+    detector, policy = make_detector("count"), AlertPolicy(direction="up")
+
+    def complaints(minutes, start, factor=1.0):
+        return [(start + m * MINUTE, float(rng.poisson(factor * 1.2e-3 * daily_traffic(start + m * MINUTE))),
+                 None, None) for m in range(minutes)]
+
+    onset = DAY + 15 * 3600.0
+    assert _first_alert(detector, complaints(1440 + 15 * 60, 0.0), policy) is None
+    alert = _first_alert(detector, complaints(45, onset, factor=4.0), policy)
+    assert alert is not None, "the surge was absorbed"
+    assert alert.direction == "up" and alert.t <= onset + 20 * MINUTE
