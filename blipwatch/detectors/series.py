@@ -21,6 +21,10 @@ How a point is judged
   tail probability ``p`` and ``score = min(1, -log10(p) / 10)``. So the score is calibrated
   the same way on every series: 0.3 = one in a thousand, 0.6 = one in a million, 1.0 = one
   in 10^10 or rarer.
+* **Value series** (kind ``value``) also judge a residual by the series' own history: the
+  tail probability is the less rare of the noise model's and the empirical exceedance rate of
+  past residuals (a decayed histogram of ``log2 |residual|``, with a power-law tail beyond its
+  top), so a spike pattern that recurs is not rare; see docs/detectors.md.
 * **Robust learning**: a point moves the level and the noise estimates by at most
   ``clip_z`` standard deviations, so a spike is not learned. A lasting shift is adopted on
   purpose: a Page-Hinkley test (``river.drift.PageHinkley``) on the clipped ``z`` re-levels
