@@ -21,6 +21,10 @@ How a point is judged
   tail probability ``p`` and ``score = min(1, -log10(p) / 10)``. So the score is calibrated
   the same way on every series: 0.3 = one in a thousand, 0.6 = one in a million, 1.0 = one
   in 10^10 or rarer.
+* **Value series** (kind ``value``) also judge a residual by the series' own history: the
+  tail probability is the less rare of the noise model's and the empirical exceedance rate of
+  past residuals (a decayed histogram of ``log2 |residual|``, with a power-law tail beyond its
+  top), so a spike pattern that recurs is not rare; see docs/detectors.md.
 * **Robust learning**: a point moves the level and the noise estimates by at most
   ``clip_z`` standard deviations, so a spike is not learned. A lasting shift is adopted on
   purpose: a Page-Hinkley test (``river.drift.PageHinkley``) on the clipped ``z`` re-levels
@@ -74,6 +78,12 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "learn_freely": 30,      # the first points are all learned: normal must be known before a blip can be
     "sequential": 1,         # 1: sequential evidence (CUSUM, learning freeze, adoption); 0: one point at a time
     "tail_dof": 0,           # one point's tail: 0 = normal; n = Student's t with n degrees of freedom (heavy tails)
+    "calibrate_memory": 0,   # value: points of memory of the residuals' own histogram (0: off); a residual
+                             # as large as ones seen before is no rarer than they were
+    "calibrate_prior": 50.0, # value: weight (in points) of the noise model's tail in the empirical one
+    "calibrate_bins": 4,     # value: histogram bins per doubling of |residual|
+    "calibrate_top": 0.01,   # value: ... the largest residuals (this share of them) set that tail
+    "calibrate_tail": 6.0,   # value: ... and fall as a power law: k times larger is k^-this as common
 }
 
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -92,7 +102,7 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
              "tail_dof": 4},
     # generic values (NAB-like machine metrics) are strongly autocorrelated and often noiseless:
     # they are judged one point at a time, with Page-Hinkley re-levelling
-    "value": {"sequential": 0},
+    "value": {"sequential": 0, "calibrate_memory": 2000},
 }
 
 
@@ -668,6 +678,97 @@ class ValueDetector(SeriesDetector):
         # a perfectly flat series must not turn every rounding error into an alert
         return (1e-3 * abs(mu)) ** 2 + 1e-12
 
+    # --- empirical calibration (kind "value" only) --------------------------------------------
+
+    _STATE_FIELDS = SeriesDetector._STATE_FIELDS + (
+        "calib_bins", "calib_total", "calib_unit")
+
+    def _reset(self) -> None:
+        super()._reset()
+        self.calib_bins: list[list[float]] = []   # [bin, weight] sorted by bin: decayed histogram of log2|residual|
+        self.calib_total = 0.0        # sum of the weights
+        self.calib_unit = 1.0         # weight of the next residual (weights grow instead of decaying)
+        self._extra_cache: tuple | None = None
+
+    def _calib_bin(self, e: float) -> int:
+        a = abs(e)
+        if a < 1e-300:
+            return -1_000_000
+        return math.floor(self.calibrate_bins * math.log2(a))
+
+    def _calibrated(self, t, value, numerator, denominator, scored: Scored) -> tuple[float, int | None]:
+        """The score of one point, the less rare of the noise model and the residual history,
+        and the residual's histogram bin (None: no residual)."""
+        key = (t, value, numerator, denominator)
+        if self._extra_cache is not None and self._extra_cache[0] == key:
+            return self._extra_cache[1]
+        score, b = scored.score, None
+        if scored.expected is not None and scored.value is not None and math.isfinite(scored.value):
+            b = self._calib_bin(scored.value - scored.expected)
+            if self.calibrate_memory > 0 and self.calib_total > 0:
+                p_model = 10.0 ** (-10.0 * score)
+                # the residuals' exceedance curve, made to fall no faster than a power law
+                # (|r| / |e|)^calibrate_tail: a residual a little beyond the largest seen is nearly
+                # as common as it was, one many times larger is news
+                pos = self.calibrate_bins * math.log2(max(abs(scored.value - scored.expected), 1e-300))
+                gamma = self.calibrate_tail / self.calibrate_bins
+                above = best = 0.0
+                for k, w in reversed(self.calib_bins):
+                    if k > b:
+                        above += w
+                        best = above
+                        continue
+                    if k == b:     # residuals spread evenly (in log) within their bin
+                        best = max(best, above + w * (k + 1 - pos))
+                    above += w
+                    if above > self.calibrate_top * self.calib_total:
+                        break      # the power law extends the top of the histogram only
+                    share = 2.0 ** (gamma * (k - pos))
+                    best = max(best, above * share)
+                    if self.calib_total * share <= best:
+                        break
+                prior = self.calibrate_prior * self.calib_unit
+                p_emp = (best + prior * p_model) / (self.calib_total + prior)
+                score = min(score, max(0.0, -math.log10(max(p_emp, 1e-300)) / 10.0))
+        result = (score, b)
+        self._extra_cache = (key, result)
+        return result
+
+    def score_one(self, t, value, numerator=None, denominator=None) -> Scored:
+        scored = super().score_one(t, value, numerator, denominator)
+        if not self.calibrate_memory:
+            return scored
+        final, _ = self._calibrated(t, value, numerator, denominator, scored)
+        return Scored(scored.value, scored.expected, scored.lower, scored.upper, final, scored.direction,
+                      final >= self.threshold, scored.z, scored.volume)
+
+    def learn_one(self, t, value, numerator=None, denominator=None) -> None:
+        if self.calibrate_memory:
+            scored = super().score_one(t, value, numerator, denominator)
+            _, b = self._calibrated(t, value, numerator, denominator, scored)
+            self._extra_cache = None
+            if b is not None:
+                self._learn_calibration(b)
+        super().learn_one(t, value, numerator, denominator)
+
+    def _learn_calibration(self, b: int) -> None:
+        if self.calibrate_memory > 0:
+            bins = self.calib_bins
+            i = len(bins)
+            while i > 0 and bins[i - 1][0] > b:
+                i -= 1
+            if i > 0 and bins[i - 1][0] == b:
+                bins[i - 1][1] += self.calib_unit
+            else:
+                bins.insert(i, [b, self.calib_unit])
+            self.calib_total += self.calib_unit
+            self.calib_unit /= 1.0 - 1.0 / self.calibrate_memory
+            if self.calib_unit > 1e30:    # rescale; drop bins that no longer weigh anything
+                scale = 1.0 / self.calib_unit
+                self.calib_bins = [[k, w * scale] for k, w in bins if w * scale > 1e-9]
+                self.calib_total = sum(w for _, w in self.calib_bins)
+                self.calib_unit = 1.0
+
 
 class CountDetector(SeriesDetector):
     """Counts per window (events, complaints): Poisson noise plus learned over-dispersion,
@@ -843,7 +944,8 @@ class MeanDetector(ValueDetector):
     """
 
     kind = "mean"
-    _STATE_FIELDS = ValueDetector._STATE_FIELDS + ("ew_num", "ew_den")
+    # the calibration fields of ValueDetector are not used by means (their settings keep it off)
+    _STATE_FIELDS = SeriesDetector._STATE_FIELDS + ("ew_num", "ew_den")
 
     def _reset(self) -> None:
         super()._reset()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from blipwatch.detectors import (
+    FORMAT_VERSION,
     AlertPolicy,
     SettingsError,
     StateVersionError,
@@ -167,6 +168,26 @@ def test_a_series_that_returns_to_its_old_normal_after_a_long_incident_is_not_fl
     assert not any(s.is_anomaly for s in scored[660:])
 
 
+
+def test_a_recurring_spike_pattern_on_a_value_series_stops_scoring_as_rare():
+    """Kind value: a residual as large as ones the series shows regularly is no rarer than they
+    were (its empirical exceedance rate), however many sigma the noise model puts it at."""
+    rng = np.random.default_rng(11)
+    values = 100.0 + rng.normal(0, 1, 3000)
+    values[500::50] += 30.0                     # a 30-sigma spike every 50 points (a batch job)
+    points = [(m * MINUTE, float(v), None, None) for m, v in enumerate(values)]
+    calibrated, _ = feed(make_detector("value"), points)
+    plain, _ = feed(make_detector("value", {"value": {"calibrate_memory": 0}}), points)
+    assert calibrated[500].is_anomaly and plain[500].is_anomaly   # the first is news
+    late = [s.score for s in calibrated[2000::50]]
+    assert np.median(late) < 0.25 and max(late) < 0.45   # ~1 point in 50: p ~ 2e-2, not 1e-10
+    assert min(s.score for s in plain[2000::50]) >= 0.9   # the noise model alone keeps crying wolf
+    # the series' ordinary points are unaffected, and a spike many times larger is still news
+    assert np.mean([s.score >= 0.2 for s in calibrated[2001:2049]]) < 0.1
+    detector = make_detector("value")
+    feed(detector, points)
+    assert detector.score_one(3000 * MINUTE, 300.0).is_anomaly
+
 # --- state ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["rate", "count", "value"])
@@ -186,8 +207,11 @@ def test_state_round_trip_gives_identical_subsequent_scores(kind):
 
 def test_state_of_an_unknown_or_old_version_raises_state_version_error():
     blob = dump_state(make_detector("count"))
-    with pytest.raises(StateVersionError, match="version 1"):
-        load_state(blob.replace(b"blipwatch-state/2", b"blipwatch-state/1"))
+    current = f"blipwatch-state/{FORMAT_VERSION}".encode()
+    assert blob.startswith(current)
+    for old in (1, 2):  # 2: before the value kind's calibration fields
+        with pytest.raises(StateVersionError, match=f"version {old}"):
+            load_state(blob.replace(current, f"blipwatch-state/{old}".encode()))
     with pytest.raises(StateVersionError):
         load_state(b"\x80\x04river pickle from 0.24")
     with pytest.raises(StateVersionError):
