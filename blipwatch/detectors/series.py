@@ -77,6 +77,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "adopt_after": 60,       # points of frozen learning after which the recent level is adopted as the new normal
     "learn_freely": 30,      # the first points are all learned: normal must be known before a blip can be
     "sequential": 1,         # 1: sequential evidence (CUSUM, learning freeze, adoption); 0: one point at a time
+    "sequential_seasoned": 0,  # 1: sequential evidence only where the daily profile knows the time of day
     "tail_dof": 0,           # one point's tail: 0 = normal; n = Student's t with n degrees of freedom (heavy tails)
     "calibrate_memory": 0,   # value: points of memory of the residuals' own histogram (0: off); a residual
                              # as large as ones seen before is no rarer than they were
@@ -93,7 +94,9 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     # counts follow the daily curve with the level alone on the first day (alpha 0.1, ~10 min);
     # once the profile knows the time of day it carries the curve, and a level that still chased
     # every 10 minutes would absorb a surge (3x complaints) before its evidence could add up
-    "count": {"alpha_seasoned": 0.03},
+    # and before that, a run of residuals of one sign is mostly the level lagging the curve: on
+    # its first day a count alerts on one rare point only (a tracking drop, a 10x surge)
+    "count": {"alpha_seasoned": 0.03, "sequential_seasoned": 1},
     # means of a window's observations (order value): volume-weighted like rates, and no daily
     # profile (a handful of orders per bin is noise, not a season)
     "mean": {"alpha": 0.02, "beta": 0.0, "season_bins": 1, "cusum_clip": 3.0, "cusum_k": 0.5, "cusum_cap": 20.0,
@@ -437,7 +440,7 @@ class SeriesDetector:
     def score_one(self, t: float, value: float | None, numerator: float | None = None,
                   denominator: float | None = None) -> Scored:
         """How unusual ``value`` at window start ``t`` is, judged before learning it."""
-        obs, mu, var_total, z, _, _ = self._judge(t, value, numerator, denominator)
+        obs, mu, var_total, z, _, seasoned = self._judge(t, value, numerator, denominator)
         x = obs[0] if obs is not None else (None if value is None else float(value))
         if mu is None:
             return Scored(x, None, None, None, 0.0, None, False, 0.0, obs[1] if obs else 0.0)
@@ -451,6 +454,8 @@ class SeriesDetector:
         # 5-sigma point, and on small segments it is the only way a blip can be seen
         volume = self._volume(obs[0], mu, obs[1])
         up, down = self._cusum_next(z)
+        if self.sequential_seasoned and not seasoned:
+            up = down = 0.0
         sequential = self._cusum_score(max(up, down))
         if sequential > score:
             score, direction = sequential, "up" if up >= down else "down"
@@ -490,6 +495,8 @@ class SeriesDetector:
                 self.prev_delta = None
 
         self.cusum_up, self.cusum_down = self._cusum_next(z)
+        if self.sequential_seasoned and not seasoned:   # as in score_one: no run builds up (nor freezes)
+            self.cusum_up = self.cusum_down = 0.0
         point_volume = self._volume(x, mu, n)
         self.evidence_up = self.evidence_up + point_volume if self.cusum_up > 0 else 0.0
         self.evidence_down = self.evidence_down + point_volume if self.cusum_down > 0 else 0.0

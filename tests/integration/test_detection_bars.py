@@ -4,15 +4,17 @@ first day normal; tracking_drop, payment_outage and search_zero_results fall ins
 incidents are left out by the simulator). About 25 s on 2 cores.
 
 Three tests: what the defaults achieve today, asserted as a guard against regressions (every
-incident in the window detected, median delay <= 3 windows — measured 3, at most 3 false alerts
-per simulated day — measured 2.0), and the issue's stricter bars (median delay <= 2 windows,
-<= 1 false alert per day), marked xfail(strict): when a detector change meets one, its test
+incident in the window detected, median delay <= 3 windows — measured 3), the issue's false-alert
+bar (<= 1 per simulated day — measured 0.67: one on the first day, none on the second), and its
+median-delay bar (<= 2 windows), marked xfail(strict): when a detector change meets it, that test
 XPASSes, fails as strict, and the marker must be removed.
 
-The median was 1 window until counts learned their level slower once the daily profile knows the
-time of day (2026-11-30): the tracking drop on channel=app now fires on its 3rd window, not its
-1st (the band is ~10 % wider), while over 3 seeds x 48 h false alerts fell from 13 to 9 and the
-complaint surge is caught on every seed (`tests/benchmarks/scenario_eval.py`).
+Until counts waited for their daily profile before adding up runs of windows (2026-11-30) the
+false alerts were 2.0 a day here, all event_volume on the first day; over 3 seeds x 48 h
+(`tests/benchmarks/scenario_eval.py`) they fell from 13 to 3. The median was 1 window until
+counts learned their level slower once the daily profile knows the time of day (same day): the
+tracking drop on channel=app now fires on its 3rd window, not its 1st (its band is ~10 % wider),
+while the complaint surge is caught on every seed.
 """
 
 from __future__ import annotations
@@ -39,14 +41,11 @@ def test_default_settings_detect_every_incident_quickly_on_36_hours_of_the_all_s
               if i["expect_alert"] and not i["detected"] and not i["subtle"]]
     assert missed == []
     assert report_36h["median_delay_windows"] is not None and report_36h["median_delay_windows"] <= 3
-    assert report_36h["false_alerts_per_day"] <= 3.0
     busy = [i for i in report_36h["incidents"] if not i["expect_alert"]]
     assert all(i["false_alerts_during"] == 0 for i in busy)
 
 
 @pytest.mark.timeout(200)
-@pytest.mark.xfail(strict=True, reason="defaults raise ~2 false alerts/day on this traffic (mostly "
-                                       "event_volume on small segments); the issue's bar is 1")
 def test_default_settings_meet_the_false_alert_bar_of_one_per_day(report_36h):
     assert report_36h["false_alerts_per_day"] <= 1.0
 

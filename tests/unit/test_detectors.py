@@ -160,12 +160,19 @@ def test_a_lasting_level_shift_is_adopted_within_the_documented_time(size_sigma)
 
 
 def test_a_series_that_returns_to_its_old_normal_after_a_long_incident_is_not_flagged_again():
+    """After a day of history (counts build runs of evidence once the profile knows the time of
+    day): an hour-long drop is one incident, flagged while it lasts, and the return to the old
+    normal ends it (the first point back may still carry the incident's run) without a new one."""
     rng = np.random.default_rng(9)
     detector = make_detector("count")
-    counts = list(rng.poisson(200, 600)) + list(rng.poisson(20, 60)) + list(rng.poisson(200, 120))
-    scored, _ = feed(detector, [(m * MINUTE, float(c), None, None) for m, c in enumerate(counts)])
-    assert scored[600].is_anomaly and scored[600].direction == "down"
-    assert not any(s.is_anomaly for s in scored[660:])
+    start = 1440
+    counts = list(rng.poisson(200, start)) + list(rng.poisson(20, 60)) + list(rng.poisson(200, 120))
+    scored, transitions = feed(detector, [(m * MINUTE, float(c), None, None) for m, c in enumerate(counts)],
+                               AlertPolicy())
+    assert all(s.is_anomaly and s.direction == "down" for s in scored[start:start + 50])
+    assert not any(s.is_anomaly for s in scored[start + 61:])
+    assert [(tr.status, tr.direction) for tr in transitions] == [("firing", "down"), ("resolved", "down")]
+    assert transitions[0].t == start * MINUTE
 
 
 
@@ -319,3 +326,24 @@ def test_a_surge_of_a_small_count_fires_once_a_day_of_history_knows_the_time_of_
     alert = _first_alert(detector, complaints(45, onset, factor=4.0), policy)
     assert alert is not None, "the surge was absorbed"
     assert alert.direction == "up" and alert.t <= onset + 20 * MINUTE
+
+
+def test_on_its_first_day_a_count_alerts_on_a_rare_point_not_on_a_run_the_curve_explains():
+    """Without a daily profile the level follows a steep afternoon ramp alone and lags it: 20
+    windows a quarter above it are not an incident on day 1 (the old CUSUM fired on them after
+    5 minutes). A tracking drop to a fifth is news at once."""
+    rng = np.random.default_rng(0)
+    bump = 14 * 3600.0
+
+    def alerts(factor):
+        points = []
+        for m in range(1440):
+            t = m * MINUTE
+            lam = daily_traffic(t) / 4.0 * (factor if bump <= t < bump + 20 * MINUTE else 1.0)
+            points.append((t, float(rng.poisson(lam)), None, None))
+        _, transitions = feed(make_detector("count"), points, AlertPolicy())
+        return [tr for tr in transitions if tr.status == "firing"]
+
+    assert alerts(1.25) == []
+    drop = alerts(0.2)
+    assert [tr.direction for tr in drop] == ["down"] and drop[0].t <= bump + 2 * MINUTE
