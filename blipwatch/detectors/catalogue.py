@@ -357,6 +357,8 @@ class PartialAggregate:
                 if selector.where is not None:
                     where_index += 1
                     if not matched[where_index - 1]:
+                        if selector.property is not None:  # its sums are in the cell all the same
+                            mean_index += 1
                         continue
                 if selector.property is not None:  # mean: the values' sum and how many there were
                     add_numerator, add_denominator = cell[1 + 2 * mean_index], cell[2 + 2 * mean_index]
