@@ -246,6 +246,9 @@ class Catalogue:
         return found
 
 
+_UNSEEN = object()
+
+
 class PartialAggregate:
     """Local pre-aggregation of events into ``{series key: {window start ms: [n, d]}}``.
 
@@ -267,9 +270,15 @@ class PartialAggregate:
         self.series_seen: list[set[str]] = [set() for _ in catalogue.metrics]
         self.dropped: dict[str, int] = {}
         self._labels: dict[tuple[str, str], str] = {}
-        self._keys: dict[tuple[int, str], str | None] = {}
         #: per event type: the contributions with a ``where`` and those reading a property (means)
         self._plans: dict[str, tuple[list, list, list[Selector]]] = {}
+        #: segment values -> their segment labels; per metric, segment label -> series key (None: dropped)
+        self._segments_by: dict[tuple, list[str]] = {}
+        self._metric_keys: list[dict[str, str | None]] = [{} for _ in catalogue.metrics]
+        #: an event's segment values, a tuple in the order of ``dimensions``
+        self._values = (operator.attrgetter(*self.dimensions) if len(self.dimensions) > 1
+                        else (lambda event, name=self.dimensions[0]: (getattr(event, name),)) if self.dimensions
+                        else (lambda event: ()))
 
     def _plan(self, event_type: str) -> tuple[list, list, list[Selector]]:
         plan = self._plans.get(event_type)
@@ -293,46 +302,63 @@ class PartialAggregate:
         return labels
 
     def _series(self, metric_index: int, segment: str) -> str | None:
-        key = self._keys.get((metric_index, segment))
-        if key is None and (metric_index, segment) not in self._keys:
+        keys = self._metric_keys[metric_index]
+        key = keys.get(segment, _UNSEEN)
+        if key is _UNSEEN:
+            key = None
             metric = self.catalogue.metrics[metric_index]
             seen = self.series_seen[metric_index]
             if len(seen) < self.catalogue.max_series_per_metric or segment == "all":
                 key = f"{metric.name}|{segment}"
                 seen.add(key)
-            self._keys[(metric_index, segment)] = key
+            keys[segment] = key
         return key
 
     def add(self, event: CustomerEvent) -> None:
-        contributions, filtered, averaged = self._plan(event.event_type)
+        event_type = event.event_type
+        plan = self._plans.get(event_type)
+        if plan is None:
+            plan = self._plan(event_type)
+        contributions, filtered, averaged = plan
         if not contributions:
             return
         properties = event.properties
-        matched = tuple(selector.matches(properties) for selector in filtered) if filtered else ()
-        key = (event.event_type, tuple(getattr(event, d) for d in self.dimensions),
-               event.occurred_at_ms - event.occurred_at_ms % self.window_ms, matched)
+        matched = tuple([selector.matches(properties) for selector in filtered]) if filtered else ()
+        occurred_at_ms = event.occurred_at_ms
+        key = (event_type, self._values(event), occurred_at_ms - occurred_at_ms % self.window_ms, matched)
         cell = self.combos.get(key)
         if cell is None:
             cell = self.combos[key] = [0.0] * (1 + 2 * len(averaged))
         cell[0] += 1.0
-        for i, selector in enumerate(averaged):
-            value = properties.get(selector.property)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-                continue
-            cell[1 + 2 * i] += value
-            cell[2 + 2 * i] += 1.0
+        if averaged:
+            for i, selector in enumerate(averaged):
+                value = properties.get(selector.property)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                    continue
+                cell[1 + 2 * i] += value
+                cell[2 + 2 * i] += 1.0
 
     def _fan_out(self) -> dict[str, dict[int, list[float]]]:
         partials: dict[str, dict[int, list[float]]] = {}
+        plans = self._plans
+        segments_by = self._segments_by
+        metric_keys = self._metric_keys
         for (event_type, values, window_start, matched), cell in self.combos.items():
-            contributions, filtered, averaged = self._plan(event_type)
-            segments = self._segments(values)
+            plan = plans.get(event_type)
+            contributions = (plan if plan is not None else self._plan(event_type))[0]
+            segments = segments_by.get(values)
+            if segments is None:
+                segments = self._segments(values)
+                if len(segments_by) < 100_000:  # segment values are open-ended: keep the cache bounded
+                    segments_by[values] = segments
             count = cell[0]
             where_index = mean_index = 0
             for metric_index, role, selector in contributions:
                 if selector.where is not None:
                     where_index += 1
                     if not matched[where_index - 1]:
+                        if selector.property is not None:  # its sums are in the cell all the same
+                            mean_index += 1
                         continue
                 if selector.property is not None:  # mean: the values' sum and how many there were
                     add_numerator, add_denominator = cell[1 + 2 * mean_index], cell[2 + 2 * mean_index]
@@ -344,14 +370,23 @@ class PartialAggregate:
                     add_numerator, add_denominator, weight = count, 0.0, count
                 else:
                     add_numerator, add_denominator, weight = 0.0, count, count
+                keys = metric_keys[metric_index]
                 for segment in segments:
-                    key = self._series(metric_index, segment)
+                    key = keys.get(segment, _UNSEEN)
+                    if key is _UNSEEN:
+                        key = self._series(metric_index, segment)
                     if key is None:
                         self._drop(metric_index, weight)
                         continue
-                    series_cell = partials.setdefault(key, {}).setdefault(window_start, [0.0, 0.0])
-                    series_cell[0] += add_numerator
-                    series_cell[1] += add_denominator
+                    windows = partials.get(key)
+                    if windows is None:
+                        windows = partials[key] = {}
+                    series_cell = windows.get(window_start)
+                    if series_cell is None:
+                        windows[window_start] = [0.0 + add_numerator, 0.0 + add_denominator]
+                    else:
+                        series_cell[0] += add_numerator
+                        series_cell[1] += add_denominator
         return partials
 
     def _drop(self, metric_index: int, n: float) -> None:

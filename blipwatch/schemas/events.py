@@ -21,8 +21,10 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
-from typing import Any
+from string import ascii_uppercase
+from typing import Annotated, Any, Literal, Union
 
+import msgspec
 import orjson
 
 #: Machine-readable reasons an event is rejected (the DLQ ``reason`` and the
@@ -139,6 +141,8 @@ def parse_timestamp_ms(value: Any, field: str = "occurred_at") -> int:
 
 #: UTC date-time to the second -> epoch seconds: events of one second share the parse (bounded)
 _SECONDS: dict[str, int] = {}
+#: the rest of the usual form, ``250Z`` -> 250 (ASCII digits only, as the pattern's ``\d`` is not)
+_MILLIS = {f"{ms:03d}{zone}": ms for ms in range(1000) for zone in "Zz"}
 
 
 def _utc_millis(value: str, field: str) -> int:
@@ -225,8 +229,11 @@ def validate_event(document: Any) -> CustomerEvent:
                          optional["device"], properties)
 
 
-def decode_event(raw: bytes | bytearray | memoryview | None, max_bytes: int = 65536) -> CustomerEvent:
-    """Decode and validate one message's bytes; raise ``InvalidEvent`` on any breach."""
+def decode_event_reference(raw: bytes | bytearray | memoryview | None, max_bytes: int = 65536) -> CustomerEvent:
+    """Decode and validate one message's bytes; raise ``InvalidEvent`` on any breach.
+
+    The precise path: ``orjson.loads`` and ``validate_event``. It decides every message the fast
+    path (``decode_event``) does not accept, so it alone words the errors."""
     if not raw:
         raise InvalidEvent("empty", None, "the message has no bytes")
     if len(raw) > max_bytes:
@@ -240,3 +247,82 @@ def decode_event(raw: bytes | bytearray | memoryview | None, max_bytes: int = 65
             raise InvalidEvent("not_utf8", None, "the message is not UTF-8") from None
         raise InvalidEvent("not_json", None, f"not valid JSON ({str(exc).split(':')[0]})") from None
     return validate_event(document)
+
+
+# --- the fast path: a typed msgspec decoder for the common shape of a valid event ------------------
+#
+# It accepts a subset of what the reference accepts and yields the same CustomerEvent; anything it
+# does not accept goes to the reference, which then accepts it or raises the precise error. So it
+# must never accept what orjson + validate_event reject, nor decode a value differently. Where
+# msgspec differs from orjson, the type below steps aside:
+# - unknown top-level fields are forbidden here: msgspec would skip them unchecked (invalid UTF-8,
+#   1e400, any nesting depth), where orjson rejects the whole message;
+# - properties hold scalars only (no nesting, so no depth limit to match), and integers within
+#   int64: orjson turns integers outside [-2**63, 2**64) into floats, msgspec keeps them exact;
+# - everything decoded is checked by msgspec as orjson does (UTF-8, lone surrogates, NaN/Infinity
+#   literals, 1e400); duplicate keys keep the last value in both.
+
+_Int64 = Annotated[int, msgspec.Meta(ge=-2**63, le=2**63 - 1)]
+_Scalar = Union[str, bool, None, _Int64, float]
+_Id = Annotated[str, msgspec.Meta(max_length=MAX_ID_LENGTH)]
+
+
+class _WireEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+    event_type: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_EVENT_TYPE_LENGTH)]
+    occurred_at: Union[str, int, float]
+    customer_id: Union[_Id, None] = None
+    session_id: Union[_Id, None] = None
+    channel: Union[Literal[tuple(sorted(CHANNELS))], None] = None  # type: ignore[valid-type]
+    country: Union[str, None] = None
+    device: Union[Literal[tuple(sorted(DEVICES))], None] = None  # type: ignore[valid-type]
+    properties: Union[dict[str, _Scalar], None] = None
+
+
+_WIRE_DECODER = msgspec.json.Decoder(_WireEvent)
+#: what ``^[A-Z]{2}$`` matches, but for a trailing newline (that goes to the reference)
+_COUNTRY_CODES = frozenset(a + b for a in ascii_uppercase for b in ascii_uppercase)
+
+
+def decode_event(raw: bytes | bytearray | memoryview | None, max_bytes: int = 65536) -> CustomerEvent:
+    """Decode and validate one message's bytes; raise ``InvalidEvent`` on any breach.
+
+    Same result as ``decode_event_reference`` (tests/unit/test_decode_fast_path.py holds them to
+    it), ~3x faster on the usual event: one typed msgspec decode, the reference for the rest."""
+    if not raw:
+        raise InvalidEvent("empty", None, "the message has no bytes")
+    if len(raw) > max_bytes:
+        raise InvalidEvent("too_large", None, f"{len(raw)} bytes is more than the limit of {max_bytes}")
+    try:
+        wire = _WIRE_DECODER.decode(raw)
+    except msgspec.DecodeError:
+        return decode_event_reference(raw, max_bytes)
+    occurred_at = wire.occurred_at
+    occurred_at_ms = None
+    if occurred_at.__class__ is str and len(occurred_at) == 24 and occurred_at[19] == ".":
+        # ...T20:05:00.250Z of a second seen before: _SECONDS only holds the first 19 characters of
+        # strings that matched the pattern, so with an ASCII .fffZ the whole matches it too
+        seconds = _SECONDS.get(occurred_at[:19])
+        fraction = _MILLIS.get(occurred_at[20:])
+        if seconds is not None and fraction is not None:
+            occurred_at_ms = seconds * 1000 + fraction
+            if not MIN_TIME_MS <= occurred_at_ms < MAX_TIME_MS:
+                return decode_event_reference(raw, max_bytes)
+    if occurred_at_ms is None:
+        try:
+            occurred_at_ms = parse_timestamp_ms(occurred_at)
+        except InvalidEvent:
+            return decode_event_reference(raw, max_bytes)
+    country = wire.country
+    if country is not None and country not in _COUNTRY_CODES:
+        return decode_event_reference(raw, max_bytes)
+    properties = wire.properties
+    if properties is None:
+        properties = {}
+    else:
+        try:
+            _check_properties(wire.event_type, properties)
+        except InvalidEvent:
+            return decode_event_reference(raw, max_bytes)
+    return CustomerEvent(wire.event_id, wire.event_type, occurred_at_ms, wire.customer_id, wire.session_id,
+                         wire.channel, country, wire.device, properties)

@@ -128,3 +128,26 @@ def test_two_stage_pre_aggregation_equals_adding_each_event_to_each_series():
         for window, (n, d) in expected[key].items():
             assert math.isclose(merged[key][window][0], n) and math.isclose(merged[key][window][1], d), key
     assert aggregate.drain_dropped() == dropped
+
+
+def test_a_mean_whose_where_fails_does_not_shift_the_next_means_sums():
+    """add() keeps a sum and count for every mean of the type; a mean skipped by its ``where`` must
+    still be counted when finding the next mean's place (it read the skipped mean's sums before)."""
+    from blipwatch.detectors.catalogue import PartialAggregate
+    from blipwatch.schemas.events import CustomerEvent
+
+    catalogue = Catalogue.from_dict({"metrics": {
+        "big_order_value": {"kind": "mean", "mean": {"event_types": ["purchase"], "property": "order_value",
+                                                     "where": "order_value > 100"}},
+        "items_per_order": {"kind": "mean", "mean": {"event_types": ["purchase"], "property": "items"}},
+    }})
+    events = [CustomerEvent("e1", "purchase", 1_767_643_500_000, properties={"order_value": 10, "items": 3}),
+              CustomerEvent("e2", "purchase", 1_767_643_501_000, properties={"order_value": 150, "items": 5})]
+    aggregate = PartialAggregate(catalogue)
+    for event in events:
+        aggregate.add(event)
+    partials = aggregate.drain()
+    expected, _ = per_event_reference(catalogue, events)
+    assert partials == expected
+    assert partials["items_per_order|all"] == {1_767_643_500_000: [8.0, 2.0]}
+    assert partials["big_order_value|all"] == {1_767_643_500_000: [150.0, 1.0]}
