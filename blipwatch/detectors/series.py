@@ -389,9 +389,17 @@ class SeriesDetector:
                     v_other = self._variance(mu_other, n)[1]
                     z_other = self._residual_z(obs[0], mu_other, n, v_other)
                     # snapping back to the previous normal needs a point that is clearly
-                    # the old normal and clearly not the new one (noise near the middle is not)
-                    back = (abs(z_other) < 1.0 and abs(z) >= 2.0 * self.clip_z) if self.sequential \
-                        else abs(z_other) < self.clip_z
+                    # the old normal and clearly not the new one (noise near the middle is not),
+                    # or, where one window is too noisy to be clear (a mean of a few orders), the
+                    # last five windows whose median is nearer the old normal than the new
+                    if self.sequential:
+                        back = abs(z_other) < 1.0 and abs(z) >= 2.0 * self.clip_z
+                        if not back and is_previous and len(self.recent) >= 4:
+                            window = sorted(self.recent[-4:] + [obs[0]])
+                            middle = window[2]
+                            back = abs(middle - mu_other) < abs(middle - mu)
+                    else:
+                        back = abs(z_other) < self.clip_z
                     if abs(z_other) < abs(z) and (not is_previous or back):
                         mu, var_total, z, returning = mu_other, v_other, z_other, is_previous
             result = (obs, mu, var_total, z, returning, seasonal is not None)

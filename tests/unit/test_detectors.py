@@ -347,3 +347,24 @@ def test_on_its_first_day_a_count_alerts_on_a_rare_point_not_on_a_run_the_curve_
     assert alerts(1.25) == []
     drop = alerts(0.2)
     assert [tr.direction for tr in drop] == ["down"] and drop[0].t <= bump + 2 * MINUTE
+
+
+def test_the_end_of_an_order_value_drop_that_outlasted_adoption_is_not_a_new_incident():
+    """A 40 % order-value drop held for 75 windows of ~6 orders: adopted as the new normal after
+    60, so its end is a move back to the remembered old normal. One window's mean is too noisy
+    to be clearly the old normal, so the median of the last five decides; before, the return
+    fired a second, 'up' incident."""
+    rng = np.random.default_rng(1)
+    detector, policy = make_detector("mean"), AlertPolicy()
+
+    def window(m, factor):
+        n = int(rng.poisson(6))
+        if n == 0:
+            return (m * MINUTE, None, None, 0)
+        return (m * MINUTE, float(rng.lognormal(math.log(50 * factor), 0.6, n).mean()), None, n)
+
+    points = ([window(m, 1.0) for m in range(600)] + [window(m, 0.6) for m in range(600, 675)]
+              + [window(m, 1.0) for m in range(675, 800)])
+    _, transitions = feed(detector, points, policy)
+    assert [(tr.status, tr.direction) for tr in transitions if tr.status != "update"] == [
+        ("firing", "down"), ("resolved", "down")]
