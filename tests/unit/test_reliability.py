@@ -39,3 +39,24 @@ def test_the_partials_say_how_far_each_input_partition_was_sent():
     values = [value for _, value in partial_messages({}, {0: 1}, 4, 2, "a", sent_to={0: 10, 3: 7})]
     values += [value for _, value in partial_messages({}, {0: 1}, 4, 2, "b", sent_to={0: 25})]
     assert sent_positions(values, {0, 1, 3}) == {0: 25, 3: 7}
+
+
+def test_ingest_counts_an_event_late_exactly_when_windows_is_late_says_its_window_has_closed():
+    """IngestBatch.add inlines ``is_late`` on its hot path: hold the two to the same answer around
+    every boundary (a window closes at its end plus the allowed lateness)."""
+    import orjson
+
+    from blipwatch.detectors.windows import is_late
+
+    catalogue = Catalogue.from_dict(None)
+    window, lateness = catalogue.window_ms, catalogue.lateness_ms
+    start = 1_767_643_200_000  # 2026-01-05T20:00:00Z, a window start
+    for offset in (0, 1, window - 1, window, window + 1):
+        event_ms = start + offset
+        for watermark in (None, start, start + window + lateness - 1, start + window + lateness,
+                          start + 2 * window + lateness - 1, start + 2 * window + lateness):
+            batch = IngestBatch(catalogue, 65536)
+            value = orjson.dumps({"event_id": "e", "event_type": "page_view", "occurred_at": event_ms})
+            accepted = batch.add(b"k", value, "t/0/0", watermark) is not None
+            assert accepted == (not is_late(event_ms, watermark, window, lateness)), (offset, watermark)
+            assert batch.counts.late == (0 if accepted else 1)
