@@ -526,10 +526,12 @@ class SeriesDetector:
             self.frozen_run = 0
         if max(self.cusum_up, self.cusum_down) >= self.freeze_at:
             # evidence of a blip is building: learn nothing from it, so the blip stays visible
-            # for as long as it lasts
+            # for as long as it lasts; but normal moves on along the daily curve (a 40-minute
+            # tracking drop in the morning ramp must not leave the level where the ramp began)
+            self._follow_profile(t)
             self.t_last = t
             self.n_learned += 1
-            self._commit_profile(t, x)
+            self._commit_profile(t, None)   # nor does the profile learn the blip's values
             return
         z_clipped = max(-self.clip_z, min(self.clip_z, z))
         self.ac_cross = (1 - self.alpha_var) * self.ac_cross + self.alpha_var * z_clipped * self.last_z
@@ -567,6 +569,17 @@ class SeriesDetector:
         if self.shift.drift_detected and not returning:
             self._relevel_to_recent()
         self._commit_profile(t, x)
+
+    def _follow_profile(self, t: float) -> None:
+        """Move the level by the daily profile's step from the last point's bin to ``t``'s."""
+        if self.t_last is None:
+            return
+        now, before = self._bin(t), self._bin(self.t_last)
+        if now == before or not (self.profile_days[now] and self.profile_days[before]):
+            return
+        step = self.profile[now] - self.profile[before]
+        self.level = self._clamp(self.level * math.exp(max(-5.0, min(5.0, step))) if self.multiplicative
+                                 else self.level + step)
 
     def _relevel_to_recent(self) -> None:
         """Jump the level to the median of the last few observations, remembering the old normal."""
@@ -608,8 +621,9 @@ class SeriesDetector:
                                  else self.level + delta)
         self.offset += delta
 
-    def _commit_profile(self, t: float, x: float) -> None:
-        """Accumulate (clipped) observations per bin; at a bin change fold the bin into the profile."""
+    def _commit_profile(self, t: float, x: float | None) -> None:
+        """Accumulate (clipped) observations per bin; at a bin change fold the bin into the profile.
+        ``x`` None: only move on to ``t``'s bin (a point not learned)."""
         b = self._bin(t)
         if b != self.bin_current:
             if self.bin_count:
@@ -622,8 +636,9 @@ class SeriesDetector:
                     self.profile[i] = mean
                 self.profile_days[i] = min(self.profile_days[i] + 1, 1000)
             self.bin_current, self.bin_sum, self.bin_count = b, 0.0, 0
-        self.bin_sum += self._profile_key(x) - self.offset
-        self.bin_count += 1
+        if x is not None:
+            self.bin_sum += self._profile_key(x) - self.offset
+            self.bin_count += 1
 
     # --- state -------------------------------------------------------------------------------
 
