@@ -481,15 +481,23 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
         return decision == "process"
 
     async def publish(tracker, window, observed_at: float) -> list:
-        """Send a closed window's point (and alert); returns the delivery futures."""
+        """Send a closed window's point (and alert); returns the delivery futures.
+
+        Straight to the producer, as the ingest does, not through Faust's ``Topic.send``: its
+        per-message path (FutureMessage, sensors, callbacks) cost more than scoring the window
+        (bench: 3.9k -> 6.6k windows/s with the changes of that commit). Same bytes, same key, same
+        partitioner (the key's hash); Faust's ``blipwatch_faust_total_sent_messages`` no longer
+        counts them (``blipwatch_windows_scored_total`` and ``blipwatch_alerts_total`` do)."""
         point = window.point
-        deliveries = [await points_topic.send(key=point.series.encode(), value=point.to_json())]
+        deliveries = [await app.producer.send(settings.points_topic, point.series.encode(), point.to_json(),
+                                              None, None, None)]
         alert = window.alert
         if alert is None:
             return deliveries
         incidents.note(tracker.series, alert)
         alert.published_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        deliveries.append(await alerts_topic.send(key=alert.dedup_key.encode(), value=alert.to_json()))
+        deliveries.append(await app.producer.send(settings.alerts_topic, alert.dedup_key.encode(), alert.to_json(),
+                                                  None, None, None))
         metrics.ALERTS.labels(alert.metric, alert.status, alert.severity).inc()
         metrics.ALERT_LATENCY.observe(max(0.0, time.time() - observed_at))
         log.info("alert %s: %s", alert.status, alert.summary)
