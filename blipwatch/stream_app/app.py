@@ -231,7 +231,7 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
                 newest = None
                 source_prefix = f"{tp.topic}/{tp.partition}/"
                 for record in records:
-                    event_ms = add(record.key, record.value, source_prefix + str(record.offset), watermark)
+                    event_ms = add(record.key, record.value, source_prefix, watermark, record.offset)
                     if event_ms is not None and (newest is None or event_ms > newest):
                         newest = event_ms
                 if newest is not None:

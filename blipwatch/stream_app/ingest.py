@@ -72,15 +72,22 @@ class IngestBatch:
         self.counts = IngestCounts()
 
     def add(self, key: bytes | None, value: bytes | None, source: str,
-            watermark: int | None) -> int | None:
-        """One message; returns its event time in ms when valid and on time, else None."""
+            watermark: int | None, offset: int | None = None) -> int | None:
+        """One message; returns its event time in ms when valid and on time, else None.
+
+        ``source`` names the message in a dead letter; with ``offset`` it is a prefix
+        (``topic/partition/``) completed only for the few that become dead letters."""
         try:
             event = decode_event(value, self.max_event_bytes)
         except InvalidEvent as exc:
+            if offset is not None:
+                source = f"{source}{offset}"
             self.dead_letters.append(DeadLetter(key, value, exc.reason, exc.field, exc.message, source))
             self.counts.invalid[exc.reason] += 1
             return None
         if event.occurred_at_ms > time.time() * 1000 + self.max_ahead_ms:
+            if offset is not None:
+                source = f"{source}{offset}"
             self.dead_letters.append(DeadLetter(
                 key, value, "too_far_ahead", "occurred_at",
                 f"{event.occurred_at_ms} ms is more than {self.max_ahead_ms // 1000} s ahead of this worker's clock",
