@@ -16,6 +16,7 @@ import uuid
 import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.structs import TopicPartition
 from faust.sensors.prometheus import setup_prometheus_sensors
 from mode import Service
@@ -50,6 +51,27 @@ async def stop_quietly(client) -> None:
             raise
 
 
+class KeyHashCache:
+    """aiokafka's default partitioner (murmur2 of the key, as the Java client), remembering the hash
+    of the keys it has seen. Every series sends a point per window under the same key, and the
+    pure-Python murmur2 was ~3% of a worker; the partition chosen is the same as before."""
+
+    def __init__(self, max_keys: int = 65_536):
+        self.default = DefaultPartitioner()
+        self.max_keys = max_keys
+        self.hashes: dict[bytes, int] = {}
+
+    def __call__(self, key, all_partitions, available):
+        if key is None or not isinstance(key, bytes):
+            return self.default(key, all_partitions, available)
+        hashed = self.hashes.get(key)
+        if hashed is None:
+            if len(self.hashes) >= self.max_keys:  # e.g. dead letters keyed by customer: never unbounded
+                self.hashes.clear()
+            hashed = self.hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return all_partitions[hashed % len(all_partitions)]
+
+
 def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
     app = faust.App(
         settings.app_id,
@@ -71,6 +93,7 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
         # they are also older than Faust's livelock warning expects
         broker_commit_livelock_soft_timeout=3600,
         producer_acks=-1,
+        producer_partitioner=KeyHashCache(),
         logging_config=None,
     )
     fetch_wait: dict[str, int] = {}
