@@ -39,3 +39,22 @@ def test_the_partials_say_how_far_each_input_partition_was_sent():
     values = [value for _, value in partial_messages({}, {0: 1}, 4, 2, "a", sent_to={0: 10, 3: 7})]
     values += [value for _, value in partial_messages({}, {0: 1}, 4, 2, "b", sent_to={0: 25})]
     assert sent_positions(values, {0, 1, 3}) == {0: 25, 3: 7}
+
+
+def test_a_flush_too_big_for_one_record_is_split_in_order_with_the_watermark_on_the_last_piece():
+    partials = {f"event_volume|country=C{n}": {60_000 * w: [1.0, 0.0] for w in range(20)} for n in range(3000)}
+    messages = partial_messages(partials, {0: 5, 1: 6}, 2, 2, "a", sent_to={0: 10, 1: 11}, max_bytes=64 * 1024)
+    merged: dict[str, list] = {}
+    for partition in (0, 1):
+        pieces = [orjson.loads(value) for p, value in messages if p == partition]
+        assert len(pieces) > 1
+        assert all(len(value) <= 64 * 1024 * 1.2 for p, value in messages if p == partition)
+        assert [piece["wm"] for piece in pieces] == [{}] * (len(pieces) - 1) + [{"0": 5, "1": 6}]
+        assert ["to" in piece for piece in pieces] == [False] * (len(pieces) - 1) + [True]
+        for piece in pieces:
+            assert not set(piece["s"]) & set(merged)
+            merged.update(piece["s"])
+    assert merged == {series: [[w, c[0], c[1]] for w, c in windows.items()] for series, windows in partials.items()}
+    assert sent_positions([value for _, value in messages], {0, 1}) == {0: 10, 1: 11}
+    small = partial_messages({"event_volume|all": {0: [1.0, 0.0]}}, {0: 5}, 1, 2, "a")
+    assert len(small) == 2 and orjson.loads(small[0][1])["wm"] == {"0": 5}
