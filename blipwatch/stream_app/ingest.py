@@ -72,15 +72,22 @@ class IngestBatch:
         self.counts = IngestCounts()
 
     def add(self, key: bytes | None, value: bytes | None, source: str,
-            watermark: int | None) -> int | None:
-        """One message; returns its event time in ms when valid and on time, else None."""
+            watermark: int | None, offset: int | None = None) -> int | None:
+        """One message; returns its event time in ms when valid and on time, else None.
+
+        ``source`` names the message in a dead letter; with ``offset`` it is a prefix
+        (``topic/partition/``) completed only for the few that become dead letters."""
         try:
             event = decode_event(value, self.max_event_bytes)
         except InvalidEvent as exc:
+            if offset is not None:
+                source = f"{source}{offset}"
             self.dead_letters.append(DeadLetter(key, value, exc.reason, exc.field, exc.message, source))
             self.counts.invalid[exc.reason] += 1
             return None
         if event.occurred_at_ms > time.time() * 1000 + self.max_ahead_ms:
+            if offset is not None:
+                source = f"{source}{offset}"
             self.dead_letters.append(DeadLetter(
                 key, value, "too_far_ahead", "occurred_at",
                 f"{event.occurred_at_ms} ms is more than {self.max_ahead_ms // 1000} s ahead of this worker's clock",
@@ -102,6 +109,11 @@ class IngestBatch:
         return letters
 
 
+#: Largest partials message (bytes of JSON) before a flush splits a partition's series over several;
+#: aiokafka refuses records over its max_request_size (1 MiB by default).
+MAX_PARTIALS_BYTES = 512 * 1024
+
+
 def partition_for(series: str, partitions: int) -> int:
     """Stable routing of a series to a partials partition (crc32: same in every process and run)."""
     return zlib.crc32(series.encode()) % partitions
@@ -110,8 +122,10 @@ def partition_for(series: str, partitions: int) -> int:
 def partial_messages(partials: dict[str, dict[int, list[float]]], report: dict[int, int | None],
                      total_input_partitions: int, partitions: int, source: str,
                      observed_at: float | None = None,
-                     sent_to: dict[int, int] | None = None) -> list[tuple[int, bytes]]:
-    """One message per partials partition: ``{"s": {series: [[window, n, d], ...]}, "wm": ..., ...}``.
+                     sent_to: dict[int, int] | None = None,
+                     max_bytes: int = MAX_PARTIALS_BYTES) -> list[tuple[int, bytes]]:
+    """One message per partials partition: ``{"s": {series: [[window, n, d], ...]}, "wm": ..., ...}``
+    (several, in order, when one would exceed ``max_bytes``).
 
     ``sent_to`` (``"to"``: input partition -> next offset) says which input offsets this flush
     covers, so a worker taking over an input partition skips what was sent but not committed."""
@@ -127,7 +141,27 @@ def partial_messages(partials: dict[str, dict[int, list[float]]], report: dict[i
     }
     if sent_to:
         header["to"] = {str(p): offset for p, offset in sent_to.items()}
-    return [(p, orjson.dumps({**header, "s": series})) for p, series in enumerate(by_partition)]
+    messages = []
+    for p, series in enumerate(by_partition):
+        value = orjson.dumps({**header, "s": series})
+        if len(value) <= max_bytes or len(series) < 2:
+            messages.append((p, value))
+            continue
+        # Too big for one Kafka record (the producer refuses > 1 MiB: the flush failed and its
+        # partials were lost; seen with 10,000 series once ingest got faster). Split the series
+        # over several messages in the same partition, in order; only the last carries the
+        # watermark report and the coverage ("to"), so no window closes before every chunk of this
+        # flush is merged, and a worker killed between chunks re-reads (duplicates, not a gap).
+        pieces = -(-len(value) // max_bytes) + 1
+        items = list(series.items())
+        step = -(-len(items) // pieces)
+        chunks = [dict(items[i:i + step]) for i in range(0, len(items), step)]
+        lead = {**header, "wm": {}}
+        lead.pop("to", None)
+        for chunk in chunks[:-1]:
+            messages.append((p, orjson.dumps({**lead, "s": chunk})))
+        messages.append((p, orjson.dumps({**header, "s": chunks[-1]})))
+    return messages
 
 
 def sent_positions(values: list[bytes], topic_partitions: set[int]) -> dict[int, int]:

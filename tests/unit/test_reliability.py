@@ -44,8 +44,6 @@ def test_the_partials_say_how_far_each_input_partition_was_sent():
 def test_ingest_counts_an_event_late_exactly_when_windows_is_late_says_its_window_has_closed():
     """IngestBatch.add inlines ``is_late`` on its hot path: hold the two to the same answer around
     every boundary (a window closes at its end plus the allowed lateness)."""
-    import orjson
-
     from blipwatch.detectors.windows import is_late
 
     catalogue = Catalogue.from_dict(None)
@@ -60,3 +58,22 @@ def test_ingest_counts_an_event_late_exactly_when_windows_is_late_says_its_windo
             accepted = batch.add(b"k", value, "t/0/0", watermark) is not None
             assert accepted == (not is_late(event_ms, watermark, window, lateness)), (offset, watermark)
             assert batch.counts.late == (0 if accepted else 1)
+
+
+def test_a_flush_too_big_for_one_record_is_split_in_order_with_the_watermark_on_the_last_piece():
+    partials = {f"event_volume|country=C{n}": {60_000 * w: [1.0, 0.0] for w in range(20)} for n in range(3000)}
+    messages = partial_messages(partials, {0: 5, 1: 6}, 2, 2, "a", sent_to={0: 10, 1: 11}, max_bytes=64 * 1024)
+    merged: dict[str, list] = {}
+    for partition in (0, 1):
+        pieces = [orjson.loads(value) for p, value in messages if p == partition]
+        assert len(pieces) > 1
+        assert all(len(value) <= 64 * 1024 * 1.2 for p, value in messages if p == partition)
+        assert [piece["wm"] for piece in pieces] == [{}] * (len(pieces) - 1) + [{"0": 5, "1": 6}]
+        assert ["to" in piece for piece in pieces] == [False] * (len(pieces) - 1) + [True]
+        for piece in pieces:
+            assert not set(piece["s"]) & set(merged)
+            merged.update(piece["s"])
+    assert merged == {series: [[w, c[0], c[1]] for w, c in windows.items()] for series, windows in partials.items()}
+    assert sent_positions([value for _, value in messages], {0, 1}) == {0: 10, 1: 11}
+    small = partial_messages({"event_volume|all": {0: [1.0, 0.0]}}, {0: 5}, 1, 2, "a")
+    assert len(small) == 2 and orjson.loads(small[0][1])["wm"] == {"0": 5}
