@@ -338,15 +338,21 @@ class SeriesDetector:
         ``t`` (piecewise constant, so a step at 09:00 seen yesterday is expected today).
         """
         base = self.level + self.phi * self.trend
+        step = self._profile_step(t)
+        return base, None if step is None else self._moved(base, step)
+
+    def _profile_step(self, t: float) -> float | None:
+        """The daily profile's change from the last point's bin to ``t``'s; None if either is unseen."""
         if self.t_last is None:
-            return base, None
+            return None
         now, before = self._bin(t), self._bin(self.t_last)
         if not (self.profile_days[now] and self.profile_days[before]):
-            return base, None
-        step = self.profile[now] - self.profile[before]
-        if self.multiplicative:
-            return base, base * math.exp(max(-5.0, min(5.0, step)))
-        return base, base + step
+            return None
+        return self.profile[now] - self.profile[before]
+
+    def _moved(self, level: float, step: float) -> float:
+        """``level`` moved by a profile step (a log-ratio for multiplicative profiles)."""
+        return level * math.exp(max(-5.0, min(5.0, step))) if self.multiplicative else level + step
 
     def _variance(self, mu: float, n: float) -> tuple[float, float]:
         sampling = self._sampling_var(mu, n)
@@ -572,14 +578,9 @@ class SeriesDetector:
 
     def _follow_profile(self, t: float) -> None:
         """Move the level by the daily profile's step from the last point's bin to ``t``'s."""
-        if self.t_last is None:
-            return
-        now, before = self._bin(t), self._bin(self.t_last)
-        if now == before or not (self.profile_days[now] and self.profile_days[before]):
-            return
-        step = self.profile[now] - self.profile[before]
-        self.level = self._clamp(self.level * math.exp(max(-5.0, min(5.0, step))) if self.multiplicative
-                                 else self.level + step)
+        step = self._profile_step(t)
+        if step:   # None (unseen) or 0.0 (same bin): nothing to move
+            self.level = self._clamp(self._moved(self.level, step))
 
     def _relevel_to_recent(self) -> None:
         """Jump the level to the median of the last few observations, remembering the old normal."""
