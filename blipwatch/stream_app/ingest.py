@@ -80,19 +80,13 @@ class IngestBatch:
         try:
             event = decode_event(value, self.max_event_bytes)
         except InvalidEvent as exc:
-            if offset is not None:
-                source = f"{source}{offset}"
-            self.dead_letters.append(DeadLetter(key, value, exc.reason, exc.field, exc.message, source))
-            self.counts.invalid[exc.reason] += 1
+            self._dead_letter(key, value, exc, source, offset)
             return None
         if event.occurred_at_ms > time.time() * 1000 + self.max_ahead_ms:
-            if offset is not None:
-                source = f"{source}{offset}"
-            self.dead_letters.append(DeadLetter(
-                key, value, "too_far_ahead", "occurred_at",
-                f"{event.occurred_at_ms} ms is more than {self.max_ahead_ms // 1000} s ahead of this worker's clock",
-                source))
-            self.counts.invalid["too_far_ahead"] += 1
+            self._dead_letter(key, value, InvalidEvent(
+                "too_far_ahead", "occurred_at",
+                f"{event.occurred_at_ms} ms is more than {self.max_ahead_ms // 1000} s ahead of this worker's clock"),
+                source, offset)
             return None
         self.counts.valid[event_type_label(event.event_type)] += 1
         occurred_at_ms = event.occurred_at_ms
@@ -103,6 +97,13 @@ class IngestBatch:
             return None
         self.aggregate.add(event)
         return occurred_at_ms
+
+    def _dead_letter(self, key: bytes | None, value: bytes | None, error: InvalidEvent, source: str,
+                     offset: int | None) -> None:
+        if offset is not None:
+            source = f"{source}{offset}"
+        self.dead_letters.append(DeadLetter(key, value, error.reason, error.field, error.message, source))
+        self.counts.invalid[error.reason] += 1
 
     def drain_dead_letters(self) -> list[DeadLetter]:
         letters, self.dead_letters = self.dead_letters, []
