@@ -108,12 +108,8 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
                              key_serializer="raw", value_serializer="raw")
     partials_topic = app.topic(settings.partials_topic, partitions=settings.partitions, internal=True,
                                key_serializer="raw", value_serializer="raw")
-    dlq_topic = app.topic(settings.dlq_topic, partitions=settings.partitions, internal=True,
-                          key_serializer="raw", value_serializer="raw")
-    points_topic = app.topic(settings.points_topic, partitions=settings.partitions, internal=True,
-                             key_serializer="raw", value_serializer="raw")
-    alerts_topic = app.topic(settings.alerts_topic, partitions=settings.partitions, internal=True,
-                             key_serializer="raw", value_serializer="raw")
+    # the DLQ, points and alerts are written with app.producer.send (no Faust Topic per message);
+    # every topic is created below with the others (our_topics)
 
     # --- tables --------------------------------------------------------------------------
     # detector + policy state per series, written when a window closes; a restarted or
