@@ -31,6 +31,7 @@ from typing import Any, TextIO
 from blipwatch.stream_app.commands.alerts import follow_alerts, observed_vs_expected, segment_text
 from blipwatch.stream_app.config import Settings
 from blipwatch.stream_app.embedded_broker import EmbeddedBroker, free_port
+from blipwatch.stream_app.simulator import DEFAULT_SESSIONS_PER_MINUTE
 
 #: Why these differ from the service's defaults is printed at the start of every demo.
 DEMO_SESSIONS_PER_MINUTE = 150.0   # ~30 web carts per window: the spike is caught within ~5 windows (replay, seeds 0-3)
@@ -308,9 +309,10 @@ class Demo:
         if options.warmup != 120:
             say(f"    - alert warm-up {options.warmup} windows instead of 120 (BLIPWATCH_CONFIG policy.warmup), "
                 f"so detectors may alert after {options.warmup} simulated minutes")
-        if options.sessions_per_minute != 60:
-            say(f"    - {options.sessions_per_minute:g} sessions/min instead of the simulator's 60, so a 1-minute "
-                "window of one segment holds enough events to tell a blip from noise")
+        if options.sessions_per_minute != DEFAULT_SESSIONS_PER_MINUTE:
+            say(f"    - {options.sessions_per_minute:g} sessions/min instead of the simulator's "
+                f"{DEFAULT_SESSIONS_PER_MINUTE:g}, so hours of event time fit into the run and one worker on "
+                "this machine keeps up")
         say("    - simulated time runs much faster than the clock; windows close on event time, as in production")
         say()
 

@@ -45,7 +45,7 @@ def workloads(events: int) -> dict[str, tuple[dict | None, list[tuple[bytes, byt
 
     bench = plan_workload(events, 1000)
     simulated = []
-    for event in generate_events("all", hours=6, seed=0):
+    for event in generate_events("all", hours=6, seed=0, sessions_per_minute=60):
         simulated.append(((event.get("customer_id") or event["session_id"]).encode(), orjson.dumps(event)))
         if len(simulated) >= events:
             break

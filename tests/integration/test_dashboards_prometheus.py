@@ -26,7 +26,7 @@ from tests.services import Prometheus, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 SCENARIO = ["--scenario", "search_zero_results", "--start", "2026-01-05T17:00:00Z",
-            "--incident-offset-hours", "1", "--hours", "2.25", "--seed", "7"]
+            "--incident-offset-hours", "1", "--hours", "2.25", "--seed", "7", "--sessions-per-minute", "60"]
 #: Events up to here first: the incident (from 18:00) fires, and Prometheus scrapes it firing.
 MID_INCIDENT = b'"2026-01-05T18:04'
 

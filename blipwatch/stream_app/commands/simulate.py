@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                         "Monday 2026-01-05T00:00:00Z for most)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--sessions-per-minute", type=float,
-                        help="mean session starts per minute over a day (default 60, about 10 events each)")
+                        help="mean session starts per minute over a day (default 480: a mid-size shop, about 9 events each, ~6M events a simulated day)")
     parser.add_argument("--incident-offset-hours", type=float,
                         help="for a one-incident scenario: start the incident this many hours after --start")
     parser.add_argument("--out", help="write JSON lines to this file ('-' for standard output)")
