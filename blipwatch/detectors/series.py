@@ -72,6 +72,9 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "cusum_k": 1.0,          # CUSUM reference (sigma per point): shifts above ~2k sigma accumulate fast
     "cusum_clip": 4.0,       # one point adds at most this many sigma to the CUSUM (outliers are the single-point score's job)
     "cusum_cap": 10.0,       # the CUSUM never exceeds this, so an incident's end is seen within a few points
+    "pool_windows": 1,       # 2: also judge the last two windows pooled (their counts added up), on the
+                             # same tail scale as one point: a blip in a few events per window (5 of 7
+                             # payments failing, then 7 of 9) is rare over two windows before one is
     "freeze_at": 4.0,        # while a CUSUM is above this (p ~ 1e-4), the level and noise do not learn
     "slow_at": 2.0,          # while a CUSUM is above this (p ~ 0.6 %), the level learns at a tenth of its rate
     "adopt_after": 60,       # points of frozen learning after which the recent level is adopted as the new normal
@@ -90,13 +93,13 @@ COMMON_DEFAULTS: dict[str, Any] = {
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     # rates: ratios of same-time counts, so traffic's daily swing cancels out; their profile bins
     # (a few trials each on small segments) are noise that would drag the level around
-    "rate": {"alpha": 0.02, "beta": 0.0, "season_bins": 1},
+    "rate": {"alpha": 0.02, "beta": 0.0, "season_bins": 1, "pool_windows": 2},
     # counts follow the daily curve with the level alone on the first day (alpha 0.1, ~10 min);
     # once the profile knows the time of day it carries the curve, and a level that still chased
     # every 10 minutes would absorb a surge (3x complaints) before its evidence could add up
     # and before that, a run of residuals of one sign is mostly the level lagging the curve: on
     # its first day a count alerts on one rare point only (a tracking drop, a 10x surge)
-    "count": {"alpha_seasoned": 0.03, "sequential_seasoned": 1},
+    "count": {"alpha_seasoned": 0.03, "sequential_seasoned": 1, "pool_windows": 2},
     # means of a window's observations (order value): volume-weighted like rates, and no daily
     # profile (a handful of orders per bin is noise, not a season)
     "mean": {"alpha": 0.02, "beta": 0.0, "season_bins": 1, "cusum_clip": 3.0, "cusum_k": 0.5, "cusum_cap": 20.0,
@@ -267,6 +270,7 @@ class SeriesDetector:
         self.prev_left = 0
         self.cusum_up = 0.0          # sequential evidence of a rise / fall, in sigma (CUSUM)
         self.cusum_down = 0.0
+        self.pool_prev: list[float] | None = None   # the last window: observation, evidence, expected
         self.evidence_up = 0.0       # volume behind each CUSUM (sum of the points' volumes while it is > 0)
         self.evidence_down = 0.0
         self.frozen_run = 0          # consecutive points not learned because evidence was building
@@ -322,6 +326,12 @@ class SeriesDetector:
 
     def _volume(self, x: float, mu: float, n: float) -> float:
         return n
+
+    def _pool(self, prev: list[float], x: float, n: float, mu: float) -> tuple[float, float, float]:
+        """Two windows as one: (observation, evidence, expected). Means of trials (rates) pool
+        weighted by their evidence; counts override this and add up."""
+        total = prev[1] + n
+        return (prev[0] * prev[1] + x * n) / total, total, (prev[2] * prev[1] + mu * n) / total
 
     def _profile_key(self, level: float) -> float:
         return math.log(max(level, 0.5)) if self.multiplicative else level
@@ -475,10 +485,30 @@ class SeriesDetector:
             score, direction = sequential, "up" if up >= down else "down"
             # the evidence is the run of points behind the CUSUM, not this point alone
             volume += self.evidence_up if direction == "up" else self.evidence_down
+        if self.pool_windows > 1 and self.pool_prev is not None and self.sequential \
+                and (seasoned or not self.sequential_seasoned):
+            pooled_z = self._pooled_z(obs[0], obs[1], mu)
+            pooled = self._point_score(pooled_z)
+            if pooled > score:
+                score, direction = pooled, "up" if pooled_z > 0 else "down"
+                volume += self._volume(self.pool_prev[0], self.pool_prev[2], self.pool_prev[1])
         return Scored(x, mu, lower, upper, score, direction, score >= self.threshold, z, volume)
 
     def _bounds(self, mu: float, half: float) -> tuple[float, float]:
         return mu - half, mu + half
+
+    def _pooled_z(self, x: float, n: float, mu: float) -> float:
+        """The residual of this window and the last one pooled, as one window of their summed
+        evidence (exact-ish deviance tails for small counts, the same learned dispersion), shrunk
+        by the residuals' lag-1 correlation (two neighbouring windows are not independent) and
+        centred on the level's recent bias, as the CUSUM is."""
+        x_p, n_p, mu_p = self._pool(self.pool_prev, x, n, mu)
+        mu_p = self._clamp(mu_p)
+        z = self._residual_z(x_p, mu_p, n_p, self._variance(mu_p, n_p)[1])
+        variance = self.ac_square - self.ac_mean * self.ac_mean
+        rho = (self.ac_cross - self.ac_mean * self.ac_mean) / variance if variance > 1e-9 else 0.0
+        rho = min(max(rho, 0.0), 0.9)
+        return (z - math.sqrt(2.0) * max(-1.0, min(1.0, self.ac_mean))) / math.sqrt(1.0 + rho)
 
     def _point_score(self, z: float) -> float:
         return _t_tail_score(z, self.tail_dof) if self.tail_dof > 0 else _tail_score(z)
@@ -489,8 +519,10 @@ class SeriesDetector:
         obs, mu, var_total, z, returning, seasoned = self._judge(t, value, numerator, denominator)
         self._cache = None
         if obs is None:
+            self.pool_prev = None   # nothing to pool with: the next window is judged on its own
             return
         x, n = obs
+        self.pool_prev = None if mu is None else [x, n, mu]
         if mu is None:
             self._start_level(x, n)
             self.volume_mean = n
@@ -646,7 +678,7 @@ class SeriesDetector:
     _STATE_FIELDS = ("n_learned", "t_last", "level", "trend", "volume_mean", "extra_sum",
                      "extra_weight", "profile", "profile_days", "bin_current", "bin_sum",
                      "bin_count", "offset", "recent", "prev_delta", "prev_left", "cusum_up",
-                     "cusum_down", "evidence_up", "evidence_down", "frozen_run", "last_z", "ac_cross", "ac_square", "ac_mean")
+                     "cusum_down", "pool_prev", "evidence_up", "evidence_down", "frozen_run", "last_z", "ac_cross", "ac_square", "ac_mean")
 
     def to_state(self) -> dict[str, Any]:
         """Everything that decides later scores, as plain JSON-able values."""
@@ -861,6 +893,9 @@ class CountDetector(SeriesDetector):
 
     def _volume(self, x: float, mu: float, n: float) -> float:
         return max(x, mu)
+
+    def _pool(self, prev: list[float], x: float, n: float, mu: float) -> tuple[float, float, float]:
+        return prev[0] + x, 1.0, prev[2] + mu
 
     def _bounds(self, mu: float, half: float) -> tuple[float, float]:
         return max(0.0, mu - half), mu + half

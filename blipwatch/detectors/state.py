@@ -14,7 +14,7 @@ import zlib
 from blipwatch.detectors.policy import AlertPolicy
 from blipwatch.detectors.series import SeriesDetector
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 _MAGIC = b"blipwatch-state/"
 
 
@@ -29,14 +29,14 @@ def dump_state(obj: SeriesDetector | AlertPolicy) -> bytes:
     >>> det = make_detector("count")
     >>> det.learn_one(0.0, 12)
     >>> blob = dump_state(det)
-    >>> blob.startswith(b"blipwatch-state/3\\n"), len(blob) < 20_000
+    >>> blob.startswith(b"blipwatch-state/4\\n"), len(blob) < 20_000
     (True, True)
     >>> load_state(blob).score_one(60.0, 12) == det.score_one(60.0, 12)
     True
     >>> load_state(b"blipwatch-state/0\\n...")
     Traceback (most recent call last):
     ...
-    blipwatch.detectors.state.StateVersionError: stored state has format version 0, this blipwatch reads version 3: re-warm the series
+    blipwatch.detectors.state.StateVersionError: stored state has format version 0, this blipwatch reads version 4: re-warm the series
     """
     if isinstance(obj, SeriesDetector):
         body = {"type": "detector", **obj.to_state()}

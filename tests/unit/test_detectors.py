@@ -390,3 +390,45 @@ def test_a_frozen_level_still_follows_the_daily_curve_so_the_end_of_a_morning_in
     _, transitions = feed(detector, points, policy)
     day2 = [(tr.status, tr.direction) for tr in transitions if tr.status != "update" and tr.t >= DAY]
     assert day2 == [("firing", "down"), ("resolved", "down")]
+
+
+def _payments(rng, windows, start=0):
+    """(t, rate, failed, attempts): ~8 payment attempts a window, ~4 % failing."""
+    points = []
+    for i in range(start, start + windows):
+        attempts = int(rng.poisson(8))
+        failed = int(rng.binomial(attempts, 0.04))
+        points.append((i * MINUTE, failed / attempts if attempts else None, failed, attempts))
+    return points
+
+
+@pytest.mark.parametrize("pool_windows, fires_at", [(2, 2), (1, 3)])
+def test_a_rate_on_a_few_trials_a_window_fires_on_the_second_window_of_an_outage_when_pooled(pool_windows, fires_at):
+    rng = np.random.default_rng(5)
+    detector = make_detector("rate", {"pool_windows": pool_windows})
+    feed(detector, _payments(rng, 600))
+    # a provider declines most payments: 2 of 3, then 5 of 7, then 11 of 14 fail (payment_outage
+    # in France at 480 sessions a minute, seed 2)
+    outage = [(600 * MINUTE, 2 / 3, 2, 3), (601 * MINUTE, 5 / 7, 5, 7), (602 * MINUTE, 11 / 14, 11, 14)]
+    scored, _ = feed(detector, outage)
+    assert [s.is_anomaly for s in scored].index(True) + 1 == fires_at
+    assert scored[fires_at - 1].direction == "up"
+
+
+def test_pooling_two_windows_keeps_a_quiet_rate_series_quiet():
+    rng = np.random.default_rng(6)
+    detector = make_detector("rate")
+    scored, _ = feed(detector, _payments(rng, 5000))
+    assert not any(s.is_anomaly for s in scored[100:])
+
+
+@pytest.mark.parametrize("pool_windows, fires_at", [(2, 2), (1, 3)])
+def test_a_count_surge_is_rare_over_two_pooled_windows_before_one_window_is(pool_windows, fires_at):
+    rng = np.random.default_rng(7)
+    detector = make_detector("count", {"pool_windows": pool_windows})
+    # ~5 complaints a minute for two days (counts pool once the daily profile knows the time of
+    # day); the surge starts a minute into a profile bin, so the level is not moved along it
+    feed(detector, [(i * MINUTE, float(rng.poisson(5)), None, None) for i in range(2 * 1440 + 1)])
+    surge = [((2 * 1440 + 1 + i) * MINUTE, float(c), None, None) for i, c in enumerate((19, 21, 23, 25))]
+    scored, _ = feed(detector, surge)
+    assert [s.is_anomaly for s in scored].index(True) + 1 == fires_at
