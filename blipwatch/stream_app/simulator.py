@@ -210,22 +210,24 @@ def _epoch_ms(value: datetime) -> int:
     return int(round(value.timestamp() * 1000))
 
 
+_MILLIS = [f"{millis:03d}Z" for millis in range(1000)]
+
+
 class _Clock:
-    """Formats event times fast: the text up to the minute is cached."""
+    """Formats event times fast: the text up to the second is cached."""
 
     def __init__(self):
-        self._minutes: dict[int, str] = {}
+        self._seconds: dict[int, str] = {}
 
     def __call__(self, epoch_ms: int) -> str:
-        minute, rest = divmod(epoch_ms, 60_000)
-        prefix = self._minutes.get(minute)
+        second, millis = divmod(epoch_ms, 1000)
+        prefix = self._seconds.get(second)
         if prefix is None:
-            if len(self._minutes) > 4096:
-                self._minutes.clear()
-            prefix = datetime.fromtimestamp(minute * 60, timezone.utc).strftime("%Y-%m-%dT%H:%M:")
-            self._minutes[minute] = prefix
-        seconds, millis = divmod(rest, 1000)
-        return f"{prefix}{seconds:02d}.{millis:03d}Z"
+            if len(self._seconds) > 65536:
+                self._seconds.clear()
+            prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+            self._seconds[second] = prefix
+        return prefix + _MILLIS[millis]
 
 
 # --- the run -------------------------------------------------------------------------------
