@@ -447,8 +447,9 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
         while processing.is_set() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         try:
-            # the state of what closed is written (and what it covers acknowledged) before the commit
-            await asyncio.wait_for(writer.write(in_agent=True), max(1.0, deadline - time.monotonic()))
+            # the state of what closed is written (and what it covers acknowledged) before the commit;
+            # not as the agent: should a message still be in hand (the wait above ran out), wait for it
+            await asyncio.wait_for(writer.write(), max(1.0, deadline - time.monotonic()))
         except Exception as exc:  # the next owner re-reads from the last commit: duplicates, not loss
             log.warning("aggregate: writing the detector state on stop failed (%s)", exc)
         try:
