@@ -13,10 +13,11 @@ with its changelogged window stores; here the topic itself is the log).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 import orjson
 
@@ -29,6 +30,13 @@ log = logging.getLogger(__name__)
 
 #: A seek back that has not brought the expected partials message within this long is asked again.
 RESEEK_SECONDS = 5.0
+#: Detector state is written when the aggregate goes quiet after a burst of closes, and at the
+#: latest this long after the oldest close not yet written (the agent writes it itself then).
+STATE_DEFER_SECONDS = 2.0
+#: Quiet: no partials message in hand for this long.
+STATE_QUIET_SECONDS = 0.02
+#: Series serialised between two yields to the agent while the state is written.
+STATE_CHUNK = 256
 
 
 class PartitionAggregator:
@@ -133,10 +141,133 @@ class PartitionAggregator:
             ack()
 
 
+class StateWriter:
+    """Points first, detector state after, acknowledgements last — across partials messages.
+
+    Each window close used to write its series' state before the agent took the next partials
+    message, so with 10,000 series the points of the last partition of a flush waited for the state
+    of the 7,500 series of the three before it (live p99 3.5 s at 10x). Now the agent scores, sends
+    the points, notes the series it closed (``closed``) and goes on; the state is written when the
+    agent goes quiet, or by the agent itself once the oldest unwritten close is
+    ``STATE_DEFER_SECONDS`` old (a backlog never goes quiet). A series that closed several windows
+    meanwhile is written once.
+
+    The durability order of docs/reliability.md holds per write: every point queued so far is
+    delivered, with no message half processed (``in_hand``), *before* a series' state is
+    serialised; the state is delivered before any message is acknowledged, and only up to each
+    partition's watermark at the time the state was taken (every window closed by then is in it).
+    A kill in between re-reads more partials than before (up to ``STATE_DEFER_SECONDS`` of
+    closes) and re-publishes those points, identical, as a kill between points and state did.
+    """
+
+    def __init__(self, aggregators: dict[int, "PartitionAggregator"],
+                 send: Callable[[int, bytes, bytes], Awaitable[Any]],
+                 store: Callable[[bytes, bytes], None], busy: Callable[[], bool]):
+        self.aggregators = aggregators
+        self.send = send        # (partition, key, blob) -> the record's delivery future
+        self.store = store      # (key, blob): the table's local copy
+        self.busy = busy        # the agent has a partials message in hand
+        self.dirty: dict[str, tuple[int, SeriesTracker]] = {}
+        self.unconfirmed: list[Any] = []   # delivery futures of points and alerts not yet awaited
+        self.oldest: float | None = None   # when the oldest close not yet written happened
+        self.in_hand = False               # the agent is between merging a message and noting what it closed
+        self.ack_wanted = False            # a message was left unacknowledged while a write was under way
+        self.last_busy = 0.0
+        self.generation = 0                # bumped when partitions are revoked: a write under way is dropped
+        self.failure: BaseException | None = None
+        self.lock = asyncio.Lock()
+        self.wake = asyncio.Event()
+
+    def closed(self, partition: int, trackers: Iterable[SeriesTracker], deliveries: list) -> None:
+        for tracker in trackers:
+            self.dirty[tracker.series] = (partition, tracker)
+        self.unconfirmed.extend(deliveries)
+        if self.oldest is None and self.dirty:
+            self.oldest = time.monotonic()
+        self.wake.set()
+
+    def idle(self) -> bool:
+        """Nothing closed waits for its state: the agent may acknowledge by itself."""
+        return not self.dirty and not self.unconfirmed and not self.lock.locked()
+
+    def acknowledge_later(self) -> None:
+        self.ack_wanted = True
+        self.wake.set()
+
+    def due(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        return self.oldest is not None and now - self.oldest >= STATE_DEFER_SECONDS
+
+    def forget(self) -> None:
+        """Partitions revoked: their trackers are rebuilt from the table and the partials topic."""
+        self.generation += 1
+        self.dirty.clear()
+        self.unconfirmed.clear()
+        self.oldest = None
+
+    async def _confirm(self, in_agent: bool) -> None:
+        """Every point queued so far delivered, and no message half processed (its watermark moved,
+        its closes not yet noted)."""
+        while True:
+            if self.unconfirmed:
+                batch, self.unconfirmed = self.unconfirmed, []
+                await asyncio.gather(*batch)
+            elif self.in_hand and not in_agent:
+                await asyncio.sleep(0.005)
+            else:
+                return
+
+    async def write(self, in_agent: bool = False) -> None:
+        """Write the state of every series closed since the last write, then acknowledge."""
+        async with self.lock:
+            generation = self.generation
+            await self._confirm(in_agent)
+            if generation != self.generation:
+                return
+            marks = [(aggregator, aggregator.watermark.value()) for aggregator in self.aggregators.values()]
+            self.ack_wanted = False
+            todo, self.dirty, self.oldest = list(self.dirty.values()), {}, None
+            sent = []
+            for start in range(0, len(todo), STATE_CHUNK):
+                if start:
+                    await asyncio.sleep(0)   # a partials message in hand goes first
+                    await self._confirm(in_agent)
+                    if generation != self.generation:
+                        return
+                # serialised with nothing in between (no await): each blob is a consistent snapshot
+                blobs = [(partition, tracker.series.encode(), tracker.to_bytes())
+                         for partition, tracker in todo[start:start + STATE_CHUNK]]
+                for partition, key, blob in blobs:
+                    sent.append(await self.send(partition, key, blob))
+                    self.store(key, blob)
+            await asyncio.gather(*sent)
+            if generation != self.generation:
+                return
+            for aggregator, watermark in marks:
+                if self.aggregators.get(aggregator.partition) is aggregator:
+                    aggregator.acknowledge_until(watermark)
+
+    async def run(self) -> None:
+        """Write when the agent goes quiet after closes."""
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.dirty or self.unconfirmed or self.ack_wanted:
+                await asyncio.sleep(STATE_QUIET_SECONDS)
+                if self.busy() or time.monotonic() - self.last_busy < STATE_QUIET_SECONDS:
+                    continue
+                try:
+                    await self.write()
+                except Exception as exc:  # raised in the agent at its next message, as it was inline
+                    log.warning("aggregate: writing the detector state failed (%s)", exc)
+                    self.failure = exc
+                    return
+
+
 def decode_partials(value: bytes) -> tuple[dict[int, int | None], int, float, dict[str, list[list[float]]]]:
     document = orjson.loads(value)
     report = {int(p): v for p, v in document.get("wm", {}).items()}
     return report, int(document.get("total", 0)), float(document.get("at", 0.0)), document.get("s", {})
 
 
-__all__ = ["PartitionAggregator", "GlobalWatermark", "decode_partials"]
+__all__ = ["PartitionAggregator", "GlobalWatermark", "StateWriter", "decode_partials"]

@@ -20,11 +20,15 @@ The run, on the embedded broker (free port, memory only):
    which is reported apart and never counted as processing time).
 
 5. **Live** (``--live-seconds``, default 60; 0 skips it): a fresh worker on fresh topics, and the
-   ``demo`` scenario sent *paced*, event time at 60x the wall clock (a one-minute window closes
-   every second), at a rate the worker keeps up with. For every point and alert the seconds from
-   the window's close (end + allowed lateness, as the events sent passed it) to its record on the
-   topic, from the record timestamps: what on call sees. (A point takes the path its alert would;
-   alerts alone are too few for a p99.)
+   ``demo`` scenario sent *paced*, event time at ``--live-speed`` times the wall clock (default 60:
+   a one-minute window closes every second), spread over about S series as in step 1 (the same
+   helper; the shop's sessions are raised only when the span has too few events to make S series).
+   For every point and alert the seconds from the window's close (end + allowed lateness, as the
+   events sent passed it) to the moment a consumer beside the sender reads its record: what on call
+   sees (the producer timestamp is reported too). A point takes the path its alert would; alerts
+   alone are too few for a p99. Every series closes a window at the same instant, so each close is
+   a burst of S windows, whatever the speed; the speed sets how often (S x speed / 60 windows a
+   second).
 
 Figures: events/s for both and their ratio, the worker's peak RSS (``VmHWM``), detector-state
 bytes per series (latest record per series in the detector-state changelog), and p50/p99 seconds
@@ -70,6 +74,7 @@ EXTRA_COUNT_TYPES = ("product_view", "page_view", "search", "session_start", "ad
 IDLE_SECONDS = 10.0  # the default config's idle_partition_seconds: the final flush waits this long
 LIVE_SPEED = 60.0     # live phase: event seconds per wall second (a one-minute window a second)
 LIVE_SESSIONS_PER_MINUTE = 150.0
+SEGMENT_BASE = 1 + 7 + 4   # series per metric before countries: all, channels, devices
 
 Progress = Callable[[str], None]
 
@@ -104,35 +109,24 @@ def _series_by_country_count(type_counts: Counter, metrics: dict[str, Any], base
     return total
 
 
-def plan_workload(events: int, series: int, progress: Progress = _quiet, seed: int = 0) -> Workload:
-    """N simulated events and a config under which about S series are tracked (exact count returned)."""
-    from blipwatch.detectors.catalogue import Catalogue, default_config_dict
-    from blipwatch.detectors.windows import closes_at
-    from blipwatch.stream_app.ingest import IngestBatch
-    from blipwatch.stream_app.simulator import generate_events
+def spread_series(generated: list[dict], series: int) -> tuple[dict[str, Any], int]:
+    """Make about ``series`` series exist over these events (their ``country`` is rewritten in
+    place): ``country`` spread round robin per event type over up to 676 codes and, past what the
+    default catalogue holds, per-event-type ``count`` metrics. Returns the config and the number of
+    countries (0: the simulator's own countries were kept). Shared by the backlog and live phases."""
+    from blipwatch.detectors.catalogue import default_config_dict
 
-    rate = events / EVENTS_PER_SESSION_MINUTE * 1.05
-    progress(f"generating {events:,} events")
-    generated = []
-    for event in generate_events("demo", hours=RUN_HOURS, seed=seed, sessions_per_minute=rate,
-                                 incident_offset_hours=INCIDENT_OFFSET_HOURS):
-        generated.append(event)
-        if len(generated) >= events:
-            break
     type_counts = Counter(event["event_type"] for event in generated)
-
-    defaults = default_config_dict()
-    metrics = dict(defaults["metrics"])
-    base = 1 + 7 + 4   # all, channels, devices
+    metrics = dict(default_config_dict()["metrics"])
     countries = 0
-    if _series_by_country_count(type_counts, metrics, base, 10) < series:
+    if _series_by_country_count(type_counts, metrics, SEGMENT_BASE, 10) < series:
         for event_type in EXTRA_COUNT_TYPES:
-            if _series_by_country_count(type_counts, metrics, base, len(COUNTRY_CODES)) >= series:
+            if _series_by_country_count(type_counts, metrics, SEGMENT_BASE, len(COUNTRY_CODES)) >= series:
                 break
             metrics[f"{event_type}_count"] = {"kind": "count", "count": {"event_types": [event_type]},
                                               "direction": "both"}
         countries = next((c for c in range(10, len(COUNTRY_CODES) + 1)
-                          if _series_by_country_count(type_counts, metrics, base, c) >= series),
+                          if _series_by_country_count(type_counts, metrics, SEGMENT_BASE, c) >= series),
                          len(COUNTRY_CODES))
         nth: Counter = Counter()
         for event in generated:
@@ -141,8 +135,43 @@ def plan_workload(events: int, series: int, progress: Progress = _quiet, seed: i
             nth[kind] += 1
     config = {"metrics": metrics, "policy": {"warmup": 30},
               "segments": {"max_series_per_metric": max(200, len(COUNTRY_CODES) + 20)}}
+    return config, countries
 
-    progress("encoding and checking the workload offline")
+
+def most_series(generated: list[dict]) -> int:
+    """About how many series ``spread_series`` can make of these events at most."""
+    from blipwatch.detectors.catalogue import default_config_dict
+
+    metrics = dict(default_config_dict()["metrics"])
+    for event_type in EXTRA_COUNT_TYPES:
+        metrics[f"{event_type}_count"] = {"count": {"event_types": [event_type]}}
+    type_counts = Counter(event["event_type"] for event in generated)
+    return _series_by_country_count(type_counts, metrics, SEGMENT_BASE, len(COUNTRY_CODES))
+
+
+@dataclass
+class _Offline:
+    messages: list[tuple[bytes, bytes, int]]       # key, value, partition
+    partials: dict[str, dict[int, list[float]]]    # series -> window -> counts, all events
+    newest_by_partition: dict[int, int]
+    window_ms: int
+    lateness_ms: int
+
+    def closable(self, watermark: int) -> int:
+        """Start of the newest window a watermark closes."""
+        last = watermark - self.window_ms - self.lateness_ms
+        return last - last % self.window_ms
+
+    def points_until(self, last_window: int) -> int:
+        """Points published when every window up to ``last_window`` has closed."""
+        return sum(max(0, (last_window - min(windows)) // self.window_ms + 1) for windows in self.partials.values())
+
+
+def _offline(generated: list[dict], config: dict[str, Any]) -> _Offline:
+    """Encode the events as the bench sends them and run the worker's own ingest code over them."""
+    from blipwatch.detectors.catalogue import Catalogue
+    from blipwatch.stream_app.ingest import IngestBatch
+
     catalogue = Catalogue.from_dict(config)
     batch = IngestBatch(catalogue, 65536)
     messages = []
@@ -155,22 +184,33 @@ def plan_workload(events: int, series: int, progress: Progress = _quiet, seed: i
         event_ms = batch.add(key, value, "", None)
         if event_ms is not None and event_ms > newest_by_partition.get(partition, -1):
             newest_by_partition[partition] = event_ms
-    partials = batch.aggregate.drain()
-    window = catalogue.window_ms
+    return _Offline(messages, batch.aggregate.drain(), newest_by_partition, catalogue.window_ms,
+                    catalogue.lateness_ms)
 
-    def closable(watermark: int) -> int:
-        last = watermark - window - catalogue.lateness_ms
-        return last - last % window
 
-    before_idle = closable(min(newest_by_partition.values()))
-    newest = max(newest_by_partition.values())
-    after_idle = closable(closes_at(newest - newest % window, window, catalogue.lateness_ms))
-    points_before = points_total = 0
-    for windows in partials.values():
-        first = min(windows)
-        points_before += max(0, (before_idle - first) // window + 1)
-        points_total += max(0, (after_idle - first) // window + 1)
-    return Workload(messages, config, len(partials), points_before, points_total, countries)
+def plan_workload(events: int, series: int, progress: Progress = _quiet, seed: int = 0) -> Workload:
+    """N simulated events and a config under which about S series are tracked (exact count returned)."""
+    from blipwatch.detectors.windows import closes_at
+    from blipwatch.stream_app.simulator import generate_events
+
+    rate = events / EVENTS_PER_SESSION_MINUTE * 1.05
+    progress(f"generating {events:,} events")
+    generated = []
+    for event in generate_events("demo", hours=RUN_HOURS, seed=seed, sessions_per_minute=rate,
+                                 incident_offset_hours=INCIDENT_OFFSET_HOURS):
+        generated.append(event)
+        if len(generated) >= events:
+            break
+    config, countries = spread_series(generated, series)
+
+    progress("encoding and checking the workload offline")
+    offline = _offline(generated, config)
+    window = offline.window_ms
+    before_idle = offline.closable(min(offline.newest_by_partition.values()))
+    newest = max(offline.newest_by_partition.values())
+    after_idle = offline.closable(closes_at(newest - newest % window, window, offline.lateness_ms))
+    return Workload(offline.messages, config, len(offline.partials), offline.points_until(before_idle),
+                    offline.points_until(after_idle), countries)
 
 
 async def _load(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes, int]], progress: Progress) -> None:
@@ -561,14 +601,69 @@ class LiveRun:
     events: int
     records: int                      # points and alerts whose window closed while events flowed
     alerts: int
-    p50_s: float | None
+    p50_s: float | None               # window close to the record read by a consumer (what on call sees)
     p99_s: float | None
     max_s: float | None
+    speed: float = LIVE_SPEED         # event seconds per wall second
+    series_expected: int = 0          # series the events make (the worker's own ingest code, offline)
+    series_tracked: int = 0           # the worker's blipwatch_series_tracked at the end
+    records_expected: int = 0         # points the events' own watermark closes (alerts come on top)
+    windows_per_s: float = 0.0        # windows the worker must close per wall second: series x speed / window
+    sessions_per_minute: float = LIVE_SESSIONS_PER_MINUTE
+    stamped_p50_s: float | None = None  # the same, to the record's producer timestamp (set when the
+    stamped_p99_s: float | None = None  # worker hands it to its producer, before the send)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"speed": self.speed, "seconds": self.seconds, "events": self.events,
+                "sessions_per_minute": round(self.sessions_per_minute, 1),
+                "series_expected": self.series_expected, "series_tracked": self.series_tracked,
+                "windows_closed_per_s": round(self.windows_per_s, 1), "records": self.records,
+                "records_expected": self.records_expected, "alerts": self.alerts,
+                "p50_s": _round(self.p50_s), "p99_s": _round(self.p99_s), "max_s": _round(self.max_s),
+                "stamped_p50_s": _round(self.stamped_p50_s), "stamped_p99_s": _round(self.stamped_p99_s)}
 
 
-async def _send_paced(bootstrap: str, topic: str, timed: list[tuple[int, dict]], speed: float) -> float:
-    """Send (event ms, event) pairs so that event time runs ``speed`` times the wall clock from the
-    first one's; returns the wall time the first was due."""
+@dataclass
+class LivePlan:
+    timed: list[tuple[int, bytes, bytes, int]]   # event ms, key, value, partition; in event-time order
+    config: dict[str, Any]
+    series: int
+    points: int                                  # points the events' own watermark closes
+    last_window: int                             # start of the newest window it closes
+    lateness_ms: int
+    window_ms: int
+    sessions_per_minute: float
+
+
+def plan_live(seconds: float, speed: float, series: int, progress: Progress = _quiet) -> LivePlan:
+    """The ``demo`` scenario over ``seconds x speed`` of event time, spread over about ``series``
+    series as ``plan_workload`` does. The shop's traffic is raised above ``LIVE_SESSIONS_PER_MINUTE``
+    only when that span has too few events of some type to make ``series`` series."""
+    from blipwatch.schemas.events import parse_timestamp_ms
+    from blipwatch.stream_app.simulator import generate_events
+
+    hours = seconds * speed / 3600
+    rate = LIVE_SESSIONS_PER_MINUTE
+    for _ in range(12):
+        generated = list(generate_events("demo", hours=hours, seed=1, sessions_per_minute=rate,
+                                         incident_offset_hours=min(INCIDENT_OFFSET_HOURS, hours * 0.6)))
+        if most_series(generated) >= series * 1.02:
+            break
+        rate *= 1.5
+    progress(f"live: {len(generated):,} events ({rate:,.0f} sessions a minute), checking them offline")
+    config, _ = spread_series(generated, series)
+    offline = _offline(generated, config)
+    last_window = offline.closable(min(offline.newest_by_partition.values()))
+    timed = [(parse_timestamp_ms(event["occurred_at"]), key, value, partition)
+             for event, (key, value, partition) in zip(generated, offline.messages)]
+    return LivePlan(timed, config, len(offline.partials), offline.points_until(last_window), last_window,
+                    offline.lateness_ms, offline.window_ms, rate)
+
+
+async def _send_paced(bootstrap: str, topic: str, timed: list[tuple[int, bytes, bytes, int]], speed: float,
+                      started: asyncio.Future | None = None) -> float:
+    """Send (event ms, key, value, partition) so that event time runs ``speed`` times the wall clock
+    from the first one's; returns the wall time the first was due."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5)
@@ -576,59 +671,85 @@ async def _send_paced(bootstrap: str, topic: str, timed: list[tuple[int, dict]],
     try:
         event_t0 = timed[0][0]
         wall_t0 = time.time()
+        if started is not None:
+            started.set_result(wall_t0)
         pending = []
-        for event_ms, event in timed:
+        for event_ms, key, value, partition in timed:
             delay = wall_t0 + (event_ms - event_t0) / 1000 / speed - time.time()
             if delay > 0.002:
                 if pending:
                     await asyncio.gather(*pending)
                     pending.clear()
                 await asyncio.sleep(delay)
-            key = (event.get("customer_id") or event["session_id"]).encode()
-            pending.append(await producer.send(topic, orjson.dumps(event), key=key))
+            pending.append(await producer.send(topic, value, key=key, partition=partition))
         await asyncio.gather(*pending)
         return wall_t0
     finally:
         await producer.stop()
 
 
-async def _read_records(bootstrap: str, topic: str) -> list[tuple[float, dict]]:
-    """(record timestamp in s, decoded value) of every record of a topic."""
+async def _create_topics(bootstrap: str, topics: list[str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, PARTITIONS, 1) for topic in topics])
+    finally:
+        await admin.close()
+
+
+async def _live_traffic(bootstrap: str, stem: str, plan: LivePlan, speed: float, wait_s: float
+                        ) -> tuple[float, list[tuple[float, float, str, bytes]]]:
+    """Send the events paced while reading the points and alerts topics as they are written.
+
+    Returns the wall time the first event was due and, per record read, (time read, producer
+    timestamp, topic, value). Reads until every expected point has come, or ``wait_s`` after the
+    last event was sent. The reader is a consumer beside the sender (fetch wait 20 ms): a point
+    counts when a consumer has it, not when the worker handed it to its producer."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka.structs import TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    points_topic, alerts_topic = f"{stem}-points", f"{stem}-alerts"
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=20,
+                                max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024)
     await consumer.start()
+    found: list[tuple[float, float, str, bytes]] = []
     try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        found, quiet_since = [], time.monotonic()
-        while time.monotonic() - quiet_since < 3:
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                found.extend((r.timestamp / 1000, orjson.loads(r.value)) for r in records)
-                quiet_since = time.monotonic()
-        return found
+        consumer.assign([TopicPartition(topic, p) for topic in (points_topic, alerts_topic)
+                         for p in range(PARTITIONS)])
+        started: asyncio.Future = asyncio.get_running_loop().create_future()
+        sender = asyncio.ensure_future(_send_paced(bootstrap, f"{stem}-events", plan.timed, speed, started))
+        points = 0
+        sent_at = None
+        while True:
+            batches = await consumer.getmany(timeout_ms=50, max_records=20_000)
+            now = time.time()
+            for tp, records in batches.items():
+                found.extend((now, record.timestamp / 1000, tp.topic, record.value) for record in records)
+                if tp.topic == points_topic:
+                    points += len(records)
+            if sender.done():
+                sender.result()  # raises what the sender raised
+                sent_at = sent_at or time.monotonic()
+                if points >= plan.points or time.monotonic() - sent_at > wait_s:
+                    break
+        return started.result(), found
     finally:
         await consumer.stop()
 
 
 def run_live(broker: EmbeddedBroker, workdir: Path, seconds: float, progress: Progress = _quiet,
-             speed: float = LIVE_SPEED) -> LiveRun:
-    """A fresh worker, the demo scenario sent paced; seconds from window close to record on the topic."""
-    from blipwatch.detectors.catalogue import Catalogue
+             speed: float = LIVE_SPEED, series: int = 0) -> LiveRun:
+    """A fresh worker tracking about ``series`` series (0: the demo config's own few hundred), the
+    events sent paced at ``speed``; seconds from window close to the record read from the topic."""
     from blipwatch.schemas.events import parse_timestamp_ms
-    from blipwatch.stream_app.simulator import generate_events
 
-    # generate_events yields in occurred_at order
-    timed = [(parse_timestamp_ms(event["occurred_at"]), event) for event in generate_events(
-        "demo", hours=seconds * speed / 3600, seed=1, sessions_per_minute=LIVE_SESSIONS_PER_MINUTE,
-        incident_offset_hours=min(INCIDENT_OFFSET_HOURS, seconds * speed / 3600 * 0.6))]
-    config = {"policy": {"warmup": 30}}
-    lateness_ms = Catalogue.from_dict(config).lateness_ms
+    plan = plan_live(seconds, speed, series, progress)
     stem = f"live-{uuid.uuid4().hex[:8]}"
-    env = _worker_env(broker, stem, f"{stem}-events", config, workdir)
+    asyncio.run(_create_topics(broker.bootstrap, [f"{stem}-events", f"{stem}-points", f"{stem}-alerts"]))
+    env = _worker_env(broker, stem, f"{stem}-events", plan.config, workdir)
     worker = _start_worker(env, workdir, stem, 0)
     try:
         deadline = time.monotonic() + 90
@@ -636,26 +757,40 @@ def run_live(broker: EmbeddedBroker, workdir: Path, seconds: float, progress: Pr
             if worker.process.poll() is not None or time.monotonic() > deadline:
                 raise BenchError(f"the live-phase worker did not start:\n{worker.log()[-2000:]}")
             time.sleep(0.05)
-        progress(f"live: sending {len(timed):,} events paced at {speed:g}x for {seconds:.0f} s")
-        wall_t0 = asyncio.run(_send_paced(broker.bootstrap, f"{stem}-events", timed, speed))
-        time.sleep(3)  # let the last windows the events closed come out
-        points = asyncio.run(_read_records(broker.bootstrap, f"{stem}-points"))
-        alerts = asyncio.run(_read_records(broker.bootstrap, f"{stem}-alerts"))
+        windows_per_s = plan.series * speed * 1000 / plan.window_ms
+        progress(f"live: sending {len(plan.timed):,} events paced at {speed:g}x for {seconds:.0f} s "
+                 f"({plan.series:,} series: {windows_per_s:,.0f} windows closed a second)")
+        wall_t0, found = asyncio.run(_live_traffic(broker.bootstrap, stem, plan, speed, max(30.0, seconds)))
+        series_tracked = int(_total(_safe_scrape(worker.port), "blipwatch_series_tracked"))
     finally:
         worker.stop()
-    event_t0, last_event_ms = timed[0][0], timed[-1][0]
-    latencies = []
-    for published, document in points + alerts:
-        close_ms = parse_timestamp_ms(document["window_end"]) + lateness_ms
-        if close_ms <= last_event_ms:  # windows closed by the idle flush after the last event: left out
-            latencies.append(published - (wall_t0 + (close_ms - event_t0) / 1000 / speed))
-    latencies.sort()
+    event_t0 = plan.timed[0][0]
+    seen, stamped, alerts = [], [], 0
+    window_of: dict[str, int] = {}   # window_end text -> close ms (a few dozen distinct values)
+    for read_at, stamp, topic, value in found:
+        document = orjson.loads(value)
+        if topic.endswith("-alerts"):
+            alerts += 1
+        end = document["window_end"]
+        close_ms = window_of.get(end)
+        if close_ms is None:
+            close_ms = window_of[end] = parse_timestamp_ms(end) + plan.lateness_ms
+        # windows closed by the idle flush after the last event: left out
+        if close_ms - plan.lateness_ms - plan.window_ms <= plan.last_window:
+            due = wall_t0 + (close_ms - event_t0) / 1000 / speed
+            seen.append(read_at - due)
+            stamped.append(stamp - due)
+    seen.sort()
+    stamped.sort()
+    return LiveRun(seconds, len(plan.timed), len(seen), alerts, _at(seen, 0.5), _at(seen, 0.99),
+                   seen[-1] if seen else None, speed=speed, series_expected=plan.series,
+                   series_tracked=series_tracked, records_expected=plan.points, windows_per_s=windows_per_s,
+                   sessions_per_minute=plan.sessions_per_minute, stamped_p50_s=_at(stamped, 0.5),
+                   stamped_p99_s=_at(stamped, 0.99))
 
-    def at(q: float) -> float | None:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None
 
-    return LiveRun(seconds, len(timed), len(latencies), len(alerts), at(0.5), at(0.99),
-                   latencies[-1] if latencies else None)
+def _at(ordered: list[float], q: float) -> float | None:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
 
 
 # --- the whole run ---------------------------------------------------------------------------
@@ -667,7 +802,8 @@ class BenchReport:
     workload: Workload
     bare_seconds: list[float]
     worker: WorkerRun
-    live: LiveRun | None = None
+    live: LiveRun | None = None           # the first live run (the figures of the top-level keys)
+    live_runs: list[LiveRun] = field(default_factory=list)   # one per --live-speed, in order
 
     @property
     def bare_events_per_s(self) -> float:
@@ -694,6 +830,10 @@ class BenchReport:
             "alert_latency_measured": "live" if self.live else "backlog",
             "live_records": self.live.records if self.live else None,
             "live_latency_max_s": _round(self.live.max_s) if self.live else None,
+            "live_speed": self.live.speed if self.live else None,
+            "live_series_tracked": self.live.series_tracked if self.live else None,
+            "live_windows_closed_per_s": round(self.live.windows_per_s, 1) if self.live else None,
+            "live_runs": [run.as_dict() for run in self.live_runs],
             "backlog_alert_latency_p50_s": _round(worker.alert_latency_p50_s),
             "backlog_alert_latency_p99_s": _round(worker.alert_latency_p99_s),
             "events": self.events,
@@ -720,7 +860,8 @@ def _round(value: float | None) -> float | None:
 
 
 def run_bench(events: int, series: int, progress: Progress = _quiet, workers: int = 1,
-              bare_repeats: int = 3, live_seconds: float = 60.0) -> BenchReport:
+              bare_repeats: int = 3, live_seconds: float = 60.0,
+              live_speeds: tuple[float, ...] = (LIVE_SPEED,)) -> BenchReport:
     workload = plan_workload(events, series, progress)
     workdir = Path(tempfile.mkdtemp(prefix="blipwatch-bench-"))
     try:
@@ -732,8 +873,10 @@ def run_bench(events: int, series: int, progress: Progress = _quiet, workers: in
                 progress(f"bare consumer, run {attempt + 1} of {bare_repeats}")
                 bare.append(asyncio.run(_bare_consume(broker.bootstrap, topic, len(workload.messages))))
             worker = run_workers(broker, topic, workload, workdir, workers=workers, progress=progress)
-            live = run_live(broker, workdir, live_seconds, progress) if live_seconds > 0 else None
-            return BenchReport(len(workload.messages), series, workload, bare, worker, live)
+            lives = [run_live(broker, workdir, live_seconds, progress, speed=speed, series=series)
+                     for speed in (live_speeds if live_seconds > 0 else ())]
+            return BenchReport(len(workload.messages), series, workload, bare, worker,
+                               lives[0] if lives else None, lives)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -765,9 +908,16 @@ def format_report(report: BenchReport) -> str:
         f"  windows scored                    {worker.windows_scored:>12,}  (expected {report.workload.points_total:,}; "
         f"events late {worker.events_late:,}, invalid {worker.events_invalid:,})",
     ]
-    live = report.live
-    if live is not None and live.p50_s is not None:
+    for live in report.live_runs:
+        if live.p50_s is None:
+            lines.append(f"  alert latency, live at {live.speed:g}x          no point came out")
+            continue
         lines.append(f"  alert latency p50 / p99, live     {live.p50_s:>12.3f} / {live.p99_s:.3f} s  "
-                     f"(max {live.max_s:.3f} s over {live.records:,} points and alerts; {live.events:,} events "
-                     f"paced at {LIVE_SPEED:g}x for {live.seconds:.0f} s; window close to record on the topic)")
+                     f"(max {live.max_s:.3f} s over {live.records:,} points and alerts, {live.records_expected:,} "
+                     f"points expected; window close to record read from the topic)")
+        lines.append(f"    at {live.speed:g}x: {live.events:,} events paced for {live.seconds:.0f} s "
+                     f"({live.sessions_per_minute:,.0f} sessions a minute), {live.series_tracked:,} series tracked "
+                     f"(expected {live.series_expected:,}): {live.windows_per_s:,.0f} windows closed a second, "
+                     f"{live.series_expected:,} at each window close; to the producer timestamp "
+                     f"{live.stamped_p50_s:.3f} / {live.stamped_p99_s:.3f} s")
     return "\n".join(lines)

@@ -87,10 +87,25 @@ def initialise_metric(metric: str) -> None:
             ALERTS.labels(metric, status, severity)
 
 
+#: Per series, the six gauges' bound ``set`` methods (bounded by the series cap): ``labels()`` takes
+#: a lock and builds a key tuple per call, six times per closed series (~20% of the aggregate's
+#: time with 10,000 series, py-spy).
+_SERIES_SETTERS: dict[tuple[str, str], tuple] = {}
+
+
 def observe_point(metric: str, segment: str, value, expected, lower, upper, score, firing: bool) -> None:
     """Set the per-series gauges (bounded by the series cap) from one scored point."""
-    initialise_metric(metric)
-    for gauge, reading in ((SERIES_VALUE, value), (SERIES_EXPECTED, expected), (SERIES_LOWER, lower),
-                           (SERIES_UPPER, upper), (SERIES_SCORE, score)):
-        gauge.labels(metric, segment).set(float("nan") if reading is None else reading)
-    SERIES_FIRING.labels(metric, segment).set(1 if firing else 0)
+    setters = _SERIES_SETTERS.get((metric, segment))
+    if setters is None:
+        initialise_metric(metric)
+        setters = _SERIES_SETTERS[(metric, segment)] = tuple(
+            gauge.labels(metric, segment).set for gauge in (SERIES_VALUE, SERIES_EXPECTED, SERIES_LOWER,
+                                                            SERIES_UPPER, SERIES_SCORE, SERIES_FIRING))
+    nan = float("nan")
+    set_value, set_expected, set_lower, set_upper, set_score, set_firing = setters
+    set_value(nan if value is None else value)
+    set_expected(nan if expected is None else expected)
+    set_lower(nan if lower is None else lower)
+    set_upper(nan if upper is None else upper)
+    set_score(nan if score is None else score)
+    set_firing(1 if firing else 0)

@@ -151,3 +151,132 @@ def test_a_mean_whose_where_fails_does_not_shift_the_next_means_sums():
     assert partials == expected
     assert partials["items_per_order|all"] == {1_767_643_500_000: [8.0, 2.0]}
     assert partials["big_order_value|all"] == {1_767_643_500_000: [150.0, 1.0]}
+
+
+# --- StateWriter: points delivered, then state, then acknowledgements -----------------------
+
+import asyncio  # noqa: E402
+
+from blipwatch.stream_app import aggregate as aggregate_module  # noqa: E402
+from blipwatch.stream_app.aggregate import StateWriter  # noqa: E402
+
+
+class _Tracker:
+    def __init__(self, series: str, log: list):
+        self.series, self.log, self.version = series, log, 0
+
+    def to_bytes(self) -> bytes:
+        self.log.append(("serialise", self.series, self.version))
+        return f"{self.series}@{self.version}".encode()
+
+
+def _writer(log: list, aggregators: dict | None = None, busy=lambda: False):
+    sent: list[asyncio.Future] = []
+
+    async def send(partition, key, blob):
+        log.append(("state sent", key.decode(), blob.decode()))
+        future = asyncio.get_running_loop().create_future()
+        sent.append(future)
+        return future
+
+    writer = StateWriter(aggregators if aggregators is not None else {}, send, lambda key, blob: None, busy)
+    return writer, sent
+
+
+def test_state_is_serialised_only_after_every_point_is_delivered_and_acks_wait_for_the_state():
+    async def scenario():
+        log: list = []
+        agg, catalogue = aggregator()
+        agg.merge({"complaint_count|all": [[0, 3, 0]]}, lambda: log.append("ack"))
+        agg.watermark.update({0: closes_at(0, catalogue.window_ms, catalogue.lateness_ms)}, 1)
+        writer, sent = _writer(log, {0: agg})
+        tracker = _Tracker("complaint_count|all", log)
+        point = asyncio.get_running_loop().create_future()
+        writer.closed(0, [tracker], [point])
+        task = asyncio.ensure_future(writer.write())
+        await asyncio.sleep(0.01)
+        assert log == [], "nothing is serialised while a point is undelivered"
+        point.set_result(None)
+        await asyncio.sleep(0.01)
+        assert log == [("serialise", "complaint_count|all", 0), ("state sent", "complaint_count|all",
+                                                                  "complaint_count|all@0")]
+        assert not task.done()
+        sent[0].set_result(None)
+        await task
+        assert log[-1] == "ack", "acknowledged once the state is delivered"
+        assert writer.idle()
+
+    asyncio.run(scenario())
+
+
+def test_a_message_half_processed_holds_the_state_back(monkeypatch):
+    """The agent moved the watermark and closed windows but has not yet queued their points."""
+    async def scenario():
+        log: list = []
+        writer, sent = _writer(log)
+        tracker = _Tracker("a", log)
+        writer.closed(0, [tracker], [])
+        writer.in_hand = True
+        task = asyncio.ensure_future(writer.write())
+        await asyncio.sleep(0.02)
+        assert log == []
+        point = asyncio.get_running_loop().create_future()
+        tracker.version = 1
+        writer.closed(0, [tracker], [point])
+        writer.in_hand = False
+        await asyncio.sleep(0.02)
+        assert log == [], "the new point is not delivered yet"
+        point.set_result(None)
+        await asyncio.sleep(0.02)
+        assert log[0] == ("serialise", "a", 1)
+        for future in sent:
+            future.set_result(None)
+        await task
+
+    asyncio.run(scenario())
+
+
+def test_a_series_closed_twice_before_the_write_is_written_once_and_chunks_let_the_agent_in(monkeypatch):
+    monkeypatch.setattr(aggregate_module, "STATE_CHUNK", 2)
+
+    async def scenario():
+        log: list = []
+        writer, sent = _writer(log)
+        trackers = [_Tracker(name, log) for name in "abcde"]
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        writer.closed(0, trackers, [done])
+        writer.closed(0, trackers[:1], [done])
+        assert writer.due(now=writer.oldest + aggregate_module.STATE_DEFER_SECONDS)
+        assert not writer.due(now=writer.oldest)
+        task = asyncio.ensure_future(writer.write())
+        while not task.done():
+            await asyncio.sleep(0)
+            for future in sent:
+                if not future.done():
+                    future.set_result(None)
+        assert [entry[1] for entry in log if entry[0] == "serialise"] == list("abcde")
+        assert writer.idle() and writer.oldest is None
+
+    asyncio.run(scenario())
+
+
+def test_a_revocation_drops_a_write_under_way_and_acknowledges_nothing():
+    async def scenario():
+        log: list = []
+        agg, catalogue = aggregator()
+        agg.merge({"complaint_count|all": [[0, 3, 0]]}, lambda: log.append("ack"))
+        agg.watermark.update({0: closes_at(0, catalogue.window_ms, catalogue.lateness_ms)}, 1)
+        aggregators = {0: agg}
+        writer, sent = _writer(log, aggregators)
+        writer.closed(0, [_Tracker("a", log)], [])
+        task = asyncio.ensure_future(writer.write())
+        await asyncio.sleep(0.01)
+        aggregators.clear()
+        writer.forget()
+        for future in sent:
+            future.set_result(None)
+        await task
+        assert "ack" not in log
+
+    asyncio.run(scenario())

@@ -24,8 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="workers in one consumer group (default 1; 2 measures scale-out)")
     parser.add_argument("--live-seconds", type=float, default=60.0,
                         help="then send the demo scenario paced (event time 60x the wall clock) to a fresh "
-                             "worker for this long and measure window close to alert under live traffic "
-                             "(default 60; 0 skips it)")
+                             "worker tracking about --series series for this long and measure window close to "
+                             "alert under live traffic (default 60; 0 skips it)")
+    parser.add_argument("--live-speed", default="60",
+                        help="event seconds per wall second in the live phase; several, comma separated, "
+                             "run one after another with a fresh worker each (default 60: every series "
+                             "closes a one-minute window each second; 10 is a calmer pace, see "
+                             "docs/performance.md)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.set_defaults(func=run)
 
@@ -45,6 +50,14 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.live_seconds <= 3600:
         print("blipwatch bench: --live-seconds must be between 0 and 3600", file=sys.stderr)
         return 2
+    try:
+        speeds = tuple(float(speed) for speed in args.live_speed.split(",") if speed.strip())
+    except ValueError:
+        speeds = ()
+    if not speeds or not all(0.5 <= speed <= 600 for speed in speeds):
+        print("blipwatch bench: --live-speed must be one or more numbers between 0.5 and 600, comma separated",
+              file=sys.stderr)
+        return 2
     if not 1 <= args.workers <= 4:
         print("blipwatch bench: --workers must be between 1 and 4 (the topics have 4 partitions)",
               file=sys.stderr)
@@ -58,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         report = run_bench(args.events, args.series, progress=progress, workers=args.workers,
-                           live_seconds=args.live_seconds)
+                           live_seconds=args.live_seconds, live_speeds=speeds)
     except (BenchError, BrokerError) as exc:
         print(f"\nblipwatch bench: {exc}", file=sys.stderr)
         return 1
