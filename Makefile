@@ -25,7 +25,8 @@ demo: $(STAMP)
 test: $(STAMP) services
 	$(PY) -m pytest -q -ra -m "not soak" $(PYTEST_ARGS)
 
-# fault injection under load (issue 7): failover, graceful stop, broker outage, hostile input at volume
+# long tests: fault injection under load (issue 7: failover, graceful stop, broker outage, hostile
+# input at volume) and issue 5's detection bars on 48 h of the default simulated shop
 soak: $(STAMP) services
 	$(PY) -m pytest -q -ra -m soak tests $(PYTEST_ARGS)
 

@@ -2,7 +2,7 @@
 ``blipwatch simulate`` / ``replay`` / ``evaluate`` commands: the whole ``all`` scenario, 48 h of
 the simulator's default shop (480 sessions a minute, ~12M events; the first day normal, then
 every incident of the second day). ``simulate`` is piped into ``replay``, one core each: about
-70 s on 2 cores.
+70-150 s on 2 cores, so it runs with the long tests (``make soak``, in CI after ``make test``).
 
 Three tests: every incident but the deliberately subtle one detected and the busy evening quiet;
 the false-alert bar (<= 1 per simulated day across all series); the median delay (<= 2
@@ -24,6 +24,8 @@ _spec = importlib.util.spec_from_file_location(
     "scenario_eval", Path(__file__).resolve().parents[1] / "benchmarks" / "scenario_eval.py")
 scenario_eval = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(scenario_eval)
+
+pytestmark = pytest.mark.soak
 
 
 @pytest.fixture(scope="module")
