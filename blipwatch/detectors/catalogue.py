@@ -315,6 +315,11 @@ class PartialAggregate:
         return key
 
     def add(self, event: CustomerEvent) -> None:
+        self.add_fields(event, event.occurred_at_ms)
+
+    def add_fields(self, event: Any, occurred_at_ms: int) -> None:
+        """``add`` for anything with an event's ``event_type``, segment dimensions and
+        ``properties`` attributes (the ingest passes its decoded wire struct: no CustomerEvent)."""
         event_type = event.event_type
         plan = self._plans.get(event_type)
         if plan is None:
@@ -324,7 +329,6 @@ class PartialAggregate:
             return
         properties = event.properties
         matched = tuple([selector.matches(properties) for selector in filtered]) if filtered else ()
-        occurred_at_ms = event.occurred_at_ms
         key = (event_type, self._values(event), occurred_at_ms - occurred_at_ms % self.window_ms, matched)
         cell = self.combos.get(key)
         if cell is None:
