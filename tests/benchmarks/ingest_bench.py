@@ -132,18 +132,18 @@ def measure(events: int, repeat: int, worker_gc: bool = True) -> dict[str, dict[
             rows["IngestBatch.add_records"] = best(adding_records, repeat, n)
         if reference is not None:
             # the name the ingest decodes with: decode_event_fields since it exists, decode_event before
-            name = "decode_event_fields" if hasattr(ingest, "decode_event_fields") else "decode_event"
-            fast = getattr(ingest, name)
+            patched = "decode_event_fields" if hasattr(ingest, "decode_event_fields") else "decode_event"
+            fast = getattr(ingest, patched)
 
             def reference_fields(raw: Any, max_bytes: int) -> Any:
                 event = reference(raw, max_bytes)
                 return event, event.occurred_at_ms
 
-            setattr(ingest, name, reference_fields if name == "decode_event_fields" else reference)
+            setattr(ingest, patched, reference_fields if patched == "decode_event_fields" else reference)
             try:
                 rows["add, reference decode"] = best(adding, repeat, n)
             finally:
-                setattr(ingest, name, fast)
+                setattr(ingest, patched, fast)
         rows["events"] = n
         results[name] = rows
     return results
