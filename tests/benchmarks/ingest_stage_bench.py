@@ -1,7 +1,7 @@
 """The ingest stage alone, against the embedded broker, beside a bare consumer, for two trees.
 
     git archive main blipwatch | tar -x -C /tmp/base
-    .venv/bin/python tests/benchmarks/ingest_stage_bench.py --baseline /tmp/base [--events 300000] [--rounds 3]
+    .venv/bin/python tests/benchmarks/ingest_stage_bench.py --baseline /tmp/base [--baseline DIR ...] [--events 300000] [--rounds 3]
 
 ``blipwatch bench``'s "ingest only" figure runs the whole worker: it shares the core with the
 scoring stage, and it ends at the first ``/metrics`` poll (every 0.25 s) after the flush (every
@@ -131,7 +131,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--baseline", metavar="DIR", help="a tree holding another blipwatch/ to measure in turn")
+    parser.add_argument("--baseline", metavar="DIR", action="append", default=[],
+                        help="a tree holding another blipwatch/ to measure in turn (may be repeated)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
@@ -152,9 +153,8 @@ def main() -> None:
 
     workload = plan_workload(args.events, 1000)
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    trees = {"this tree": here}
-    if args.baseline:
-        trees = {"baseline": os.path.abspath(args.baseline), **trees}
+    trees = {os.path.basename(os.path.abspath(tree)) or tree: os.path.abspath(tree) for tree in args.baseline}
+    trees["this tree"] = here
     best: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="blipwatch-ingest-stage-") as workdir, \
             EmbeddedBroker(log_path=Path(workdir) / "broker.log") as broker:
@@ -179,7 +179,7 @@ def main() -> None:
                      "--config", json.dumps(workload.config)],
                     env={**os.environ, "PYTHONPATH": tree}, check=True, capture_output=True, text=True)
                 result = json.loads(out.stdout)
-                print(f"round {round_ + 1} {name:10} bare {result['bare_wall']:.2f} s wall / "
+                print(f"round {round_ + 1} {name:12} bare {result['bare_wall']:.2f} s wall / "
                       f"{result['bare_cpu']:.2f} s cpu, ingest {result['ingest_wall']:.2f} s wall / "
                       f"{result['ingest_cpu']:.2f} s cpu, ratio {result['bare_wall'] / result['ingest_wall']:.3f}",
                       flush=True)
@@ -190,7 +190,7 @@ def main() -> None:
     n = len(workload.messages)
     print(f"\n{n:,} events, best of {args.rounds}; us per event (wall / cpu) and ingest/bare ratio")
     for name, kept in best.items():
-        print(f"{name:10} bare {kept['bare_wall'] / n * 1e6:5.2f} / {kept['bare_cpu'] / n * 1e6:5.2f}   "
+        print(f"{name:12} bare {kept['bare_wall'] / n * 1e6:5.2f} / {kept['bare_cpu'] / n * 1e6:5.2f}   "
               f"ingest {kept['ingest_wall'] / n * 1e6:5.2f} / {kept['ingest_cpu'] / n * 1e6:5.2f}   "
               f"ratio (wall) {kept['bare_wall'] / kept['ingest_wall']:.3f}")
 
