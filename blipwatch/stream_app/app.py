@@ -265,14 +265,9 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             started = time.perf_counter()
             now_ms = int(time.time() * 1000)
             watermark = self.watermark.value(now_ms)
-            add = self.batch.add
+            add_records = self.batch.add_records
             for tp, records in batches.items():
-                newest = None
-                source_prefix = f"{tp.topic}/{tp.partition}/"
-                for record in records:
-                    event_ms = add(record.key, record.value, source_prefix, watermark, record.offset)
-                    if event_ms is not None and (newest is None or event_ms > newest):
-                        newest = event_ms
+                newest = add_records(records, f"{tp.topic}/{tp.partition}/", watermark)
                 if newest is not None:
                     self.watermark.observe(tp.partition, newest, now_ms)
                 elif records:

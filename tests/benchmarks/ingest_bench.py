@@ -17,9 +17,13 @@ of --repeat passes over every message):
 - ``IngestBatch.add``: decode, the too-far-ahead and lateness checks, counts, pre-aggregation,
   and the partials fanned out every 2,000 events (as ``replay`` does; the worker drains every
   0.5 s) — the whole ingest cost per event;
-- ``add, reference decode``: the same with the reference decoder swapped in.
+- ``add, reference decode``: the same with the reference decoder swapped in;
+- ``IngestBatch.add_records``: what the worker calls, one fetched partition's records at a time
+  (here 2,000 records per call, then the drain), same outcome as ``add`` message by message (absent
+  from trees that predate it).
 
-The machine is shared, so the figures are the best of --rounds rounds, and with --baseline the two
+The garbage collector is set as the worker sets it (``--default-gc``: Python's defaults). The
+machine is shared, so the figures are the best of --rounds rounds, and with --baseline the two
 trees take turns (baseline, this tree, baseline, ...).
 """
 
@@ -64,7 +68,7 @@ def best(run: Callable[[], None], repeat: int, n: int) -> float:
     return min(times) / n * 1e6
 
 
-def measure(events: int, repeat: int) -> dict[str, dict[str, float]]:
+def measure(events: int, repeat: int, worker_gc: bool = True) -> dict[str, dict[str, float]]:
     import orjson
 
     from blipwatch.detectors.catalogue import Catalogue
@@ -74,7 +78,12 @@ def measure(events: int, repeat: int) -> dict[str, dict[str, float]]:
     decode_event = events_module.decode_event
     reference = getattr(events_module, "decode_event_reference", None)
     results: dict[str, dict[str, float]] = {}
-    for name, (config, messages) in workloads(events).items():
+    loads_of_work = workloads(events)
+    if worker_gc:  # as `blipwatch worker` runs (commands/worker.py: tune_gc), not Python's default
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
+    for name, (config, messages) in loads_of_work.items():
         values = [value for _, value in messages]
         catalogue = Catalogue.from_dict(config)
         n = len(values)
@@ -99,17 +108,42 @@ def measure(events: int, repeat: int) -> dict[str, dict[str, float]]:
                     batch.aggregate.drain()
             batch.aggregate.drain()
 
+        class Record:
+            __slots__ = ("key", "value", "offset")
+
+            def __init__(self, key: bytes, value: bytes, offset: int):
+                self.key, self.value, self.offset = key, value, offset
+
+        records = [Record(key, value, offset) for offset, (key, value) in enumerate(messages)]
+
+        def adding_records() -> None:
+            batch = ingest.IngestBatch(catalogue, 65536)
+            add_records = batch.add_records
+            for start in range(0, len(records), DRAIN_EVERY):
+                add_records(records[start:start + DRAIN_EVERY], "customer-events/0/", None)
+                batch.aggregate.drain()
+
         rows["orjson.loads"] = best(loads, repeat, n)
         if reference is not None:
             rows["decode (reference)"] = best(decoding(reference), repeat, n)
         rows["decode_event"] = best(decoding(decode_event), repeat, n)
         rows["IngestBatch.add"] = best(adding, repeat, n)
+        if hasattr(ingest.IngestBatch, "add_records"):
+            rows["IngestBatch.add_records"] = best(adding_records, repeat, n)
         if reference is not None:
-            ingest.decode_event = reference
+            # the name the ingest decodes with: decode_event_fields since it exists, decode_event before
+            patched = "decode_event_fields" if hasattr(ingest, "decode_event_fields") else "decode_event"
+            fast = getattr(ingest, patched)
+
+            def reference_fields(raw: Any, max_bytes: int) -> Any:
+                event = reference(raw, max_bytes)
+                return event, event.occurred_at_ms
+
+            setattr(ingest, patched, reference_fields if patched == "decode_event_fields" else reference)
             try:
                 rows["add, reference decode"] = best(adding, repeat, n)
             finally:
-                ingest.decode_event = decode_event
+                setattr(ingest, patched, fast)
         rows["events"] = n
         results[name] = rows
     return results
@@ -123,10 +157,13 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="DIR",
                         help="a tree holding another blipwatch/ (e.g. `git archive main blipwatch | tar -x -C DIR`):"
                              " measure it too, in a subprocess, and print both")
+    parser.add_argument("--default-gc", action="store_true",
+                        help="keep Python's default GC thresholds (the default is the worker's: gc.freeze(), "
+                             "generation 0 at 50,000)")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # the subprocess's output
     args = parser.parse_args()
     if args.json:
-        print(json.dumps(measure(args.events, args.repeat)))
+        print(json.dumps(measure(args.events, args.repeat, not args.default_gc)))
         return
     columns: dict[str, dict[str, dict[str, float]]] = {}
 
@@ -141,9 +178,9 @@ def main() -> None:
         if args.baseline:
             env = {**os.environ, "PYTHONPATH": os.path.abspath(args.baseline)}
             out = subprocess.run([sys.executable, __file__, "--json", "--events", str(args.events),
-                                  "--repeat", str(args.repeat)], env=env, check=True, capture_output=True, text=True)
+                                  "--repeat", str(args.repeat)] + (["--default-gc"] if args.default_gc else []), env=env, check=True, capture_output=True, text=True)
             keep("baseline", json.loads(out.stdout))
-        keep("this tree", measure(args.events, args.repeat))
+        keep("this tree", measure(args.events, args.repeat, not args.default_gc))
     for workload in columns["this tree"]:
         n = int(columns["this tree"][workload]["events"])
         print(f"\nworkload {workload!r}, {n:,} events: us per event (best of {args.rounds} x {args.repeat})")

@@ -280,3 +280,140 @@ def test_a_revocation_drops_a_write_under_way_and_acknowledges_nothing():
         assert "ack" not in log
 
     asyncio.run(scenario())
+
+
+class ReferenceAggregate:
+    """``PartialAggregate`` as it was before the margins (2026-11-30): every event counted per
+    combination of (type, segment values, window, where outcomes), each combination fanned out to
+    every series at the drain. The partials' order and floats, the series the cap admits and the
+    drops must stay exactly these. Series admission and labels come from a PartialAggregate of its
+    own (``helper``), whose combinations are not used."""
+
+    def __init__(self, catalogue: Catalogue):
+        from blipwatch.detectors.catalogue import PartialAggregate
+
+        self.helper = PartialAggregate(catalogue)
+        self.combos: dict[tuple, list[float]] = {}
+
+    def add(self, event) -> None:
+        helper = self.helper
+        contributions, filtered, averaged = helper._plan(event.event_type)
+        if not contributions:
+            return
+        properties = event.properties
+        matched = tuple([selector.matches(properties) for selector in filtered]) if filtered else ()
+        ms = event.occurred_at_ms
+        key = (event.event_type, helper._values(event), ms - ms % helper.window_ms, matched)
+        cell = self.combos.get(key)
+        if cell is None:
+            cell = self.combos[key] = [0.0] * (1 + 2 * len(averaged))
+        cell[0] += 1.0
+        for i, selector in enumerate(averaged):
+            value = properties.get(selector.property)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                continue
+            cell[1 + 2 * i] += value
+            cell[2 + 2 * i] += 1.0
+
+    def drain(self) -> dict[str, dict[int, list[float]]]:
+        helper = self.helper
+        partials: dict[str, dict[int, list[float]]] = {}
+        for (event_type, values, window_start, matched), cell in self.combos.items():
+            contributions = helper._plan(event_type)[0]
+            segments = helper._segments(values)
+            count = cell[0]
+            where_index = mean_index = 0
+            for metric_index, role, selector in contributions:
+                if selector.where is not None:
+                    where_index += 1
+                    if not matched[where_index - 1]:
+                        if selector.property is not None:
+                            mean_index += 1
+                        continue
+                if selector.property is not None:
+                    add_numerator, add_denominator = cell[1 + 2 * mean_index], cell[2 + 2 * mean_index]
+                    mean_index += 1
+                    if not add_denominator:
+                        continue
+                    weight = add_denominator
+                elif role == 0:
+                    add_numerator, add_denominator, weight = count, 0.0, count
+                else:
+                    add_numerator, add_denominator, weight = 0.0, count, count
+                for segment in segments:
+                    key = helper._series(metric_index, segment)
+                    if key is None:
+                        helper._drop(metric_index, weight)
+                        continue
+                    windows = partials.setdefault(key, {})
+                    series_cell = windows.get(window_start)
+                    if series_cell is None:
+                        windows[window_start] = [0.0 + add_numerator, 0.0 + add_denominator]
+                    else:
+                        series_cell[0] += add_numerator
+                        series_cell[1] += add_denominator
+        self.combos = {}
+        return partials
+
+
+def test_partials_equal_the_reference_in_order_and_floats_with_the_same_cap_and_drops():
+    import random
+
+    from blipwatch.detectors.catalogue import PartialAggregate
+    from blipwatch.schemas.events import CustomerEvent
+
+    catalogue = Catalogue.from_dict({"segments": {"max_series_per_metric": 9}, "metrics": {
+        "big_order_value": {"kind": "mean", "mean": {"event_types": ["purchase"], "property": "order_value",
+                                                     "where": "order_value > 100"}},
+        "cart_abandonment_rate": {"kind": "rate", "numerator": {"event_types": ["cart_abandoned"]},
+                                  "denominator": {"event_types": ["cart_abandoned", "purchase"]}},
+        "items_per_order": {"kind": "mean", "mean": {"event_types": ["purchase"], "property": "items"}},
+        "event_volume": {"kind": "count", "count": {"event_types": "*"}},
+        "search_zero_results_rate": {"kind": "rate",
+                                     "numerator": {"event_types": ["search"], "where": "results_count == 0"},
+                                     "denominator": {"event_types": ["search"]}},
+        "small_orders": {"kind": "count", "count": {"event_types": ["purchase"], "where": "order_value < 50"}},
+    }})
+    rng = random.Random(5)
+    types = ["page_view", "search", "cart_abandoned", "purchase", "purchase", "made_up_type"]
+    countries = ["DE", "FR", "GB", "ES", "IT", "PL", "NL", "SE", "AT", "BE", "DK", None]
+    events = []
+    for i in range(8000):
+        event_type = rng.choice(types)
+        properties: dict = {}
+        if event_type == "search":
+            properties["results_count"] = rng.choice([0, 3, 12])
+        if event_type == "purchase":
+            if rng.random() < 0.8:
+                properties["order_value"] = rng.choice([12.5, 80.1, 199.99, 0.3, 1e-7, 1e16])
+            if rng.random() < 0.7:
+                properties["items"] = rng.choice([1, 2, 3.5, 0.1])
+        events.append(CustomerEvent(f"e{i}", event_type, 1_767_600_000_000 + rng.randint(0, 8 * MINUTE), None, None,
+                                    rng.choice(["web", "app", None]), rng.choice(countries),
+                                    rng.choice(["mobile", "desktop", None]), properties))
+    aggregate, reference = PartialAggregate(catalogue), ReferenceAggregate(catalogue)
+    for start in range(0, len(events), 900):  # several drains, as flushes do
+        for event in events[start:start + 900]:
+            aggregate.add(event)
+            reference.add(event)
+        got, expected = aggregate.drain(), reference.drain()
+        assert [(k, list(w.items())) for k, w in got.items()] == [(k, list(w.items())) for k, w in expected.items()]
+        assert aggregate.drain_dropped() == reference.helper.drain_dropped()
+    assert [sorted(seen) for seen in aggregate.series_seen] == [sorted(seen) for seen in reference.helper.series_seen]
+    assert any(len(seen) == 9 for seen in aggregate.series_seen)
+
+
+def test_the_cap_admits_series_in_the_order_events_first_fed_them():
+    """Which series the cap lets in depends on the order they are first fed; the margins replay it."""
+    from blipwatch.detectors.catalogue import PartialAggregate
+    from blipwatch.schemas.events import CustomerEvent
+
+    catalogue = Catalogue.from_dict({"segments": {"max_series_per_metric": 3}})
+    aggregate, reference = PartialAggregate(catalogue), ReferenceAggregate(catalogue)
+    for i, (country, channel) in enumerate([("DE", "web"), ("FR", "web"), ("DE", "app"), ("GB", "app")]):
+        event = CustomerEvent(f"e{i}", "page_view", 1_767_600_000_000 + i, channel=channel, country=country)
+        aggregate.add(event)
+        reference.add(event)
+    assert list(aggregate.drain()) == list(reference.drain())
+    assert sorted(aggregate.series_seen[0]) == sorted(reference.helper.series_seen[0]) == [
+        "event_volume|all", "event_volume|channel=web", "event_volume|country=DE"]
