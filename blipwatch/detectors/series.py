@@ -424,6 +424,16 @@ class SeriesDetector:
 
     # --- sequential evidence ----------------------------------------------------------------
 
+    def _residual_rho(self) -> float:
+        """Lag-1 autocorrelation of the learned residuals, in [0, 0.9]."""
+        variance = self.ac_square - self.ac_mean * self.ac_mean
+        rho = (self.ac_cross - self.ac_mean * self.ac_mean) / variance if variance > 1e-9 else 0.0
+        return min(max(rho, 0.0), 0.9)
+
+    def _residual_bias(self) -> float:
+        """The learned residuals' recent mean (a level lagging a ramp), within one sigma."""
+        return max(-1.0, min(1.0, self.ac_mean))
+
     def _cusum_next(self, z: float) -> tuple[float, float]:
         """The two one-sided CUSUMs after a point with residual ``z``.
 
@@ -434,14 +444,12 @@ class SeriesDetector:
         # level lags a daily ramp): a sum of n AR(1) residuals has variance n (1+rho)/(1-rho),
         # so each step is shrunk to keep the CUSUM's tail calibrated
         # centred: residuals of small counts are not mean-zero (mostly 0 against 0.3 expected)
-        variance = self.ac_square - self.ac_mean * self.ac_mean
-        rho = (self.ac_cross - self.ac_mean * self.ac_mean) / variance if variance > 1e-9 else 0.0
-        rho = min(max(rho, 0.0), 0.9)
+        rho = self._residual_rho()
         # and the level's own recent bias (it lags a daily ramp by a steady fraction of a sigma)
         # is not evidence of a blip: the CUSUM adds up departures from it
         if not self.sequential:
             return 0.0, 0.0
-        centred = z - max(-1.0, min(1.0, self.ac_mean))
+        centred = z - self._residual_bias()
         step = max(-self.cusum_clip, min(self.cusum_clip, centred)) * math.sqrt((1.0 - rho) / (1.0 + rho))
         up = max(0.0, self.cusum_up + step - self.cusum_k)
         down = max(0.0, self.cusum_down - step - self.cusum_k)
@@ -505,10 +513,8 @@ class SeriesDetector:
         x_p, n_p, mu_p = self._pool(self.pool_prev, x, n, mu)
         mu_p = self._clamp(mu_p)
         z = self._residual_z(x_p, mu_p, n_p, self._variance(mu_p, n_p)[1])
-        variance = self.ac_square - self.ac_mean * self.ac_mean
-        rho = (self.ac_cross - self.ac_mean * self.ac_mean) / variance if variance > 1e-9 else 0.0
-        rho = min(max(rho, 0.0), 0.9)
-        return (z - math.sqrt(2.0) * max(-1.0, min(1.0, self.ac_mean))) / math.sqrt(1.0 + rho)
+        rho = self._residual_rho()
+        return (z - math.sqrt(2.0) * self._residual_bias()) / math.sqrt(1.0 + rho)
 
     def _point_score(self, z: float) -> float:
         return _t_tail_score(z, self.tail_dof) if self.tail_dof > 0 else _tail_score(z)
