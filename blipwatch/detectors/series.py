@@ -444,11 +444,11 @@ class SeriesDetector:
         # level lags a daily ramp): a sum of n AR(1) residuals has variance n (1+rho)/(1-rho),
         # so each step is shrunk to keep the CUSUM's tail calibrated
         # centred: residuals of small counts are not mean-zero (mostly 0 against 0.3 expected)
+        if not self.sequential:
+            return 0.0, 0.0
         rho = self._residual_rho()
         # and the level's own recent bias (it lags a daily ramp by a steady fraction of a sigma)
         # is not evidence of a blip: the CUSUM adds up departures from it
-        if not self.sequential:
-            return 0.0, 0.0
         centred = z - self._residual_bias()
         step = max(-self.cusum_clip, min(self.cusum_clip, centred)) * math.sqrt((1.0 - rho) / (1.0 + rho))
         up = max(0.0, self.cusum_up + step - self.cusum_k)
