@@ -202,7 +202,8 @@ def load_series(blob: bytes) -> SeriesState:
         tag, last_closed, incident, detector, policy = body
         if tag != "series":
             raise KeyError(tag)
-        if not (last_closed is None or type(last_closed) is int) or not (incident is None or isinstance(incident, dict)):
+        if not (last_closed is None or isinstance(last_closed, (int, float))) or isinstance(last_closed, bool) \
+                or not (incident is None or isinstance(incident, dict)):
             raise TypeError("progress")
         return SeriesState(last_closed, incident, _detector_from(detector), _policy_from(policy))
     except Exception as exc:  # any damage means the same thing to the caller: re-warm
