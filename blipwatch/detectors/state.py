@@ -38,7 +38,8 @@ _POLICY_STATE = tuple(f.name for f in fields(AlertPolicy) if f.name not in _POLI
 
 def _layout() -> str:
     """Checksum of every name whose position decides what a stored value means."""
-    parts = [f"{kind}={cls.__name__}:{','.join(cls._STATE_FIELDS)}" for kind, cls in sorted(_KIND_CLASSES.items())]
+    parts = [f"{kind}={cls.__name__}:{','.join(cls._STATE_FIELDS)}"
+             for kind, cls in sorted(_KIND_CLASSES.items())]
     parts += ["shift:" + ",".join(_SHIFT_FIELDS), "policy:" + ",".join(_POLICY_STATE),
               "series:last_closed,incident,detector,policy"]
     return f"{zlib.crc32('|'.join(parts).encode()):08x}"
