@@ -37,7 +37,9 @@ def close_until(self, watermark):
     return out
 
 
-SeriesTracker.close_until = close_until
-rc = main(sys.argv[1:])
-print(f"round-tripped {count[0]} states, {count[1] / max(count[0], 1):.0f} bytes each on average", file=sys.stderr)
-sys.exit(rc)
+if __name__ == "__main__":
+    SeriesTracker.close_until = close_until
+    rc = main(sys.argv[1:])
+    print(f"round-tripped {count[0]} states, {count[1] / max(count[0], 1):.0f} bytes each on average",
+          file=sys.stderr)
+    sys.exit(rc)
