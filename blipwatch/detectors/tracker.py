@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from blipwatch.detectors.catalogue import Catalogue, MetricDefinition
+from blipwatch.detectors.state import StateVersionError, dump_series, load_series
 from blipwatch.detectors.windows import closes_at
 from blipwatch.schemas.outputs import AnomalyAlert, MetricPoint, iso_from_ms, segment_from_label
 
@@ -220,17 +221,13 @@ class SeriesTracker:
     def to_bytes(self) -> bytes:
         """Detector + policy + progress, versioned; open windows are not part of it (they are
         rebuilt from the partials topic, whose offsets are committed only once a window closed)."""
-        from blipwatch.detectors.state import dump_series
-
         return dump_series(self.last_closed, self.incident, self.detector, self.policy)
 
     @classmethod
     def from_bytes(cls, blob: bytes, series: str, metric: MetricDefinition,
                    catalogue: Catalogue) -> "SeriesTracker":
-        """Restore a tracker; an unreadable or old-format state (a version-1 record included)
+        """Restore a tracker; an unreadable or old-format state (format 4's orjson record included)
         is re-warmed on purpose (logged), never a crash."""
-        from blipwatch.detectors.state import StateVersionError, load_series
-
         try:
             state = load_series(blob)
         except StateVersionError as exc:
