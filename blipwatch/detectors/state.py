@@ -7,7 +7,7 @@ layout (or a damaged one) raises :class:`StateVersionError`, so the caller re-wa
 series on purpose instead of crashing.
 
 Format 5 (since 2026-11-30, docs/performance.md "State codec"): MessagePack instead of
-stdlib JSON + zlib (format 4), ~25x cheaper to encode. Floats are MessagePack float64, so NaN,
+stdlib JSON + zlib (format 4), ~28x cheaper to encode. Floats are MessagePack float64, so NaN,
 ±inf and -0.0 round-trip bit for bit (a restored detector scores byte-identically). Settings
 are stored by name (a setting added later takes its default, as before); the running state
 is stored by position in ``_STATE_FIELDS`` order, and ``LAYOUT``, a checksum of those field
