@@ -13,7 +13,7 @@ No Kafka, no Faust, no I/O: the stream, ``replay`` and ``score-series`` run this
 ...     if transition:
 ...         print(transition.status, transition.direction, transition.severity, minute)
 firing up critical 50
->>> det = load_state(dump_state(det))   # what the pipeline keeps per series
+>>> det = load_state(dump_state(det))   # versioned bytes; a series keeps detector + policy in one (dump_series)
 """
 
 from blipwatch.detectors.policy import AlertPolicy, Transition

@@ -6,21 +6,21 @@ same input they produce the same points and alerts.
 
 from __future__ import annotations
 
-import base64
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from blipwatch.detectors.catalogue import Catalogue, MetricDefinition
+from blipwatch.detectors.state import StateVersionError, dump_series, load_series
 from blipwatch.detectors.windows import closes_at
 from blipwatch.schemas.outputs import AnomalyAlert, MetricPoint, iso_from_ms, segment_from_label
 
 log = logging.getLogger(__name__)
 
-#: Version of the series record envelope (the detector's own state carries its own version).
-RECORD_VERSION = 1
+# The series record (progress, detector and policy) is one blob since state format 5
+# (``detectors.state.dump_series``): its header's version and layout cover the record too, so the
+# separate RECORD_VERSION of format 4's orjson envelope (base64 blobs inside) is gone.
+
 #: A series silent for longer than this many windows is not back-filled window by window:
 #: its detector sees the last MAX_GAP_WINDOWS empty windows only.
 MAX_GAP_WINDOWS = 24 * 60
@@ -221,36 +221,22 @@ class SeriesTracker:
     def to_bytes(self) -> bytes:
         """Detector + policy + progress, versioned; open windows are not part of it (they are
         rebuilt from the partials topic, whose offsets are committed only once a window closed)."""
-        from blipwatch.detectors import dump_state
-
-        return orjson.dumps({
-            "v": RECORD_VERSION,
-            "last_closed": self.last_closed,
-            "incident": self.incident,
-            "detector": base64.b64encode(dump_state(self.detector)).decode(),
-            "policy": base64.b64encode(dump_state(self.policy)).decode(),
-        })
+        return dump_series(self.last_closed, self.incident, self.detector, self.policy)
 
     @classmethod
     def from_bytes(cls, blob: bytes, series: str, metric: MetricDefinition,
                    catalogue: Catalogue) -> "SeriesTracker":
-        """Restore a tracker; an unreadable or old-format state is re-warmed on purpose (logged),
-        never a crash."""
-        from blipwatch.detectors import StateVersionError, load_state
-
+        """Restore a tracker; an unreadable or old-format state (format 4's orjson record included)
+        is re-warmed on purpose (logged), never a crash."""
         try:
-            record = orjson.loads(blob)
-            if record.get("v") != RECORD_VERSION:
-                raise StateVersionError(f"series record version {record.get('v')!r}")
-            detector = load_state(base64.b64decode(record["detector"]))
-            policy = load_state(base64.b64decode(record["policy"]))
-        except (StateVersionError, ValueError, KeyError, TypeError) as exc:
+            state = load_series(blob)
+        except StateVersionError as exc:
             log.warning("detector state of %s could not be loaded (%s): re-warming it from scratch", series, exc)
             tracker = cls(series, metric, catalogue)
             tracker.rewarmed = True
             return tracker
-        return cls(series, metric, catalogue, detector=detector, policy=policy,
-                   last_closed=record.get("last_closed"), incident=record.get("incident"))
+        return cls(series, metric, catalogue, detector=state.detector, policy=state.policy,
+                   last_closed=state.last_closed, incident=state.incident)
 
 
 class IncidentBook:
