@@ -28,6 +28,7 @@ from blipwatch.stream_app import metrics
 from blipwatch.stream_app.aggregate import PartitionAggregator, StateWriter, decode_partials
 from blipwatch.stream_app.config import Settings
 from blipwatch.stream_app.ingest import IngestBatch, partial_messages, partition_for, sent_positions
+from blipwatch.stream_app.produce import BatchSender
 
 log = logging.getLogger("blipwatch")
 
@@ -418,12 +419,16 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
     # Set while the agent is between a message and its last effect (points, state, acks).
     processing = asyncio.Event()
 
-    async def send_state(partition: int, key: bytes, blob: bytes):
+    # points, alerts and detector state go to aiokafka as record batches of our own (produce.py):
+    # one future per batch instead of one per record through app.producer.send
+    batches = BatchSender(lambda: app.producer._ensure_producer())  # noqa: SLF001  (Faust's AIOKafkaProducer)
+
+    async def send_state(records: list[tuple[int, bytes, bytes]]) -> list:
         # Straight to the producer, as the points are: Table.send_changelog's path (send_soon's
         # buffer, one publish_message per record from one task, FutureMessage and callback) was
         # ~10% of a live worker at 10k series. Its callback only records the persisted offset,
         # which the memory store does not keep (recovery reads the changelog from its start).
-        return await app.producer.send(changelog_name, key, blob, partition, None, None)
+        return await batches.send_to(changelog_name, records)
 
     def store_state(key: bytes, blob: bytes) -> None:
         detector_state.data[key] = blob  # the store only: the changelog record is sent by send_state
@@ -491,16 +496,21 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             aggregator.watermark.update(report, total)
             watermark = aggregator.watermark.value()
             closed_series = aggregator.close(watermark)
-            deliveries = []
+            points: list[tuple[bytes, bytes]] = []
+            alerts: list[tuple[bytes, bytes]] = []
             for tracker, closed in closed_series:
                 for window in closed:
-                    deliveries.extend(await publish(tracker, window, observed_at))
+                    publish(tracker, window, observed_at, points, alerts)
                 # the series' gauges show its newest window: set once per series, not once per window
                 last = closed[-1]
                 point = last.point
                 metrics.WINDOWS_SCORED.labels(point.metric).inc(len(closed))
                 metrics.observe_point(point.metric, tracker.segment_label, point.value, point.expected,
                                       point.lower, point.upper, point.score, last.firing)
+            # every point queued before any alert: an alert never leaves ahead of its point
+            deliveries = await batches.send(settings.points_topic, points) if points else []
+            if alerts:
+                deliveries.extend(await batches.send(settings.alerts_topic, alerts))
             if closed_series or deliveries:
                 writer.closed(partition, [tracker for tracker, _ in closed_series], deliveries)
         finally:
@@ -542,28 +552,26 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
                 gaps.clear()
         return decision == "process"
 
-    async def publish(tracker, window, observed_at: float) -> list:
-        """Send a closed window's point (and alert); returns the delivery futures.
+    def publish(tracker, window, observed_at: float, points: list, alerts: list) -> None:
+        """A closed window's point (and alert) as (key, value) records, sent with the message's others.
 
-        Straight to the producer, as the ingest does, not through Faust's ``Topic.send``: its
-        per-message path (FutureMessage, sensors, callbacks) cost more than scoring the window
-        (bench: 3.9k -> 6.6k windows/s with the changes of that commit). Same bytes, same key, same
-        partitioner (the key's hash); Faust's ``blipwatch_faust_total_sent_messages`` no longer
-        counts them (``blipwatch_windows_scored_total`` and ``blipwatch_alerts_total`` do)."""
+        Not through Faust's ``Topic.send``: its per-message path (FutureMessage, sensors, callbacks)
+        cost more than scoring the window (bench: 3.9k -> 6.6k windows/s with the changes of that
+        commit); nor one ``app.producer.send`` each since perf-produce (``produce.BatchSender``).
+        Same bytes, same key, same partitioner (the key's hash); Faust's
+        ``blipwatch_faust_total_sent_messages`` does not count them (``blipwatch_windows_scored_total``
+        and ``blipwatch_alerts_total`` do)."""
         point = window.point
-        deliveries = [await app.producer.send(settings.points_topic, point.series.encode(), point.to_json(),
-                                              None, None, None)]
+        points.append((point.series.encode(), point.to_json()))
         alert = window.alert
         if alert is None:
-            return deliveries
+            return
         incidents.note(tracker.series, alert)
         alert.published_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        deliveries.append(await app.producer.send(settings.alerts_topic, alert.dedup_key.encode(), alert.to_json(),
-                                                  None, None, None))
+        alerts.append((alert.dedup_key.encode(), alert.to_json()))
         metrics.ALERTS.labels(alert.metric, alert.status, alert.severity).inc()
         metrics.ALERT_LATENCY.observe(max(0.0, time.time() - observed_at))
         log.info("alert %s: %s", alert.status, alert.summary)
-        return deliveries
 
     @app.on_partitions_revoked.connect
     async def forget_partitions(app_, revoked, **kwargs) -> None:
