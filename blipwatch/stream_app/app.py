@@ -28,7 +28,7 @@ from blipwatch.stream_app import metrics
 from blipwatch.stream_app.aggregate import PartitionAggregator, StateWriter, decode_partials
 from blipwatch.stream_app.config import Settings
 from blipwatch.stream_app.ingest import IngestBatch, partial_messages, partition_for, sent_positions
-from blipwatch.stream_app.produce import BatchSender
+from blipwatch.stream_app.produce import BatchSender, track_topics
 
 log = logging.getLogger("blipwatch")
 
@@ -38,6 +38,10 @@ FLUSH_SECONDS = 0.5
 #: least after the last flush (live 10k series at 10x: the close waited 0-0.5 s for the next flush).
 MIN_FLUSH_SECONDS = 0.05
 MAX_BATCH = 10_000
+#: Points (and their alerts) are sent every this many while a partials message is scored, not all at
+#: its end: a backlog message can close 60,000 windows at 10k series (~30 MB of points held, and
+#: the first of them waiting for the last), and a send lets the producer and the ingest run.
+PUBLISH_CHUNK = 2_000
 #: How often the worker checks that its topics exist and Kafka answers (a restarted broker may
 #: come back without them); also the pace of the "cannot reach Kafka" warning while it is down.
 TOPIC_CHECK_SECONDS = 5.0
@@ -153,6 +157,11 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
         async def on_start(self) -> None:
             # create the input topic if it is missing, so a fresh cluster works without admin steps
             await events_topic.maybe_declare()
+            # every topic we write exists, and the producer's metadata covers it, before anything is
+            # sent (produce.track_topics)
+            await self.ensure_topics()
+            await track_topics(app.producer._ensure_producer(),  # noqa: SLF001
+                               [topic for topic in our_topics if topic != settings.events_topic])
             self.consumer = AIOKafkaConsumer(
                 group_id=f"{settings.app_id}-ingest",
                 enable_auto_commit=False,
@@ -211,9 +220,14 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
 
         @Service.timer(TOPIC_CHECK_SECONDS)
         async def check_kafka(self) -> None:
+            await self.ensure_topics()
+
+        async def ensure_topics(self) -> None:
             """Say clearly when Kafka is unreachable, and re-create our topics when a broker comes
             back without them (a memory-only broker restarted, or topics deleted), so the worker
-            resumes without manual steps."""
+            resumes without manual steps. Also at start: outputs nobody has written to yet are
+            created here (settings.partitions, compaction for the changelog), not by a metadata
+            request that happens to auto-create them (a broker's default partition count)."""
             try:
                 if self.admin is None:
                     self.admin = AIOKafkaAdminClient(request_timeout_ms=4000, **settings.aiokafka_kwargs())
@@ -498,19 +512,21 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             closed_series = aggregator.close(watermark)
             points: list[tuple[bytes, bytes]] = []
             alerts: list[tuple[bytes, bytes]] = []
+            deliveries = []
             for tracker, closed in closed_series:
                 for window in closed:
                     publish(tracker, window, observed_at, points, alerts)
+                if len(points) >= PUBLISH_CHUNK:
+                    deliveries.extend(await send_points(points, alerts))
+                    points, alerts = [], []
                 # the series' gauges show its newest window: set once per series, not once per window
                 last = closed[-1]
                 point = last.point
                 metrics.WINDOWS_SCORED.labels(point.metric).inc(len(closed))
                 metrics.observe_point(point.metric, tracker.segment_label, point.value, point.expected,
                                       point.lower, point.upper, point.score, last.firing)
-            # every point queued before any alert: an alert never leaves ahead of its point
-            deliveries = await batches.send(settings.points_topic, points) if points else []
-            if alerts:
-                deliveries.extend(await batches.send(settings.alerts_topic, alerts))
+            if points:
+                deliveries.extend(await send_points(points, alerts))
             if closed_series or deliveries:
                 writer.closed(partition, [tracker for tracker, _ in closed_series], deliveries)
         finally:
@@ -551,6 +567,13 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             if gaps is not None:
                 gaps.clear()
         return decision == "process"
+
+    async def send_points(points: list, alerts: list) -> list:
+        """Points, then the alerts of those points: an alert is never queued ahead of its point."""
+        deliveries = await batches.send(settings.points_topic, points)
+        if alerts:
+            deliveries.extend(await batches.send(settings.alerts_topic, alerts))
+        return deliveries
 
     def publish(tracker, window, observed_at: float, points: list, alerts: list) -> None:
         """A closed window's point (and alert) as (key, value) records, sent with the message's others.

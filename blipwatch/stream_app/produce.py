@@ -84,6 +84,25 @@ class BatchSender:
         return futures
 
 
+async def track_topics(producer, topics: Iterable[str]) -> None:
+    """Make the producer's metadata cover ``topics`` for good, before anything is queued for them.
+
+    aiokafka's client asks for the metadata of *every* topic while its own topic set is empty, and
+    only for that set once a send has added a topic the metadata did not know yet (its
+    ``_wait_on_metadata``). That first addition drops every other topic from the producer's
+    metadata: batches already queued for them have no known leader, so the sender keeps them
+    (and refreshes metadata in a loop) until a send to their topic adds it back. A worker whose
+    ingest was waiting for its queued partials to leave (``add_message`` behind a full batch) then
+    waited until its consumer group threw it out (``max_poll_interval``, 5 minutes): seen with the
+    points topic created after the worker started (``bench --live-seconds 0``), when the first
+    points were sent while the ingest waited. Adding every topic the worker writes at start keeps
+    the set non-empty and covering them all."""
+    client = producer.client
+    for topic in topics:
+        client.add_topic(topic)
+    await client.force_metadata_update()
+
+
 def build_batches(records: Iterable[tuple[int, bytes | None, bytes | None]], max_bytes: int,
                   compression_type: int = 0) -> list[tuple[int, BatchBuilder]]:
     """``(partition, builder)`` in the order the builders were opened, each closed, records in call
@@ -108,4 +127,4 @@ def build_batches(records: Iterable[tuple[int, bytes | None, bytes | None]], max
     return batches
 
 
-__all__ = ["BatchSender", "build_batches"]
+__all__ = ["BatchSender", "build_batches", "track_topics"]
