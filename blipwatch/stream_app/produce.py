@@ -16,7 +16,7 @@ What stays as it was:
   ``send`` would use, or the partition given;
 - the bytes: key, value, no headers; the timestamp is the producer's clock when the batch is
   built (``send`` stamped each record when it was queued: the same moment, give or take the time
-  to score one partials message, and before the record could leave either way);
+  to publish the records of one call, and before the record could leave either way);
 - the order within a partition: records are appended in call order and a partition's batches are
   submitted in the order they were opened (``send_batch`` waits until the partition's previous
   batch has left the accumulator); batches of one call are submitted before the call returns, so
