@@ -161,10 +161,11 @@ class StateWriter:
     """
 
     def __init__(self, aggregators: dict[int, "PartitionAggregator"],
-                 send: Callable[[int, bytes, bytes], Awaitable[Any]],
+                 send: Callable[[list[tuple[int, bytes, bytes]]], Awaitable[list[Any]]],
                  store: Callable[[bytes, bytes], None], busy: Callable[[], bool]):
         self.aggregators = aggregators
-        self.send = send        # (partition, key, blob) -> the record's delivery future
+        #: [(partition, key, blob), ...] -> their delivery futures (one per record batch), in order
+        self.send = send
         self.store = store      # (key, blob): the table's local copy
         self.busy = busy        # the agent has a partials message in hand
         self.dirty: dict[str, tuple[int, SeriesTracker]] = {}
@@ -237,8 +238,8 @@ class StateWriter:
                 # serialised with nothing in between (no await): each blob is a consistent snapshot
                 blobs = [(partition, tracker.series.encode(), tracker.to_bytes())
                          for partition, tracker in todo[start:start + STATE_CHUNK]]
-                for partition, key, blob in blobs:
-                    sent.append(await self.send(partition, key, blob))
+                sent.extend(await self.send(blobs))
+                for _, key, blob in blobs:
                     self.store(key, blob)
             await asyncio.gather(*sent)
             if generation != self.generation:

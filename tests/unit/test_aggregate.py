@@ -173,11 +173,13 @@ class _Tracker:
 def _writer(log: list, aggregators: dict | None = None, busy=lambda: False):
     sent: list[asyncio.Future] = []
 
-    async def send(partition, key, blob):
-        log.append(("state sent", key.decode(), blob.decode()))
-        future = asyncio.get_running_loop().create_future()
-        sent.append(future)
-        return future
+    async def send(records):
+        futures = []
+        for partition, key, blob in records:   # a future per record: the tests settle them one by one
+            log.append(("state sent", key.decode(), blob.decode()))
+            futures.append(asyncio.get_running_loop().create_future())
+        sent.extend(futures)
+        return futures
 
     writer = StateWriter(aggregators if aggregators is not None else {}, send, lambda key, blob: None, busy)
     return writer, sent
