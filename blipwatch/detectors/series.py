@@ -168,6 +168,32 @@ def _tail_score(z: float) -> float:
     return min(1.0, max(0.0, -math.log10(p) / 10.0))
 
 
+def _betacf(a: float, b: float, x: float) -> float:
+    """Lentz's continued fraction for I_x(a, b), accurate to ~1e-12 for the x < (a+1)/(a+b+2) branch
+    (the two terms of each step written out; the same operations as a loop over both)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 200):
+        m2 = 2 * m
+        num = m * (b - m) * x / ((a + m2 - 1) * (a + m2))
+        d = 1.0 + num * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + num / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        num = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))
+        d = 1.0 + num * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + num / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        if abs(d * c - 1.0) < 1e-12:
+            break
+    return h
+
+
 def _t_tail_score(z: float, dof: float) -> float:
     """Like ``_tail_score`` but with Student's t tails (``dof`` degrees of freedom), via the
     regularised incomplete beta function's continued fraction (no SciPy)."""
@@ -175,31 +201,13 @@ def _t_tail_score(z: float, dof: float) -> float:
         return 0.0
     x = dof / (dof + z * z)
     a, b = dof / 2.0, 0.5
-    # Lentz's continued fraction for I_x(a, b), accurate to ~1e-12 for the x < (a+1)/(a+b+2) branch
-    def betacf(a: float, b: float, x: float) -> float:
-        tiny = 1e-300
-        c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        h = d
-        for m in range(1, 200):
-            m2 = 2 * m
-            for num in (m * (b - m) * x / ((a + m2 - 1) * (a + m2)),
-                        -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))):
-                d = 1.0 + num * d
-                d = 1.0 / (d if abs(d) > tiny else tiny)
-                c = 1.0 + num / c
-                c = c if abs(c) > tiny else tiny
-                h *= d * c
-            if abs(d * c - 1.0) < 1e-12:
-                break
-        return h
     if x <= 0.0:
         return 1.0
     log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
     if x < (a + 1.0) / (a + b + 2.0):
-        p = math.exp(log_front) * betacf(a, b, x) / a          # two-sided tail = I_x(dof/2, 1/2)
+        p = math.exp(log_front) * _betacf(a, b, x) / a          # two-sided tail = I_x(dof/2, 1/2)
     else:
-        p = 1.0 - math.exp(log_front) * betacf(b, a, 1.0 - x) / b
+        p = 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
     if p <= 1e-10:
         return 1.0
     return min(1.0, max(0.0, -math.log10(max(p, 1e-300)) / 10.0))
@@ -431,7 +439,9 @@ class SeriesDetector:
             result = (obs, None, None, 0.0, None, False)
         else:
             n = obs[1] if obs is not None else (self.volume_mean or 1.0)
-            plain, seasonal = self._bases(t)
+            plain = self.level + self.phi * self.trend   # _bases(t), written out
+            step = self._profile_step(t)
+            seasonal = None if step is None else self._moved(plain, step)
             mu = self._clamp(plain)
             var_total = self._var_total(mu, n)
             z, returning = 0.0, False
@@ -766,7 +776,8 @@ class SeriesDetector:
                 self.profile_days[i] = min(self.profile_days[i] + 1, 1000)
             self.bin_current, self.bin_sum, self.bin_count = b, 0.0, 0
         if x is not None:
-            self.bin_sum += self._profile_key(x) - self.offset
+            # _profile_key(x), written out
+            self.bin_sum += (math.log(max(x, 0.5)) if self.multiplicative else x) - self.offset
             self.bin_count += 1
 
     # --- state -------------------------------------------------------------------------------

@@ -107,8 +107,11 @@ class SeriesTracker:
         return True
 
     def next_close_at(self) -> int | None:
-        if self.last_closed is not None:
-            return closes_at(self.last_closed + self.window_ms, self.window_ms, self.lateness_ms)
+        # asked of every series at every watermark step: closes_at written out
+        last_closed = self.last_closed
+        if last_closed is not None:
+            window_ms = self.window_ms
+            return last_closed + window_ms + window_ms + self.lateness_ms
         if self.open:
             return closes_at(min(self.open), self.window_ms, self.lateness_ms)
         return None
