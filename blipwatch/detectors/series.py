@@ -153,6 +153,10 @@ class Scored:
         d["volume"] = volume
 
 
+# On the scoring path (once or more per window) min() and max() of two floats are written out as
+# conditional expressions, ~0.1 us cheaper each and the same result, NaN and signed zeros included:
+# the builtins keep their first argument unless a later one compares strictly smaller (min: b < a)
+# or larger (max: b > a), so min(a, b) is `b if b < a else a` and max(a, b) is `b if b > a else a`.
 _SQRT2 = math.sqrt(2.0)
 _LN10 = math.log(10.0)
 #: Per number of profile bins: window start (seconds) -> its bin. Every series closes the same
@@ -165,7 +169,9 @@ def _tail_score(z: float) -> float:
     p = math.erfc(abs(z) / _SQRT2)
     if p <= 1e-10:
         return 1.0
-    return min(1.0, max(0.0, -math.log10(p) / 10.0))
+    score = -math.log10(p) / 10.0
+    score = score if score > 0.0 else 0.0      # min(1.0, max(0.0, score))
+    return score if score < 1.0 else 1.0
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -512,16 +518,21 @@ class SeriesDetector:
         """``_cusum_next`` of a sequential series, given ``_residual_rho()`` and ``_residual_bias()``."""
         centred = z - bias
         clip = self.cusum_clip
-        step = max(-clip, min(clip, centred)) * math.sqrt((1.0 - rho) / (1.0 + rho))
+        low = -clip
+        centred = centred if centred < clip else clip     # max(-clip, min(clip, centred))
+        centred = centred if centred > low else low
+        step = centred * math.sqrt((1.0 - rho) / (1.0 + rho))
         k = self.cusum_k
-        up = max(0.0, self.cusum_up + step - k)
-        down = max(0.0, self.cusum_down - step - k)
+        up = self.cusum_up + step - k
+        up = up if up > 0.0 else 0.0                      # max(0.0, up)
+        down = self.cusum_down - step - k
+        down = down if down > 0.0 else 0.0
         if z < 0.5:
             up *= 0.5
         if z > -0.5:
             down *= 0.5
         cap = self.cusum_cap
-        return min(up, cap), min(down, cap)
+        return (cap if cap < up else up), (cap if cap < down else down)   # min(up, cap), min(down, cap)
 
     def _cusum_score(self, s: float) -> float:
         """The CUSUM on the same rarity scale as a single point: for N(0,1) residuals its
@@ -558,8 +569,10 @@ class SeriesDetector:
             m = self.ac_mean
             variance = self.ac_square - m * m
             rho = (self.ac_cross - m * m) / variance if variance > 1e-9 else 0.0
-            rho = min(max(rho, 0.0), 0.9)
-            bias = max(-1.0, min(1.0, m))
+            rho = 0.0 if 0.0 > rho else rho          # min(max(rho, 0.0), 0.9)
+            rho = 0.9 if 0.9 < rho else rho
+            bias = m if m < 1.0 else 1.0              # max(-1.0, min(1.0, m))
+            bias = bias if bias > -1.0 else -1.0
             up, down = self._cusum_step(z, rho, bias)
         else:
             up = down = 0.0
@@ -568,10 +581,12 @@ class SeriesDetector:
         seasonal_only = self.sequential_seasoned
         if seasonal_only and not seasoned:
             up = down = 0.0
-        peak = max(up, down)
+        peak = down if down > up else up              # max(up, down)
         if peak > 0.0:   # _cusum_score
             log10_p = self._cusum_slope * (peak + 0.583) / _LN10
-            sequential = min(1.0, max(0.0, -log10_p / 10.0))
+            sequential = -log10_p / 10.0
+            sequential = sequential if sequential > 0.0 else 0.0   # min(1.0, max(0.0, sequential))
+            sequential = sequential if sequential < 1.0 else 1.0
             if sequential > score:
                 score, direction = sequential, "up" if up >= down else "down"
                 # the evidence is the run of points behind the CUSUM, not this point alone
@@ -651,7 +666,7 @@ class SeriesDetector:
         if young:
             up = down = 0.0
         self.cusum_up, self.cusum_down = up, down
-        peak = max(up, down)
+        peak = down if down > up else up              # max(up, down)
         slow = peak >= self.slow_at
         # a blip that outlasts adopt_after points (of evidence above slow_at) is the new normal
         if slow:
@@ -676,14 +691,18 @@ class SeriesDetector:
         clip_z = self.clip_z
         alpha_var = self.alpha_var
         keep = 1 - alpha_var
-        z_clipped = max(-clip_z, min(clip_z, z))
+        low = -clip_z
+        z_clipped = z if z < clip_z else clip_z       # max(-clip_z, min(clip_z, z))
+        z_clipped = z_clipped if z_clipped > low else low
         self.ac_cross = keep * self.ac_cross + alpha_var * z_clipped * self.last_z
         self.ac_square = keep * self.ac_square + alpha_var * z_clipped * z_clipped
         self.ac_mean = keep * self.ac_mean + alpha_var * z_clipped
         self.last_z = z_clipped
         sd = math.sqrt(var_total)
         e = x - mu
-        e_clipped = max(-clip_z * sd, min(clip_z * sd, e))
+        high, low = clip_z * sd, -clip_z * sd
+        e_clipped = e if e < high else high           # max(-clip_z * sd, min(clip_z * sd, e))
+        e_clipped = e_clipped if e_clipped > low else low
         factor = 1.0
         if seasoned and self.alpha_seasoned is not None:
             factor = self.alpha_seasoned / self.alpha
@@ -699,7 +718,9 @@ class SeriesDetector:
         if peak < self.slow_at:
             # a blip in the making must not widen the bands that should catch it; otherwise the
             # noise sees up to twice the learning clip, so heavy-tailed series get wider bands
-            e_noise = max(-2.0 * clip_z * sd, min(2.0 * clip_z * sd, e))
+            high, low = 2.0 * clip_z * sd, -2.0 * clip_z * sd
+            e_noise = e if e < high else high         # max(-2.0 * clip_z * sd, min(2.0 * clip_z * sd, e))
+            e_noise = e_noise if e_noise > low else low
             sample = self._noise_sample(e_noise, mu, n, z * sd)
             self.extra_sum = keep * self.extra_sum + sample
             self.extra_weight = keep * self.extra_weight + 1.0
@@ -708,8 +729,10 @@ class SeriesDetector:
         self.n_learned += 1
 
         clip = self.relevel_clip
+        low = -clip
+        clipped = z if z < clip else clip             # max(-clip, min(clip, z))
         shift = self.shift
-        shift.update(max(-clip, min(clip, z)))
+        shift.update(clipped if clipped > low else low)
         if shift.drift_detected and not returning:
             self._relevel_to_recent()
         self._commit_profile(t, x)
@@ -976,7 +999,8 @@ class CountDetector(SeriesDetector):
 
     def _clamp(self, mu: float) -> float:
         # Jeffreys-like floor: zeros all night do not make one event a miracle
-        return max(mu, 0.5 * self.alpha)
+        low = 0.5 * self.alpha
+        return low if low > mu else mu              # max(mu, 0.5 * self.alpha)
 
     def _sampling_var(self, mu: float, n: float) -> float:
         return mu
@@ -991,7 +1015,7 @@ class CountDetector(SeriesDetector):
         # _variance(mu, n)[1] with the hooks written out (sampling mu, floor 0.0), same operations
         weight = self.extra_weight
         est = self.extra_sum / weight if weight > 0 else 0.0
-        extra = max(est, 0.0) * mu
+        extra = (0.0 if 0.0 > est else est) * mu     # max(est, 0.0) * mu
         extra *= 1.0 + 4.0 / (weight + 1.0)
         return mu + extra + 0.0
 
@@ -1002,23 +1026,26 @@ class CountDetector(SeriesDetector):
         # _dispersion_sample with the sampling variance (mu) written out
         deviance_z = residual / math.sqrt(mu)
         clip = 2.0 * self.clip_z
-        deviance_z = max(-clip, min(clip, deviance_z))
+        low = -clip
+        deviance_z = deviance_z if deviance_z < clip else clip    # max(-clip, min(clip, deviance_z))
+        deviance_z = deviance_z if deviance_z > low else low
         return deviance_z * deviance_z - 1.0
 
     def _residual_z(self, x: float, mu: float, n: float, var_total: float) -> float:
         xlogy = 0.0 if x <= 0.0 else x * math.log(x / mu)   # _xlogy(x, mu)
         deviance = 2.0 * (xlogy - (x - mu))
-        z = math.copysign(math.sqrt(max(deviance, 0.0)), x - mu)
+        z = math.copysign(math.sqrt(0.0 if 0.0 > deviance else deviance), x - mu)   # max(deviance, 0.0)
         return z * math.sqrt(mu / var_total)
 
     def _volume(self, x: float, mu: float, n: float) -> float:
-        return max(x, mu)
+        return mu if mu > x else x                  # max(x, mu)
 
     def _pool(self, prev: list[float], x: float, n: float, mu: float) -> tuple[float, float, float]:
         return prev[0] + x, 1.0, prev[2] + mu
 
     def _bounds(self, mu: float, half: float) -> tuple[float, float]:
-        return max(0.0, mu - half), mu + half
+        lower = mu - half
+        return (lower if lower > 0.0 else 0.0), mu + half   # max(0.0, mu - half)
 
 
 class RateDetector(SeriesDetector):
@@ -1069,13 +1096,16 @@ class RateDetector(SeriesDetector):
         if numerator is not None and denominator is not None:
             if denominator <= 0 or numerator < 0:
                 return None
-            return min(max(float(numerator) / float(denominator), 0.0), 1.0), float(denominator)
+            x = float(numerator) / float(denominator)
+            x = 0.0 if 0.0 > x else x                   # min(max(x, 0.0), 1.0)
+            return (1.0 if 1.0 < x else x), float(denominator)
         if value is None or not math.isfinite(value):
             return None
         return min(max(float(value), 0.0), 1.0), float(denominator) if denominator else 1.0
 
     def _clamp(self, mu: float) -> float:
-        return min(max(mu, 1e-6), 1.0 - 1e-6)
+        mu = 1e-6 if 1e-6 > mu else mu                  # min(max(mu, 1e-6), 1.0 - 1e-6)
+        return (1.0 - 1e-6) if (1.0 - 1e-6) < mu else mu
 
     def _sampling_var(self, mu: float, n: float) -> float:
         return mu * (1.0 - mu) / n
@@ -1094,7 +1124,9 @@ class RateDetector(SeriesDetector):
         # _dispersion_sample with the sampling variance written out
         deviance_z = residual / math.sqrt(mu * (1.0 - mu) / n)
         clip = 2.0 * self.clip_z
-        deviance_z = max(-clip, min(clip, deviance_z))
+        low = -clip
+        deviance_z = deviance_z if deviance_z < clip else clip    # max(-clip, min(clip, deviance_z))
+        deviance_z = deviance_z if deviance_z > low else low
         return deviance_z * deviance_z - 1.0
 
     def _floor_var(self, mu: float) -> float:
@@ -1106,7 +1138,7 @@ class RateDetector(SeriesDetector):
         sampling = mu * (1.0 - mu) / n
         weight = self.extra_weight
         est = self.extra_sum / weight if weight > 0 else 0.0
-        extra = max(est, 0.0) * sampling
+        extra = (0.0 if 0.0 > est else est) * sampling     # max(est, 0.0) * sampling
         extra *= 1.0 + 4.0 / (weight + 1.0)
         return sampling + extra + mu * (1.0 - mu) / (self.ew_den + 1.0)
 
@@ -1116,11 +1148,12 @@ class RateDetector(SeriesDetector):
         rest = n - k
         deviance = 2.0 * ((0.0 if k <= 0.0 else k * math.log(k / (n * mu)))
                           + (0.0 if rest <= 0.0 else rest * math.log(rest / (n * (1.0 - mu)))))
-        z = math.copysign(math.sqrt(max(deviance, 0.0)), x - mu)
+        z = math.copysign(math.sqrt(0.0 if 0.0 > deviance else deviance), x - mu)   # max(deviance, 0.0)
         return z * math.sqrt(mu * (1.0 - mu) / n / var_total)
 
     def _bounds(self, mu: float, half: float) -> tuple[float, float]:
-        return max(0.0, mu - half), min(1.0, mu + half)
+        lower, upper = mu - half, mu + half            # max(0.0, mu - half), min(1.0, mu + half)
+        return (lower if lower > 0.0 else 0.0), (upper if upper < 1.0 else 1.0)
 
 
 class MeanDetector(ValueDetector):
@@ -1187,7 +1220,8 @@ class MeanDetector(ValueDetector):
     def _var_total(self, mu: float, n: float) -> float:
         # _variance(mu, n)[1] with the hooks written out (sampling 0.0), same operations
         weight = self.extra_weight
-        est = max(self.extra_sum / weight if weight > 0 else 0.0, 0.0)
+        est = self.extra_sum / weight if weight > 0 else 0.0
+        est = 0.0 if 0.0 > est else est               # max(est, 0.0)
         extra = est / n
         extra *= 1.0 + 4.0 / (weight + 1.0)
         return 0.0 + extra + (est / (self.ew_den + 1.0) + (1e-3 * abs(mu)) ** 2 + 1e-12)
