@@ -407,7 +407,13 @@ class SeriesDetector:
         t_last = self.t_last
         if t_last is None:
             return None
-        now, before = self._bin(t), self._bin(t_last)
+        bins = self._bins   # self._bin(t), self._bin(t_last), mostly from the cache
+        now = bins.get(t)
+        if now is None:
+            now = self._bin(t)
+        before = bins.get(t_last)
+        if before is None:
+            before = self._bin(t_last)
         days = self.profile_days
         if not (days[now] and days[before]):
             return None
@@ -453,6 +459,8 @@ class SeriesDetector:
             z, returning = 0.0, False
             if obs is not None:
                 z = self._residual_z(obs[0], mu, n, var_total)
+            # the loop below stops at once while abs(z) < 1.0 (most points): no candidates then
+            if obs is not None and not abs(z) < 1.0:
                 # The point is judged by the hypothesis that explains it best: the level alone,
                 # the level moved along yesterday's profile (a step seen yesterday at this time is
                 # normal today; an incident yesterday does not make its absence today an alert),
@@ -786,7 +794,9 @@ class SeriesDetector:
     def _commit_profile(self, t: float, x: float | None) -> None:
         """Accumulate (clipped) observations per bin; at a bin change fold the bin into the profile.
         ``x`` None: only move on to ``t``'s bin (a point not learned)."""
-        b = self._bin(t)
+        b = self._bins.get(t)
+        if b is None:
+            b = self._bin(t)
         if b != self.bin_current:
             if self.bin_count:
                 i = self.bin_current
