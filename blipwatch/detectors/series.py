@@ -922,12 +922,14 @@ class ValueDetector(SeriesDetector):
                         best = above
                         continue
                     if k == b:     # residuals spread evenly (in log) within their bin
-                        best = max(best, above + w * (k + 1 - pos))
+                        v = above + w * (k + 1 - pos)
+                        best = v if v > best else best      # max(best, v)
                     above += w
                     if above > self.calibrate_top * self.calib_total:
                         break      # the power law extends the top of the histogram only
                     share = 2.0 ** (gamma * (k - pos))
-                    best = max(best, above * share)
+                    v = above * share
+                    best = v if v > best else best          # max(best, v)
                     if self.calib_total * share <= best:
                         break
                 prior = self.calibrate_prior * self.calib_unit
@@ -947,8 +949,12 @@ class ValueDetector(SeriesDetector):
 
     def learn_one(self, t, value, numerator=None, denominator=None) -> None:
         if self.calibrate_memory:
-            scored = super().score_one(t, value, numerator, denominator)
-            _, b = self._calibrated(t, value, numerator, denominator, scored)
+            cache = self._extra_cache
+            if cache is not None and cache[0] == (t, value, numerator, denominator):
+                b = cache[1][1]   # score_one's: _calibrated would return it without reading a Scored
+            else:
+                scored = super().score_one(t, value, numerator, denominator)
+                _, b = self._calibrated(t, value, numerator, denominator, scored)
             self._extra_cache = None
             if b is not None:
                 self._learn_calibration(b)
