@@ -422,7 +422,10 @@ class SeriesDetector:
 
     def _moved(self, level: float, step: float) -> float:
         """``level`` moved by a profile step (a log-ratio for multiplicative profiles)."""
-        return level * math.exp(max(-5.0, min(5.0, step))) if self.multiplicative else level + step
+        if self.multiplicative:
+            step = step if step < 5.0 else 5.0             # max(-5.0, min(5.0, step))
+            return level * math.exp(step if step > -5.0 else -5.0)
+        return level + step
 
     def _variance(self, mu: float, n: float) -> tuple[float, float]:
         sampling = self._sampling_var(mu, n)
@@ -810,7 +813,7 @@ class SeriesDetector:
             self.bin_current, self.bin_sum, self.bin_count = b, 0.0, 0
         if x is not None:
             # _profile_key(x), written out
-            self.bin_sum += (math.log(max(x, 0.5)) if self.multiplicative else x) - self.offset
+            self.bin_sum += (math.log(0.5 if 0.5 > x else x) if self.multiplicative else x) - self.offset   # max(x, 0.5)
             self.bin_count += 1
 
     # --- state -------------------------------------------------------------------------------
