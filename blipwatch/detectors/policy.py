@@ -120,13 +120,14 @@ class AlertPolicy:
         ``volume`` is the evidence behind the point (e.g. the denominator of a rate); None
         uses the detector's own ``scored.volume``.
         """
-        self.seen += 1
-        if self.seen <= self.warmup:
+        self.seen = seen = self.seen + 1
+        if seen <= self.warmup:
             return None
         volume = scored.volume if volume is None else volume
         if scored.value is None or scored.expected is None or volume < self.min_volume:
             return None
-        wanted = self._wanted(scored.direction)
+        direction = scored.direction   # self._wanted(direction), written out (once per window)
+        wanted = direction is not None and self.direction in ("both", direction)
         if self.firing:
             if wanted and scored.direction == self.incident_direction and \
                     scored.score >= self.threshold - self.hysteresis:

@@ -107,8 +107,11 @@ class SeriesTracker:
         return True
 
     def next_close_at(self) -> int | None:
-        if self.last_closed is not None:
-            return closes_at(self.last_closed + self.window_ms, self.window_ms, self.lateness_ms)
+        # asked of every series at every watermark step: closes_at written out
+        last_closed = self.last_closed
+        if last_closed is not None:
+            window_ms = self.window_ms
+            return last_closed + window_ms + window_ms + self.lateness_ms
         if self.open:
             return closes_at(min(self.open), self.window_ms, self.lateness_ms)
         return None
@@ -134,11 +137,14 @@ class SeriesTracker:
             self.open = {w: c for w, c in self.open.items() if w >= skip_to}
             start = min([skip_to, *self.open]) if self.open else skip_to
         window = start
+        window_ms = self.window_ms
+        pop = self.open.pop
+        score = self._score
         while window <= last_closable:
-            numerator, denominator = self.open.pop(window, (0.0, 0.0))
-            closed.append(self._score(window, numerator, denominator))
+            numerator, denominator = pop(window, (0.0, 0.0))
+            closed.append(score(window, numerator, denominator))
             self.last_closed = window
-            window += self.window_ms
+            window += window_ms
         return closed
 
     def _value(self, numerator: float, denominator: float) -> tuple[float | None, float | None, float | None]:
@@ -151,30 +157,35 @@ class SeriesTracker:
         return None, numerator, denominator
 
     def _score(self, window: int, numerator: float, denominator: float) -> ClosedWindow:
-        value, num, den = self._value(numerator, denominator)
-        t = window / 1000.0
+        # once per closed window: _value written out, arguments by position, closes_at inlined
         kind = self.metric.kind
-        if kind == "rate":
-            scored = self.detector.score_one(t, value, numerator=num, denominator=den)
-            self.detector.learn_one(t, value, numerator=num, denominator=den)
-        elif kind == "mean":
-            scored = self.detector.score_one(t, value, denominator=den)
-            self.detector.learn_one(t, value, denominator=den)
+        if kind == "count":
+            value, num, den = numerator, numerator, None
+        elif denominator > 0:
+            value, num, den = numerator / denominator, numerator, denominator
         else:
-            scored = self.detector.score_one(t, value)
-            self.detector.learn_one(t, value)
+            value, num, den = None, numerator, denominator
+        t = window / 1000.0
+        detector = self.detector
+        if kind == "rate":
+            scored = detector.score_one(t, value, num, den)
+            detector.learn_one(t, value, num, den)
+        elif kind == "mean":
+            scored = detector.score_one(t, value, None, den)
+            detector.learn_one(t, value, None, den)
+        else:
+            scored = detector.score_one(t, value)
+            detector.learn_one(t, value)
         # the detector knows the evidence behind its score (a run of windows for a sequential one)
         transition = self.policy.update(t, scored, None)
-        window_end = window + self.window_ms
+        window_ms = self.window_ms
         point = MetricPoint(
-            series=self.series, metric=self.metric.name, segment=dict(self.segment),
-            window_start=iso_from_ms(window), window_end=iso_from_ms(window_end),
-            numerator=num, denominator=den, value=value, expected=scored.expected, lower=scored.lower,
-            upper=scored.upper, score=float(scored.score), is_anomaly=bool(scored.is_anomaly),
-            direction=scored.direction,
+            self.series, self.metric.name, dict(self.segment), iso_from_ms(window),
+            iso_from_ms(window + window_ms), num, den, value, scored.expected, scored.lower,
+            scored.upper, float(scored.score), bool(scored.is_anomaly), scored.direction,
         )
         alert = self._alert(transition, window, point) if transition is not None else None
-        return ClosedWindow(point, alert, closes_at(window, self.window_ms, self.lateness_ms),
+        return ClosedWindow(point, alert, window + window_ms + self.lateness_ms,   # closes_at(window)
                             self.incident is not None)
 
     def _alert(self, transition: Any, window: int, point: MetricPoint) -> AnomalyAlert:

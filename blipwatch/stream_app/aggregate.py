@@ -96,19 +96,23 @@ class PartitionAggregator:
         return "skip"
 
     def merge(self, series_partials: dict[str, list[list[float]]], ack: Any) -> None:
-        newest_close = None
+        newest = None   # the newest window merged: its close is the newest close (closes_at is monotonic)
         late = 0
+        trackers = self.trackers
         for series, windows in series_partials.items():
-            tracker = self.tracker(series)
+            tracker = trackers.get(series) or self.tracker(series)
             if tracker is None:
                 continue
+            merge = tracker.merge
             for window, numerator, denominator in windows:
                 window = int(window)
-                if tracker.merge(window, numerator, denominator):
-                    close = closes_at(window, self.catalogue.window_ms, self.catalogue.lateness_ms)
-                    newest_close = close if newest_close is None else max(newest_close, close)
+                if merge(window, numerator, denominator):
+                    if newest is None or window > newest:
+                        newest = window
                 else:
                     late += 1
+        newest_close = None if newest is None else closes_at(newest, self.catalogue.window_ms,
+                                                             self.catalogue.lateness_ms)
         if late:
             metrics.PARTIALS_LATE.inc(late)
         self.pending.append((newest_close, ack))
