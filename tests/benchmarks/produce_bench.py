@@ -59,36 +59,34 @@ async def run(bootstrap: str, messages: int, points: int, rounds: int) -> None:
     data = workload(messages, points)
     records = sum(len(p) + len(a) + len(s) for p, a, s in data)
 
-    async def per_record() -> None:
+    async def one_by_one(topic: str, records) -> list:
+        return [await producer.send(topic, k, v, None, None, None) for k, v in records]
+
+    async def one_by_one_to(topic: str, records) -> list:
+        return [await producer.send(topic, k, v, p, None, None) for p, k, v in records]
+
+    async def publish(send, send_to) -> None:
+        """What the agent does per partials message: its points and alerts delivered, and every
+        fourth message the state of the series it closed, 256 at a time."""
         pending_state = []
         for i, (pts, alerts, state) in enumerate(data):
-            deliveries = [await producer.send(topics["points"], k, v, None, None, None) for k, v in pts]
-            deliveries += [await producer.send(topics["alerts"], k, v, None, None, None) for k, v in alerts]
+            deliveries = await send(topics["points"], pts)
+            deliveries += await send(topics["alerts"], alerts)
             await asyncio.gather(*deliveries)
             pending_state += state
             if i % 4 == 3 or i == len(data) - 1:
                 sent = []
                 for start in range(0, len(pending_state), 256):
                     await asyncio.sleep(0)
-                    for p, k, v in pending_state[start:start + 256]:
-                        sent.append(await producer.send(topics["state"], k, v, p, None, None))
+                    sent.extend(await send_to(topics["state"], pending_state[start:start + 256]))
                 await asyncio.gather(*sent)
                 pending_state = []
 
+    async def per_record() -> None:
+        await publish(one_by_one, one_by_one_to)
+
     async def batched() -> None:
-        pending_state = []
-        for i, (pts, alerts, state) in enumerate(data):
-            deliveries = await sender.send(topics["points"], pts)
-            deliveries += await sender.send(topics["alerts"], alerts)
-            await asyncio.gather(*deliveries)
-            pending_state += state
-            if i % 4 == 3 or i == len(data) - 1:
-                sent = []
-                for start in range(0, len(pending_state), 256):
-                    await asyncio.sleep(0)
-                    sent.extend(await sender.send_to(topics["state"], pending_state[start:start + 256]))
-                await asyncio.gather(*sent)
-                pending_state = []
+        await publish(sender.send, sender.send_to)
 
     best: dict[str, tuple[float, float]] = {}
     try:
