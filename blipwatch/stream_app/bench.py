@@ -462,10 +462,10 @@ def run_workers(broker: EmbeddedBroker, events_topic: str, workload: Workload, w
         ready = time.perf_counter()
         # points are counted from their topic, not /metrics: a scrape renders every series' gauges
         # and polling it often cost the worker 13% of its time (py-spy)
+        committed = _Committed(broker.bootstrap, f"{stem}-ingest", events_topic)
         points = _PointCounter(broker.bootstrap, f"{stem}-points",
                                (workload.points_before_idle, workload.points_total))
         points.start()
-        committed = _Committed(broker.bootstrap, f"{stem}-ingest", events_topic)
         expected = len(workload.messages)
         ingest_done = None
         counted = 0
