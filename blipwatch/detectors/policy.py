@@ -167,13 +167,6 @@ class AlertPolicy:
             return self._transition("firing", t, scored)
         return None
 
-    def to_state(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_state(cls, data: Mapping[str, Any]) -> "AlertPolicy":
-        return cls(**data)
-
 
 def settings_names() -> list[str]:
     """The policy's settings (the rest of its fields are running state)."""

@@ -823,26 +823,6 @@ class SeriesDetector:
                      "bin_count", "offset", "recent", "prev_delta", "prev_left", "cusum_up",
                      "cusum_down", "pool_prev", "evidence_up", "evidence_down", "frozen_run", "last_z", "ac_cross", "ac_square", "ac_mean")
 
-    def to_state(self) -> dict[str, Any]:
-        """Everything that decides later scores, as plain JSON-able values."""
-        state = {name: getattr(self, name) for name in self._STATE_FIELDS}
-        ph = self.shift
-        state["shift"] = [ph._x_mean.n, ph._x_mean._mean, ph._sum_increase, ph._sum_decrease,
-                          ph._min_increase, ph._max_decrease, ph._drift_detected]
-        return {"kind": self.kind, "settings": self.settings, "state": state}
-
-    @classmethod
-    def from_state(cls, data: Mapping[str, Any]) -> "SeriesDetector":
-        detector = make_detector(data["kind"], data["settings"])
-        state = dict(data["state"])
-        shift = state.pop("shift")
-        for name in detector._STATE_FIELDS:
-            setattr(detector, name, state[name])
-        ph = detector.shift
-        (ph._x_mean.n, ph._x_mean._mean, ph._sum_increase, ph._sum_decrease,
-         ph._min_increase, ph._max_decrease, ph._drift_detected) = shift
-        return detector
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_learned={self.n_learned}, level={self.level:.6g})"
 

@@ -49,7 +49,10 @@ def run(kind, points, settings=None):
         det.learn_one(t, v, num, den)
         tr = pol.update(t, s, None)
         h.update(repr((s, tr)).encode())
-    state = det.to_state() if hasattr(det, "to_state") else [getattr(det, f) for f in det._STATE_FIELDS]
+    ph = det.shift  # what the state codec stores (state.py: _STATE_FIELDS and _SHIFT_FIELDS), on any tree
+    state = [getattr(det, f) for f in det._STATE_FIELDS] + [
+        ph._x_mean.n, ph._x_mean._mean, ph._sum_increase, ph._sum_decrease, ph._min_increase,
+        ph._max_decrease, ph._drift_detected]
     h.update(repr(state).encode())
     return h.hexdigest()
 
