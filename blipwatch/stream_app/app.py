@@ -29,6 +29,8 @@ from blipwatch.stream_app.aggregate import PartitionAggregator, StateWriter, dec
 from blipwatch.stream_app.config import Settings
 from blipwatch.stream_app.ingest import IngestBatch, partial_messages, partition_for, sent_positions
 from blipwatch.stream_app.produce import BatchSender, track_topics
+from blipwatch.stream_app.raw_records import RAW_RECORDS
+from blipwatch.stream_app.raw_records import install as install_raw_records
 
 log = logging.getLogger("blipwatch")
 
@@ -162,8 +164,10 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             await self.ensure_topics()
             await track_topics(app.producer._ensure_producer(),  # noqa: SLF001
                                [topic for topic in our_topics if topic != settings.events_topic])
+            install_raw_records()
             self.consumer = AIOKafkaConsumer(
                 group_id=f"{settings.app_id}-ingest",
+                value_deserializer=RAW_RECORDS,  # aiokafka's records, no ConsumerRecord each (raw_records.py)
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 session_timeout_ms=6000,
