@@ -8,7 +8,9 @@ The run, on the embedded broker (free port, memory only):
    so rare types reach as many countries as they can) and, past what the default catalogue can
    hold, per-event-type ``count`` metrics are added to a generated config (``policy: {warmup: 30}``
    so the spike alerts). The same ingest code the worker runs (``IngestBatch``) is run offline over
-   the events to know exactly how many series and scored windows to expect.
+   the events to know exactly how many series and scored windows to expect. With ``--shop-rate R``
+   the hour's event times are squeezed into N / R seconds: the same events from a shop of R events
+   a second, which closes a window per series every 60 R events instead of every N / 60.
 2. **Load** (not timed): an aiokafka producer writes the events, keyed by customer, to a 4-partition
    events topic in batches.
 3. **Bare consumer** (the ceiling): aiokafka ``getmany`` + ``orjson.loads`` of every event, in a
@@ -77,6 +79,9 @@ EXTRA_COUNT_TYPES = ("product_view", "page_view", "search", "session_start", "ad
 IDLE_SECONDS = 10.0  # the default config's idle_partition_seconds: the final flush waits this long
 LIVE_SPEED = 60.0     # live phase: event seconds per wall second (a one-minute window a second)
 LIVE_SESSIONS_PER_MINUTE = 150.0
+#: --shop-rate: the shortest span of event time in which a window (60 s + 30 s lateness, the
+#: default config) closes before the input goes idle, with some to spare
+MIN_SPAN_S = 100.0
 SEGMENT_BASE = 1 + 7 + 4   # series per metric before countries: all, channels, devices
 
 Progress = Callable[[str], None]
@@ -96,6 +101,7 @@ class Workload:
     points_before_idle: int                        # windows the events' own watermark closes
     points_total: int                              # ... plus those closed by the idle flush
     countries: int
+    span_s: float = RUN_HOURS * 3600               # event time the events span
 
 
 def _series_by_country_count(type_counts: Counter, metrics: dict[str, Any], base: int, countries: int) -> int:
@@ -191,11 +197,21 @@ def _offline(generated: list[dict], config: dict[str, Any]) -> _Offline:
                     catalogue.lateness_ms)
 
 
-def plan_workload(events: int, series: int, progress: Progress = _quiet, seed: int = 0) -> Workload:
-    """N simulated events and a config under which about S series are tracked (exact count returned)."""
+def plan_workload(events: int, series: int, progress: Progress = _quiet, seed: int = 0,
+                  shop_rate: float | None = None) -> Workload:
+    """N simulated events and a config under which about S series are tracked (exact count returned).
+
+    The events span one hour of event time, or, with ``shop_rate``, N ÷ rate seconds: the hour's
+    events with their times squeezed into that span, a shop of that many events a second (the
+    incident still starts at 60% of the span)."""
     from blipwatch.detectors.windows import closes_at
     from blipwatch.stream_app.simulator import generate_events
 
+    span_s = RUN_HOURS * 3600 if shop_rate is None else events / shop_rate
+    if span_s < MIN_SPAN_S:
+        raise BenchError(f"{events:,} events at --shop-rate {shop_rate:,.0f} span {span_s:.0f} s of event time; a "
+                         f"window must close before the input goes idle for there to be anything to time end to end: "
+                         f"give them at least {MIN_SPAN_S:.0f} s (--events {math.ceil(MIN_SPAN_S * shop_rate):,})")
     rate = events / EVENTS_PER_SESSION_MINUTE * 1.05
     progress(f"generating {events:,} events")
     generated = []
@@ -204,6 +220,8 @@ def plan_workload(events: int, series: int, progress: Progress = _quiet, seed: i
         generated.append(event)
         if len(generated) >= events:
             break
+    if shop_rate is not None:
+        compress_time(generated, span_s)
     config, countries = spread_series(generated, series)
 
     progress("encoding and checking the workload offline")
@@ -213,7 +231,20 @@ def plan_workload(events: int, series: int, progress: Progress = _quiet, seed: i
     newest = max(offline.newest_by_partition.values())
     after_idle = offline.closable(closes_at(newest - newest % window, window, offline.lateness_ms))
     return Workload(offline.messages, config, len(offline.partials), offline.points_until(before_idle),
-                    offline.points_until(after_idle), countries)
+                    offline.points_until(after_idle), countries, span_s)
+
+
+def compress_time(generated: list[dict], span_s: float) -> None:
+    """Event times squeezed (in place) so that the first and the last are ``span_s`` apart: the same
+    events, in the same order, from a busier shop."""
+    from blipwatch.schemas.events import parse_timestamp_ms
+    from blipwatch.stream_app.simulator import format_time
+
+    times = [parse_timestamp_ms(event["occurred_at"]) for event in generated]
+    first = times[0]
+    factor = span_s * 1000 / max(max(times) - first, 1)
+    for event, at in zip(generated, times):
+        event["occurred_at"] = format_time(first + int((at - first) * factor))
 
 
 async def _load(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes, int]], progress: Progress) -> None:
@@ -894,6 +925,8 @@ class BenchReport:
             "backlog_alert_latency_p50_s": _round(worker.alert_latency_p50_s),
             "backlog_alert_latency_p99_s": _round(worker.alert_latency_p99_s),
             "events": self.events,
+            "shop_events_per_s": round(self.events / self.workload.span_s, 1),
+            "windows_per_event": round(self.workload.points_before_idle / self.events, 6),
             "series_tracked": worker.series_tracked,
             "series_expected": self.workload.series,
             "worker_ingest_events_per_s": round(self.events / worker.ingest_s, 1),
@@ -920,8 +953,8 @@ def _round(value: float | None) -> float | None:
 
 def run_bench(events: int, series: int, progress: Progress = _quiet, workers: int = 1,
               bare_repeats: int = 3, live_seconds: float = 60.0,
-              live_speeds: tuple[float, ...] = (LIVE_SPEED,)) -> BenchReport:
-    workload = plan_workload(events, series, progress)
+              live_speeds: tuple[float, ...] = (LIVE_SPEED,), shop_rate: float | None = None) -> BenchReport:
+    workload = plan_workload(events, series, progress, shop_rate=shop_rate)
     workdir = Path(tempfile.mkdtemp(prefix="blipwatch-bench-"))
     try:
         with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
@@ -948,6 +981,8 @@ def format_report(report: BenchReport) -> str:
     lines = [
         f"blipwatch bench: {report.events:,} events, {worker.series_tracked:,} series tracked "
         f"(asked {report.series_asked:,}), {worker.workers} worker(s), embedded broker",
+        f"  the simulated shop                {report.events / report.workload.span_s:>12,.0f} events/s  "
+        f"({report.workload.span_s / 60:.1f} minutes of event time)",
         f"  bare aiokafka consumer + orjson   {figures['bare_events_per_s']:>12,.0f} events/s  "
         f"(best of {len(report.bare_seconds)}: {', '.join(f'{s:.2f}' for s in report.bare_seconds)} s)",
         f"  blipwatch worker, end to end      {figures['worker_events_per_s']:>12,.0f} events/s  "

@@ -50,3 +50,6 @@ def test_bench_json_reports_every_figure_from_one_run():
     assert figures["series_tracked"] == figures["series_expected"] >= 300
     assert figures["events_late"] == 0 and figures["events_invalid"] == 0
     assert figures["windows_scored"] > 0
+    # no --shop-rate: the events span one hour of event time
+    assert figures["shop_events_per_s"] == pytest.approx(60_000 / 3600, rel=0.01)
+    assert 0 < figures["windows_per_event"] < 0.5

@@ -52,3 +52,27 @@ def test_spread_series_adds_count_metrics_only_past_what_the_catalogue_holds():
                                        for name in small["metrics"])
     large, countries = spread_series([dict(e) for e in events], 8000)
     assert "product_view_count" in large["metrics"]
+
+
+def test_shop_rate_squeezes_the_hour_into_events_over_rate_seconds():
+    from blipwatch.schemas.events import decode_event
+    from blipwatch.stream_app.bench import plan_workload
+
+    hour = plan_workload(20_000, 300)
+    busy = plan_workload(20_000, 300, shop_rate=150)   # 133 s of event time
+    assert hour.span_s == 3600 and busy.span_s == pytest.approx(20_000 / 150)
+    times = [decode_event(value).occurred_at_ms for _, value, _ in busy.messages]
+    assert times == sorted(times)
+    assert (times[-1] - times[0]) / 1000 == pytest.approx(busy.span_s, abs=0.01)
+    # the same events (keys and partitions), only their times moved: as many series
+    assert [(key, p) for key, _, p in busy.messages] == [(key, p) for key, _, p in hour.messages]
+    assert busy.series == hour.series
+    # a busier shop closes fewer windows per event: 2 minutes of windows instead of 60
+    assert 0 < busy.points_before_idle < hour.points_before_idle / 10
+
+
+def test_shop_rate_too_high_for_the_events_says_how_many_are_needed():
+    from blipwatch.stream_app.bench import BenchError, plan_workload
+
+    with pytest.raises(BenchError, match=r"span 20 s of event time.*at least 100 s \(--events 100,000\)"):
+        plan_workload(20_000, 300, shop_rate=1000)

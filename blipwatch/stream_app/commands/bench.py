@@ -20,6 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--series", type=int, default=1_000,
                         help="series to track (default 1000): countries and per-type count metrics are "
                              "added to the simulated shop until about this many exist")
+    parser.add_argument("--shop-rate", type=float, default=None, metavar="EVENTS_PER_S",
+                        help="the simulated shop's traffic, events a second of event time: the events then "
+                             "span --events / this seconds, so a window closes every ~this x 60 events per "
+                             "series, as in that shop (default: the events span one hour, the demo incident's "
+                             "scenario, whatever --events is; 300000 events is then an 83 events/s shop). "
+                             "A window must close before the input goes idle: at least ~100 s of event time")
     parser.add_argument("--workers", type=int, default=1,
                         help="workers in one consumer group (default 1; 2 measures scale-out)")
     parser.add_argument("--live-seconds", type=float, default=60.0,
@@ -58,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
         print("blipwatch bench: --live-speed must be one or more numbers between 0.5 and 600, comma separated",
               file=sys.stderr)
         return 2
+    if args.shop_rate is not None and not 10 <= args.shop_rate <= 10_000_000:
+        print("blipwatch bench: --shop-rate must be between 10 and 10000000 events a second", file=sys.stderr)
+        return 2
     if not 1 <= args.workers <= 4:
         print("blipwatch bench: --workers must be between 1 and 4 (the topics have 4 partitions)",
               file=sys.stderr)
@@ -71,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         report = run_bench(args.events, args.series, progress=progress, workers=args.workers,
-                           live_seconds=args.live_seconds, live_speeds=speeds)
+                           live_seconds=args.live_seconds, live_speeds=speeds, shop_rate=args.shop_rate)
     except (BenchError, BrokerError) as exc:
         print(f"\nblipwatch bench: {exc}", file=sys.stderr)
         return 1

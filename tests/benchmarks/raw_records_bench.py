@@ -1,0 +1,93 @@
+"""What a ``ConsumerRecord`` per record costs: a bare consumer (aiokafka ``getmany`` + ``orjson.loads``,
+the bench's ceiling) with aiokafka's records as they are (``raw_records``) and with ConsumerRecords,
+in turns, each in a fresh process, on one topic of the bench's workload on the embedded broker.
+
+    .venv/bin/python tests/benchmarks/raw_records_bench.py [--events 1000000] [--rounds 3]
+
+Prints wall and CPU µs per event for both, per round, then the best of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+PARTITIONS = 4
+
+
+def child(bootstrap: str, topic: str, expected: int, raw: bool) -> None:
+    import orjson
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from blipwatch.stream_app.raw_records import RAW_RECORDS, install
+
+    install()
+
+    async def consume() -> tuple[float, float]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                    auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
+                                    fetch_max_bytes=32 * 1024 * 1024, fetch_max_wait_ms=100,
+                                    **({"value_deserializer": RAW_RECORDS} if raw else {}))
+        await consumer.start()
+        try:
+            consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+            await consumer.seek_to_beginning()
+            loads = orjson.loads
+            seen = 0
+            wall, cpu = time.perf_counter(), time.process_time()
+            while seen < expected:
+                for records in (await consumer.getmany(timeout_ms=200, max_records=10_000)).values():
+                    for record in records:
+                        loads(record.value)
+                    seen += len(records)
+            return time.perf_counter() - wall, time.process_time() - cpu
+        finally:
+            await consumer.stop()
+
+    print(json.dumps(asyncio.run(consume())))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        bootstrap, topic, expected, raw = args.child
+        child(bootstrap, topic, int(expected), raw == "raw")
+        return
+
+    from blipwatch.stream_app.bench import _load, plan_workload
+    from blipwatch.stream_app.embedded_broker import EmbeddedBroker
+
+    messages = plan_workload(args.events, 1000).messages
+    n = len(messages)
+    best: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="blipwatch-raw-records-") as workdir, \
+            EmbeddedBroker(log_path=Path(workdir) / "broker.log") as broker:
+        topic = f"raw-records-{uuid.uuid4().hex[:8]}"
+        asyncio.run(_load(broker.bootstrap, topic, messages, lambda _: None))
+        for round_ in range(args.rounds):
+            for kind in ("ConsumerRecord", "raw"):
+                out = subprocess.run([sys.executable, __file__, "--child", broker.bootstrap, topic, str(n), kind],
+                                     check=True, capture_output=True, text=True, timeout=300)
+                wall, cpu = json.loads(out.stdout)
+                print(f"round {round_ + 1} {kind:15} {wall / n * 1e6:5.2f} µs wall / {cpu / n * 1e6:5.2f} µs CPU "
+                      "an event", flush=True)
+                kept = best.setdefault(kind, [wall, cpu])
+                best[kind] = [min(kept[0], wall), min(kept[1], cpu)]
+    print(f"\n{n:,} events, best of {args.rounds}, µs an event (wall / CPU):")
+    for kind, (wall, cpu) in best.items():
+        print(f"  {kind:15} {wall / n * 1e6:5.2f} / {cpu / n * 1e6:5.2f}")
+
+
+if __name__ == "__main__":
+    main()
