@@ -7,7 +7,8 @@
 scoring stage, and it ends at the first ``/metrics`` poll (every 0.25 s) after the flush (every
 0.5 s) that counts the last event, so on a shared machine it moves ~30% between identical runs.
 This runs what the worker's ingest does per event, and nothing else, in one process per tree:
-aiokafka ``getmany`` (the worker's consumer settings) -> ``IngestBatch`` (``add_records`` where the
+aiokafka ``getmany`` (the worker's consumer settings; aiokafka's own records where the tree has
+``raw_records``) -> ``IngestBatch`` (``add_records`` where the
 tree has it, else ``add`` per record, as the worker then did) -> every 0.5 s the drain,
 ``partial_messages`` and their sends to a partials topic, acknowledged. Beside it, in the same
 process and moment, the bench's bare consumer (``getmany`` + ``orjson.loads``). Both read the same
@@ -33,12 +34,12 @@ PARTITIONS = 4
 FLUSH_SECONDS = 0.5
 
 
-async def _consumer(bootstrap: str, topic: str):
+async def _consumer(bootstrap: str, topic: str, **options):
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
-                                fetch_max_bytes=32 * 1024 * 1024, fetch_max_wait_ms=100)
+                                fetch_max_bytes=32 * 1024 * 1024, fetch_max_wait_ms=100, **options)
     await consumer.start()
     consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
     await consumer.seek_to_beginning()
@@ -75,7 +76,13 @@ async def ingest(bootstrap: str, topic: str, partials_topic: str, expected: int,
     add_records = getattr(batch, "add_records", None)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=-1)
     await producer.start()
-    consumer = await _consumer(bootstrap, topic)
+    try:  # aiokafka's own records, as the worker's ingest reads them, where the tree has it
+        from blipwatch.stream_app.raw_records import RAW_RECORDS, install
+    except ImportError:
+        consumer = await _consumer(bootstrap, topic)
+    else:
+        install()
+        consumer = await _consumer(bootstrap, topic, value_deserializer=RAW_RECORDS)
 
     async def flush() -> None:
         partials = batch.aggregate.drain()
