@@ -167,7 +167,7 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             install_raw_records()
             self.consumer = AIOKafkaConsumer(
                 group_id=f"{settings.app_id}-ingest",
-                value_deserializer=RAW_RECORDS,  # aiokafka's records, no ConsumerRecord each (raw_records.py)
+                value_deserializer=RAW_RECORDS,  # aiokafka's records, no ConsumerRecord each: raw_records.py
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 session_timeout_ms=6000,
