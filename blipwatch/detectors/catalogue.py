@@ -350,6 +350,11 @@ class PartialAggregate:
     def add_fields(self, event: Any, occurred_at_ms: int) -> None:
         """``add`` for anything with an event's ``event_type``, segment dimensions and
         ``properties`` attributes (the ingest passes its decoded wire struct: no CustomerEvent)."""
+        self.add_to_window(event, occurred_at_ms - occurred_at_ms % self.window_ms)
+
+    def add_to_window(self, event: Any, window_start: int) -> None:
+        """``add_fields`` given the start of the event's window (the ingest knows it: it has just
+        checked the window's lateness)."""
         event_type = event.event_type
         plan = self._plans.get(event_type)
         if plan is None:
@@ -359,7 +364,6 @@ class PartialAggregate:
             return
         properties = event.properties
         matched = tuple([selector.matches(properties) for selector in filtered]) if filtered else ()
-        window_start = occurred_at_ms - occurred_at_ms % self.window_ms
         values = self._values(event)
         margin_key = (event_type, window_start, matched)
         margin = self.margins.get(margin_key)

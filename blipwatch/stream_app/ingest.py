@@ -109,11 +109,20 @@ class IngestBatch:
         max_ahead_ms = self.max_ahead_ms
         limit = time.time() * 1000 + max_ahead_ms  # the clock only moves on: anything below is below later
         window_ms = self._window_ms
-        closes_after_ms = self._closes_after_ms
-        add = self.aggregate.add_fields
+        # is_late(occurred_at_ms, watermark, window, lateness) is "the event's window starts at or
+        # before watermark - (window + lateness)": every event before the end of that window is late
+        if watermark is None:
+            late_before = 0
+        else:
+            last_closed = watermark - self._closes_after_ms
+            late_before = last_closed - last_closed % window_ms + window_ms
+        # the window of the event before, [start, end): events come nearly in time order, and two
+        # comparisons cost less than the arithmetic on these large integers
+        start = end = 0
+        add = self.aggregate.add_to_window
         by_type: dict[str, int] = {}
         late = 0
-        newest = None
+        newest = -1
         for record in records:
             value = record.value
             try:
@@ -129,20 +138,21 @@ class IngestBatch:
                 continue
             event_type = event.event_type
             by_type[event_type] = by_type.get(event_type, 0) + 1
-            # is_late(occurred_at_ms, watermark, window, lateness), inline: this runs once per event
-            if (watermark is not None
-                    and occurred_at_ms - occurred_at_ms % window_ms + closes_after_ms <= watermark):
+            if occurred_at_ms < late_before:
                 late += 1
                 continue
-            add(event, occurred_at_ms)
-            if newest is None or occurred_at_ms > newest:
+            if not start <= occurred_at_ms < end:
+                start = occurred_at_ms - occurred_at_ms % window_ms
+                end = start + window_ms
+            add(event, start)
+            if occurred_at_ms > newest:
                 newest = occurred_at_ms
         counts = self.counts
         valid = counts.valid
         for event_type, n in by_type.items():
             valid[event_type_label(event_type)] += n
         counts.late += late
-        return newest
+        return newest if newest >= 0 else None
 
     def _dead_letter(self, key: bytes | None, value: bytes | None, error: InvalidEvent, source: str,
                      offset: int | None) -> None:
