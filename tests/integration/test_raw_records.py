@@ -25,7 +25,8 @@ async def _read(bootstrap: str, topic: str, expected: int, raw: bool, group: str
     try:
         async with asyncio.timeout(30):
             while len(got) < expected:
-                for records in (await consumer.getmany(timeout_ms=500)).values():
+                # a fetch is handed out over several calls: iteration stops and resumes mid-batch
+                for records in (await consumer.getmany(timeout_ms=500, max_records=300)).values():
                     got.extend(records)
         if group is not None:
             await consumer.commit()
