@@ -742,10 +742,29 @@ class SeriesDetector:
         clip = self.relevel_clip
         low = -clip
         clipped = z if z < clip else clip             # max(-clip, min(clip, z))
+        clipped = clipped if clipped > low else low
+        # River's PageHinkley.update(clipped) (mode "both"), written out on its own fields with the
+        # same operations in the same order: its method, Mean.update/get, the drift_detected
+        # property and the _test_drift hook were five calls a learned window
         shift = self.shift
-        shift.update(clipped if clipped > low else low)
-        if shift.drift_detected and not returning:
-            self._relevel_to_recent()
+        if shift._drift_detected:
+            shift._reset()
+        mean = shift._x_mean
+        mean.n += 1.0
+        mean._mean += (1.0 / mean.n) * (clipped - mean._mean)
+        dev = clipped - mean._mean
+        shift._sum_increase = increase = shift.alpha * shift._sum_increase + dev - shift.delta
+        shift._sum_decrease = decrease = shift.alpha * shift._sum_decrease + dev + shift.delta
+        if increase < shift._min_increase:
+            shift._min_increase = increase
+        if decrease > shift._max_decrease:
+            shift._max_decrease = decrease
+        if mean.n >= shift.min_instances:
+            threshold = shift.threshold
+            shift._drift_detected = drifted = (increase - shift._min_increase > threshold
+                                               or shift._max_decrease - decrease > threshold)
+            if drifted and not returning:
+                self._relevel_to_recent()
         self._commit_profile(t, x)
 
     def _follow_profile(self, t: float) -> None:
