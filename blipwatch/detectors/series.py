@@ -573,7 +573,7 @@ class SeriesDetector:
         direction = "up" if z > 0 else "down" if z < 0 else None
         # evidence over several points: a 2-sigma rise held for 6 windows is as rare as one
         # 5-sigma point, and on small segments it is the only way a blip can be seen
-        volume = self._volume(x, mu, n)
+        volume = point_volume = self._volume(x, mu, n)
         if self.sequential:
             # the residuals' lag-1 correlation and recent bias, for the CUSUM and the pooled windows
             # (_residual_rho, _residual_bias: the same operations)
@@ -587,8 +587,9 @@ class SeriesDetector:
             up, down = self._cusum_step(z, rho, bias)
         else:
             up = down = 0.0
-        # learn_one needs the same CUSUMs (no state they depend on changes in between)
-        self._cusum_cache = (judged, up, down)
+        # learn_one needs the same CUSUMs (no state they depend on changes in between) and the
+        # point's own volume (a function of x, mu and n alone)
+        self._cusum_cache = (judged, up, down, point_volume)
         seasonal_only = self.sequential_seasoned
         if seasonal_only and not seasoned:
             up = down = 0.0
@@ -662,12 +663,12 @@ class SeriesDetector:
                 self.prev_delta = None
 
         if cusums is not None and cusums[0] is judged:   # score_one's, for this very judgement
-            up, down = cusums[1], cusums[2]
+            _, up, down, point_volume = cusums
         else:
             up, down = self._cusum_next(z)
+            point_volume = self._volume(x, mu, n)
         if self.sequential_seasoned and not seasoned:   # as in score_one: no run builds up (nor freezes)
             up = down = 0.0
-        point_volume = self._volume(x, mu, n)
         self.evidence_up = self.evidence_up + point_volume if up > 0 else 0.0
         self.evidence_down = self.evidence_down + point_volume if down > 0 else 0.0
         recent = self.recent
@@ -1102,9 +1103,12 @@ class RateDetector(SeriesDetector):
 
     def _update_level(self, mu: float, n: float, e_clipped: float, factor: float) -> None:
         keep = (1.0 - self.alpha) ** factor
-        self.ew_num = keep * self.ew_num + factor * (mu + e_clipped) * n
-        self.ew_den = keep * self.ew_den + factor * n
-        self.level = self._clamp(self._estimate())
+        self.ew_num = ew_num = keep * self.ew_num + factor * (mu + e_clipped) * n
+        self.ew_den = ew_den = keep * self.ew_den + factor * n
+        # self._clamp(self._estimate()), written out (once per learned window)
+        level = (ew_num + 0.5) / (ew_den + 1.0)
+        level = 1e-6 if 1e-6 > level else level
+        self.level = (1.0 - 1e-6) if (1.0 - 1e-6) < level else level
 
     def _apply_relevel(self, delta: float) -> None:
         super()._apply_relevel(delta)
