@@ -289,6 +289,9 @@ class SeriesDetector:
         # per-series constants of the scoring path (the settings do not change after this)
         self._bins = _BIN_CACHES.setdefault(self.season_bins, {})
         self._pools = self.pool_windows > 1 and bool(self.sequential)
+        #: one profile bin (rates, means): every window falls in bin 0, so the profile's step is
+        #: None while that bin was never folded in (profile_days[0] == 0), whatever t and t_last are
+        self._one_bin = self.season_bins == 1
         self._cusum_slope = -2.0 * self.cusum_k
         self._reset()
 
@@ -455,7 +458,7 @@ class SeriesDetector:
         else:
             n = obs[1] if obs is not None else (self.volume_mean or 1.0)
             plain = self.level + self.phi * self.trend   # _bases(t), written out
-            step = self._profile_step(t)
+            step = None if self._one_bin and not self.profile_days[0] else self._profile_step(t)
             seasonal = None if step is None else self._moved(plain, step)
             mu = self._clamp(plain)
             var_total = self._var_total(mu, n)
