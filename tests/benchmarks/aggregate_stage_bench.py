@@ -14,6 +14,9 @@ producer's partitioner: ``app.KeyHashCache``), the detector state of the series 
 (``to_bytes``, once per ``--state-every`` messages, as ``StateWriter`` batches them), the
 acknowledgements and the per-message gauges.
 
+Per phase (``decode``, ``merge``, ``close_score``, ``records``: points, alerts and metrics,
+``batches``, ``state``, ``ack``) the µs a window of the best round are printed too.
+
 Each tree runs in a subprocess of its own (``PYTHONPATH``), the trees taking turns round by round.
 A tree that has ``aggregate.publish_closed`` (this branch) is run through it; an older one through
 a copy of ``app.aggregate_one``'s loop as it was. Every tree must print the same md5 (the points'
@@ -106,22 +109,32 @@ def measure(record: str, state_every: int) -> None:
                       1_000_000)
 
     digest = hashlib.md5()
+    hashing = 0.0
     windows = alert_count = 0
     dirty: dict[str, object] = {}
     state_bytes = 0
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)   # as the worker (commands.worker.tune_gc)
-    started = time.process_time()
+    phases = dict.fromkeys(("decode", "merge", "close_score", "records", "batches", "state", "ack"), 0.0)
+    clock = time.process_time
+    started = clock()
     for offset, (partition, value) in enumerate(messages):
+        t0 = clock()
         report, total, observed_at, series_partials = decode_partials(value)
+        t1 = clock()
+        phases["decode"] += t1 - t0
         aggregator = aggregators.get(partition)
         if aggregator is None:
             aggregator = aggregators[partition] = PartitionAggregator(partition, catalogue, lambda series: None)
         aggregator.merge(series_partials, lambda: None)
+        t0 = clock()
+        phases["merge"] += t0 - t1
         aggregator.watermark.update(report, total)
         watermark = aggregator.watermark.value()
         closed_series = aggregator.close(watermark)
+        t1 = clock()
+        phases["close_score"] += t1 - t0
         points: list = []
         alerts: list = []
         if publish_closed is not None:
@@ -136,12 +149,19 @@ def measure(record: str, state_every: int) -> None:
                 metrics.WINDOWS_SCORED.labels(point.metric).inc(len(closed))
                 metrics.observe_point(point.metric, tracker.segment_label, point.value, point.expected,
                                       point.lower, point.upper, point.score, last.firing)
+        t0 = clock()
+        phases["records"] += t0 - t1
         if points:
             send(points)
             if alerts:
                 send(alerts)
-        for _, point_bytes in points:
+        t1 = clock()
+        phases["batches"] += t1 - t0
+        t0 = clock()
+        for _, point_bytes in points:   # not timed (taken off below)
             digest.update(point_bytes)
+        t1 = clock()
+        hashing += t1 - t0
         windows += len(points)
         alert_count += len(alerts)
         for tracker, _ in closed_series:
@@ -151,14 +171,18 @@ def measure(record: str, state_every: int) -> None:
             build_batches(blobs, 1_000_000)
             state_bytes += sum(len(blob) for _, _, blob in blobs)
             dirty = {}
+        t0 = clock()
+        phases["state"] += t0 - t1
         aggregator.acknowledge_until(watermark)
         label = str(partition)
         metrics.PENDING_PARTIALS.labels(label).set(len(aggregator.pending))
         if watermark is not None:
             metrics.WATERMARK.labels(label).set(watermark / 1000)
         metrics.SERIES_TRACKED.set(sum(len(a.trackers) for a in aggregators.values()))
-    elapsed = time.process_time() - started
-    print(f"{elapsed / windows * 1e6:.2f} {windows} {alert_count} {digest.hexdigest()} {len(messages)}")
+        phases["ack"] += clock() - t0
+    elapsed = clock() - started - hashing
+    print(f"{elapsed / windows * 1e6:.2f} {windows} {alert_count} {digest.hexdigest()} {len(messages)} "
+          + " ".join(f"{name}={seconds / windows * 1e6:.2f}" for name, seconds in phases.items()))
 
 
 def main() -> int:
@@ -191,9 +215,11 @@ def main() -> int:
     print(f"{'tree':50} {'us/window (best, all rounds)':36} windows alerts messages md5")
     for tree, rows in results.items():
         runs = ", ".join(r[0] for r in rows)
-        _, windows, alerts, md5, count = rows[0]
+        _, windows, alerts, md5, count = rows[0][:5]
         same = "" if len({r[3] for r in rows}) == 1 else "  (md5 differs between rounds!)"
-        print(f"{tree:50} {min(float(r[0]) for r in rows):6.2f}  ({runs}){'':8} {windows} {alerts} {count} {md5}{same}")
+        best = min(rows, key=lambda r: float(r[0]))
+        print(f"{tree:50} {float(best[0]):6.2f}  ({runs}){'':8} {windows} {alerts} {count} {md5}{same}")
+        print(f"{'':50} phases of the best round, µs a window: {' '.join(best[5:])}")
     return 0
 
 
