@@ -145,4 +145,3 @@ def count_scored(metric: str, windows: int) -> None:
     if inc is None:
         inc = _WINDOWS_SCORED_INC[metric] = WINDOWS_SCORED.labels(metric).inc
     inc(windows)
-
