@@ -289,6 +289,9 @@ class SeriesDetector:
         # per-series constants of the scoring path (the settings do not change after this)
         self._bins = _BIN_CACHES.setdefault(self.season_bins, {})
         self._pools = self.pool_windows > 1 and bool(self.sequential)
+        #: one profile bin (rates, means): every window falls in bin 0, so the profile's step is
+        #: None while that bin was never folded in (profile_days[0] == 0), whatever t and t_last are
+        self._one_bin = self.season_bins == 1
         self._cusum_slope = -2.0 * self.cusum_k
         self._reset()
 
@@ -455,7 +458,7 @@ class SeriesDetector:
         else:
             n = obs[1] if obs is not None else (self.volume_mean or 1.0)
             plain = self.level + self.phi * self.trend   # _bases(t), written out
-            step = self._profile_step(t)
+            step = None if self._one_bin and not self.profile_days[0] else self._profile_step(t)
             seasonal = None if step is None else self._moved(plain, step)
             mu = self._clamp(plain)
             var_total = self._var_total(mu, n)
@@ -573,7 +576,7 @@ class SeriesDetector:
         direction = "up" if z > 0 else "down" if z < 0 else None
         # evidence over several points: a 2-sigma rise held for 6 windows is as rare as one
         # 5-sigma point, and on small segments it is the only way a blip can be seen
-        volume = self._volume(x, mu, n)
+        volume = point_volume = self._volume(x, mu, n)
         if self.sequential:
             # the residuals' lag-1 correlation and recent bias, for the CUSUM and the pooled windows
             # (_residual_rho, _residual_bias: the same operations)
@@ -587,8 +590,9 @@ class SeriesDetector:
             up, down = self._cusum_step(z, rho, bias)
         else:
             up = down = 0.0
-        # learn_one needs the same CUSUMs (no state they depend on changes in between)
-        self._cusum_cache = (judged, up, down)
+        # learn_one needs the same CUSUMs (no state they depend on changes in between) and the
+        # point's own volume (a function of x, mu and n alone)
+        self._cusum_cache = (judged, up, down, point_volume)
         seasonal_only = self.sequential_seasoned
         if seasonal_only and not seasoned:
             up = down = 0.0
@@ -662,12 +666,12 @@ class SeriesDetector:
                 self.prev_delta = None
 
         if cusums is not None and cusums[0] is judged:   # score_one's, for this very judgement
-            up, down = cusums[1], cusums[2]
+            _, up, down, point_volume = cusums
         else:
             up, down = self._cusum_next(z)
+            point_volume = self._volume(x, mu, n)
         if self.sequential_seasoned and not seasoned:   # as in score_one: no run builds up (nor freezes)
             up = down = 0.0
-        point_volume = self._volume(x, mu, n)
         self.evidence_up = self.evidence_up + point_volume if up > 0 else 0.0
         self.evidence_down = self.evidence_down + point_volume if down > 0 else 0.0
         recent = self.recent
@@ -742,10 +746,29 @@ class SeriesDetector:
         clip = self.relevel_clip
         low = -clip
         clipped = z if z < clip else clip             # max(-clip, min(clip, z))
+        clipped = clipped if clipped > low else low
+        # River's PageHinkley.update(clipped) (mode "both"), written out on its own fields with the
+        # same operations in the same order: its method, Mean.update/get, the drift_detected
+        # property and the _test_drift hook were five calls a learned window
         shift = self.shift
-        shift.update(clipped if clipped > low else low)
-        if shift.drift_detected and not returning:
-            self._relevel_to_recent()
+        if shift._drift_detected:
+            shift._reset()
+        mean = shift._x_mean
+        mean.n += 1.0
+        mean._mean += (1.0 / mean.n) * (clipped - mean._mean)
+        dev = clipped - mean._mean
+        shift._sum_increase = increase = shift.alpha * shift._sum_increase + dev - shift.delta
+        shift._sum_decrease = decrease = shift.alpha * shift._sum_decrease + dev + shift.delta
+        if increase < shift._min_increase:
+            shift._min_increase = increase
+        if decrease > shift._max_decrease:
+            shift._max_decrease = decrease
+        if mean.n >= shift.min_instances:
+            threshold = shift.threshold
+            shift._drift_detected = drifted = (increase - shift._min_increase > threshold
+                                               or shift._max_decrease - decrease > threshold)
+            if drifted and not returning:
+                self._relevel_to_recent()
         self._commit_profile(t, x)
 
     def _follow_profile(self, t: float) -> None:
@@ -1083,9 +1106,12 @@ class RateDetector(SeriesDetector):
 
     def _update_level(self, mu: float, n: float, e_clipped: float, factor: float) -> None:
         keep = (1.0 - self.alpha) ** factor
-        self.ew_num = keep * self.ew_num + factor * (mu + e_clipped) * n
-        self.ew_den = keep * self.ew_den + factor * n
-        self.level = self._clamp(self._estimate())
+        self.ew_num = ew_num = keep * self.ew_num + factor * (mu + e_clipped) * n
+        self.ew_den = ew_den = keep * self.ew_den + factor * n
+        # self._clamp(self._estimate()), written out (once per learned window)
+        level = (ew_num + 0.5) / (ew_den + 1.0)
+        level = 1e-6 if 1e-6 > level else level
+        self.level = (1.0 - 1e-6) if (1.0 - 1e-6) < level else level
 
     def _apply_relevel(self, delta: float) -> None:
         super()._apply_relevel(delta)

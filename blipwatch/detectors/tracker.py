@@ -77,6 +77,7 @@ class SeriesTracker:
         from blipwatch.detectors import AlertPolicy, make_detector
 
         self.series = series
+        self.key = series.encode()   # its key in Kafka (points, detector state): encoded once
         self.metric = metric
         self.segment_label = series.split("|", 1)[1]
         self.segment = segment_from_label(self.segment_label)

@@ -22,11 +22,12 @@ from typing import Any, Awaitable, Callable, Iterable
 import orjson
 
 from blipwatch.detectors.catalogue import Catalogue, metric_of
-from blipwatch.detectors.tracker import ClosedWindow, SeriesTracker
+from blipwatch.detectors.tracker import ClosedWindow, IncidentBook, SeriesTracker
 from blipwatch.detectors.windows import GlobalWatermark, closes_at
 from blipwatch.stream_app import metrics
 
 log = logging.getLogger(__name__)
+alert_log = logging.getLogger("blipwatch")   # the alert lines, as the worker has always logged them
 
 #: A seek back that has not brought the expected partials message within this long is asked again.
 RESEEK_SECONDS = 5.0
@@ -103,14 +104,22 @@ class PartitionAggregator:
             tracker = trackers.get(series) or self.tracker(series)
             if tracker is None:
                 continue
-            merge = tracker.merge
+            # SeriesTracker.merge, written out (once per series and window of every message)
+            last_closed = tracker.last_closed
+            cells = tracker.open
             for window, numerator, denominator in windows:
                 window = int(window)
-                if merge(window, numerator, denominator):
-                    if newest is None or window > newest:
-                        newest = window
+                if last_closed is not None and window <= last_closed:
+                    late += 1   # that window is already closed: nothing added
+                    continue
+                cell = cells.get(window)
+                if cell is None:
+                    cells[window] = [numerator, denominator]
                 else:
-                    late += 1
+                    cell[0] += numerator
+                    cell[1] += denominator
+                if newest is None or window > newest:
+                    newest = window
         newest_close = None if newest is None else closes_at(newest, self.catalogue.window_ms,
                                                              self.catalogue.lateness_ms)
         if late:
@@ -269,10 +278,40 @@ class StateWriter:
                     return
 
 
+def publish_closed(tracker: SeriesTracker, closed: list[ClosedWindow], observed_at: float,
+                   points: list[tuple[bytes, bytes]], alerts: list[tuple[bytes, bytes]],
+                   incidents: IncidentBook) -> None:
+    """The windows one series closed in one partials message: their points (and alerts) as
+    ``(key, value)`` records for the points (alerts) topic, sent with the message's others, and
+    the series' metrics (windows scored; its gauges show its newest window).
+
+    Not through Faust's ``Topic.send``: its per-message path (FutureMessage, sensors, callbacks)
+    cost more than scoring the window (bench: 3.9k -> 6.6k windows/s); nor one
+    ``app.producer.send`` each since perf-produce (``produce.BatchSender``). Same bytes, same key,
+    same partitioner (the key's hash); Faust's ``blipwatch_faust_total_sent_messages`` does not
+    count them (``blipwatch_windows_scored_total`` and ``blipwatch_alerts_total`` do)."""
+    key = tracker.key
+    append = points.append
+    for window in closed:
+        append((key, window.point.to_json()))
+        alert = window.alert
+        if alert is not None:
+            incidents.note(tracker.series, alert)
+            alert.published_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            alerts.append((alert.dedup_key.encode(), alert.to_json()))
+            metrics.ALERTS.labels(alert.metric, alert.status, alert.severity).inc()
+            metrics.ALERT_LATENCY.observe(max(0.0, time.time() - observed_at))
+            alert_log.info("alert %s: %s", alert.status, alert.summary)
+    last = closed[-1]
+    metric = tracker.metric.name
+    metrics.count_scored(metric, len(closed))
+    metrics.SERIES.observe(tracker.series, metric, tracker.segment_label, last.point, last.firing)
+
+
 def decode_partials(value: bytes) -> tuple[dict[int, int | None], int, float, dict[str, list[list[float]]]]:
     document = orjson.loads(value)
     report = {int(p): v for p, v in document.get("wm", {}).items()}
     return report, int(document.get("total", 0)), float(document.get("at", 0.0)), document.get("s", {})
 
 
-__all__ = ["PartitionAggregator", "GlobalWatermark", "StateWriter", "decode_partials"]
+__all__ = ["PartitionAggregator", "GlobalWatermark", "StateWriter", "decode_partials", "publish_closed"]

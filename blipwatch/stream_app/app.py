@@ -25,7 +25,7 @@ from blipwatch.detectors.catalogue import Catalogue
 from blipwatch.detectors.tracker import IncidentBook
 from blipwatch.detectors.windows import LocalWatermark
 from blipwatch.stream_app import metrics
-from blipwatch.stream_app.aggregate import PartitionAggregator, StateWriter, decode_partials
+from blipwatch.stream_app.aggregate import PartitionAggregator, StateWriter, decode_partials, publish_closed
 from blipwatch.stream_app.config import Settings
 from blipwatch.stream_app.ingest import IngestBatch, partial_messages, partition_for, sent_positions
 from blipwatch.stream_app.produce import BatchSender, track_topics
@@ -518,17 +518,10 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
             alerts: list[tuple[bytes, bytes]] = []
             deliveries = []
             for tracker, closed in closed_series:
-                for window in closed:
-                    publish(tracker, window, observed_at, points, alerts)
+                publish_closed(tracker, closed, observed_at, points, alerts, incidents)
                 if len(points) >= PUBLISH_CHUNK:
                     deliveries.extend(await send_points(points, alerts))
                     points, alerts = [], []
-                # the series' gauges show its newest window: set once per series, not once per window
-                last = closed[-1]
-                point = last.point
-                metrics.WINDOWS_SCORED.labels(point.metric).inc(len(closed))
-                metrics.observe_point(point.metric, tracker.segment_label, point.value, point.expected,
-                                      point.lower, point.upper, point.score, last.firing)
             if points:
                 deliveries.extend(await send_points(points, alerts))
             if closed_series or deliveries:
@@ -578,27 +571,6 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
         if alerts:
             deliveries.extend(await batches.send(settings.alerts_topic, alerts))
         return deliveries
-
-    def publish(tracker, window, observed_at: float, points: list, alerts: list) -> None:
-        """A closed window's point (and alert) as (key, value) records, sent with the message's others.
-
-        Not through Faust's ``Topic.send``: its per-message path (FutureMessage, sensors, callbacks)
-        cost more than scoring the window (bench: 3.9k -> 6.6k windows/s with the changes of that
-        commit); nor one ``app.producer.send`` each since perf-produce (``produce.BatchSender``).
-        Same bytes, same key, same partitioner (the key's hash); Faust's
-        ``blipwatch_faust_total_sent_messages`` does not count them (``blipwatch_windows_scored_total``
-        and ``blipwatch_alerts_total`` do)."""
-        point = window.point
-        points.append((point.series.encode(), point.to_json()))
-        alert = window.alert
-        if alert is None:
-            return
-        incidents.note(tracker.series, alert)
-        alert.published_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        alerts.append((alert.dedup_key.encode(), alert.to_json()))
-        metrics.ALERTS.labels(alert.metric, alert.status, alert.severity).inc()
-        metrics.ALERT_LATENCY.observe(max(0.0, time.time() - observed_at))
-        log.info("alert %s: %s", alert.status, alert.summary)
 
     @app.on_partitions_revoked.connect
     async def forget_partitions(app_, revoked, **kwargs) -> None:

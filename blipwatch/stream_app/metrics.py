@@ -12,7 +12,11 @@ shows a flat 0 line, not "No data", and ``rate()`` sees the first increase.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from blipwatch.schemas.events import CANONICAL_EVENT_TYPES, REASONS
 from blipwatch.schemas.outputs import ALERT_STATUSES, SEVERITIES
@@ -64,13 +68,15 @@ for _reason in REASONS:
     EVENTS_INVALID.labels(_reason)
 
 SERIES_LABELS = ["metric", "segment"]
-SERIES_VALUE = Gauge("blipwatch_series_value", "Last closed window's value per series", SERIES_LABELS)
-SERIES_EXPECTED = Gauge("blipwatch_series_expected", "Expected value for the last closed window", SERIES_LABELS)
-SERIES_LOWER = Gauge("blipwatch_series_lower", "Lower bound of the expected band", SERIES_LABELS)
-SERIES_UPPER = Gauge("blipwatch_series_upper", "Upper bound of the expected band", SERIES_LABELS)
-SERIES_SCORE = Gauge("blipwatch_series_score", "Anomaly score of the last closed window (0..1)", SERIES_LABELS)
-SERIES_FIRING = Gauge("blipwatch_series_firing", "1 while an incident is firing on the series, else 0",
-                      SERIES_LABELS)
+#: (name, help) of the six per-series gauges, in the order of ``_SeriesGauges.collect``
+SERIES_GAUGES = (
+    ("blipwatch_series_value", "Last closed window's value per series"),
+    ("blipwatch_series_expected", "Expected value for the last closed window"),
+    ("blipwatch_series_lower", "Lower bound of the expected band"),
+    ("blipwatch_series_upper", "Upper bound of the expected band"),
+    ("blipwatch_series_score", "Anomaly score of the last closed window (0..1)"),
+    ("blipwatch_series_firing", "1 while an incident is firing on the series, else 0"),
+)
 
 
 _INITIALISED_METRICS: set[str] = set()
@@ -87,25 +93,55 @@ def initialise_metric(metric: str) -> None:
             ALERTS.labels(metric, status, severity)
 
 
-#: Per series, the six gauges' bound ``set`` methods (bounded by the series cap): ``labels()`` takes
-#: a lock and builds a key tuple per call, six times per closed series (~20% of the aggregate's
-#: time with 10,000 series, py-spy).
-_SERIES_SETTERS: dict[tuple[str, str], tuple] = {}
+class _SeriesGauges(Collector):
+    """The per-series gauges (value, expected, lower, upper, score, firing; bounded by the series
+    cap), read from each series' newest point when ``/metrics`` is scraped.
+
+    They were six ``Gauge``s set once per series per partials message: a ``labels()`` lookup and
+    six ``set`` calls, each taking a lock (~8% of the aggregate agent, py-spy, ``bench --events
+    300000``). A scrape comes every few seconds, a message closes windows of every series several
+    times a second: the agent now only keeps the newest point (``observe``, one dict store), and
+    the text a scrape renders is the same (names, help, type, labels, values)."""
+
+    def __init__(self) -> None:
+        #: series key -> (metric, segment label, newest point, firing)
+        self.last: dict[str, tuple] = {}
+
+    def observe(self, series: str, metric: str, segment: str, point: Any, firing: bool) -> None:
+        last = self.last
+        if series not in last:
+            initialise_metric(metric)
+        last[series] = (metric, segment, point, firing)
+
+    def collect(self):
+        families = [GaugeMetricFamily(name, documentation, labels=SERIES_LABELS)
+                    for name, documentation in SERIES_GAUGES]
+        value, expected, lower, upper, score, firing = families
+        nan = float("nan")
+        for metric, segment, point, is_firing in list(self.last.values()):   # a copy: the agent may add
+            labels = [metric, segment]
+            value.add_metric(labels, nan if point.value is None else point.value)
+            expected.add_metric(labels, nan if point.expected is None else point.expected)
+            lower.add_metric(labels, nan if point.lower is None else point.lower)
+            upper.add_metric(labels, nan if point.upper is None else point.upper)
+            score.add_metric(labels, nan if point.score is None else point.score)
+            firing.add_metric(labels, 1 if is_firing else 0)
+        return families
+
+    def describe(self):
+        return [GaugeMetricFamily(name, documentation, labels=SERIES_LABELS) for name, documentation in SERIES_GAUGES]
 
 
-def observe_point(metric: str, segment: str, value, expected, lower, upper, score, firing: bool) -> None:
-    """Set the per-series gauges (bounded by the series cap) from one scored point."""
-    setters = _SERIES_SETTERS.get((metric, segment))
-    if setters is None:
-        initialise_metric(metric)
-        setters = _SERIES_SETTERS[(metric, segment)] = tuple(
-            gauge.labels(metric, segment).set for gauge in (SERIES_VALUE, SERIES_EXPECTED, SERIES_LOWER,
-                                                            SERIES_UPPER, SERIES_SCORE, SERIES_FIRING))
-    nan = float("nan")
-    set_value, set_expected, set_lower, set_upper, set_score, set_firing = setters
-    set_value(nan if value is None else value)
-    set_expected(nan if expected is None else expected)
-    set_lower(nan if lower is None else lower)
-    set_upper(nan if upper is None else upper)
-    set_score(nan if score is None else score)
-    set_firing(1 if firing else 0)
+SERIES = _SeriesGauges()
+REGISTRY.register(SERIES)
+
+#: per metric, ``WINDOWS_SCORED.labels(metric).inc`` (``labels()`` takes a lock and builds a key per call)
+_WINDOWS_SCORED_INC: dict[str, Any] = {}
+
+
+def count_scored(metric: str, windows: int) -> None:
+    """``WINDOWS_SCORED.labels(metric).inc(windows)``, the child looked up once per metric."""
+    inc = _WINDOWS_SCORED_INC.get(metric)
+    if inc is None:
+        inc = _WINDOWS_SCORED_INC[metric] = WINDOWS_SCORED.labels(metric).inc
+    inc(windows)

@@ -40,6 +40,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faust.exceptions import ProducerSendError
 
 estimate_size = DefaultRecordBatchBuilder.estimate_size_in_bytes
+_NO_HEADERS: list = []   # BatchBuilder.append's default (read, never written)
 
 
 class BatchSender:
@@ -111,17 +112,24 @@ def build_batches(records: Iterable[tuple[int, bytes | None, bytes | None]], max
     batches: list[tuple[int, BatchBuilder]] = []
     for partition, key, value in records:
         builder = open_.get(partition)
-        if builder is None or builder.append(timestamp=None, key=key, value=value) is None:
-            # a fresh builder takes any first record, so check what AIOKafkaProducer.send checks
-            size = estimate_size(key, value, [])
-            if size > max_bytes:
-                error = MessageSizeTooLargeError(
-                    f"The message is {size} bytes when serialized which is larger than the maximum "
-                    "request size you have configured with the max_request_size configuration")
-                raise ProducerSendError(f"Error while sending: {error!r}") from error
-            builder = open_[partition] = BatchBuilder(max_bytes, compression_type)
-            batches.append((partition, builder))
-            builder.append(timestamp=None, key=key, value=value)
+        if builder is not None:
+            # BatchBuilder.append(timestamp=None, key=key, value=value), written out for an open
+            # builder without serializers (ours): its C record builder's append at the next
+            # relative offset; None means full, and the wrapper then closes the builder
+            if builder._builder.append(builder._relative_offset, None, key, value, _NO_HEADERS) is not None:  # noqa: SLF001
+                builder._relative_offset += 1  # noqa: SLF001
+                continue
+            builder.close()
+        # a fresh builder takes any first record, so check what AIOKafkaProducer.send checks
+        size = estimate_size(key, value, [])
+        if size > max_bytes:
+            error = MessageSizeTooLargeError(
+                f"The message is {size} bytes when serialized which is larger than the maximum "
+                "request size you have configured with the max_request_size configuration")
+            raise ProducerSendError(f"Error while sending: {error!r}") from error
+        builder = open_[partition] = BatchBuilder(max_bytes, compression_type)
+        batches.append((partition, builder))
+        builder.append(timestamp=None, key=key, value=value)
     for _, builder in batches:
         builder.close()   # nothing else may append to it once submitted (send() would, to an open one)
     return batches
