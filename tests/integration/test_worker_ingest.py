@@ -3,6 +3,8 @@ with their original bytes and reasons, and the worker still consuming afterwards
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 
@@ -82,3 +84,53 @@ def test_worker_counts_valid_events_and_dead_letters_invalid_ones(broker, unique
                  message="worker still consuming after the invalid messages")
         assert worker.process.poll() is None
     assert "Traceback" not in worker.log(), worker.log()[-3000:]
+
+
+def test_ingest_commits_only_offsets_its_acknowledged_partials_cover_and_never_goes_back(
+        broker, unique_topics, tmp_path):
+    """At-least-once with the flush's acks and commit off the fetch loop: whenever the ingest
+    group's committed offsets are looked at, the partials already in the topic cover them (a commit
+    follows its flush's acks), and they never move back (flushes commit in order)."""
+    from kafka import KafkaAdminClient
+
+    env = base_env(broker, unique_topics)
+    events_topic, partials_topic = unique_topics["BLIPWATCH_EVENTS_TOPIC"], unique_topics["BLIPWATCH_PARTIALS_TOPIC"]
+    group = f"{unique_topics['BLIPWATCH_APP_ID']}-ingest"
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=5000)
+
+    def committed() -> dict[int, int]:
+        found = admin.list_group_offsets(group).get(group, {})
+        return {tp.partition: meta.offset for tp, meta in found.items() if tp.topic == events_topic and meta.offset >= 0}
+
+    def covered() -> dict[int, int]:
+        furthest: dict[int, int] = {}
+        for record in read_topic(broker, partials_topic, timeout=10):
+            for partition, offset in (orjson.loads(record.value).get("to") or {}).items():
+                furthest[int(partition)] = max(furthest.get(int(partition), 0), offset)
+        return furthest
+
+    seen: list[dict[int, int]] = []
+
+    def check() -> dict[int, int]:
+        now = committed()      # first the commits, then what the broker holds of the partials
+        cover = covered()
+        for partition, offset in now.items():
+            assert cover.get(partition, 0) >= offset, (partition, offset, cover)
+            if seen:
+                assert offset >= seen[-1].get(partition, 0), (partition, offset, seen[-1])
+        seen.append(now)
+        return now
+
+    total = 0
+    try:
+        with Worker(env, tmp_path) as worker:
+            worker.wait_ready()
+            for round_ in range(10):  # flushes while events keep coming: commits of many flushes
+                total += produce(broker, events_topic, valid_events(3000, start=total))
+                time.sleep(0.1 * (round_ % 4))
+                check()
+            wait_for(lambda: sum(check().values()) == total, 60, message=f"all {total} events committed")
+            assert len({tuple(sorted(s.items())) for s in seen}) > 3, seen  # several flushes were seen
+        assert "Traceback" not in worker.log(), worker.log()[-3000:]
+    finally:
+        admin.close()
