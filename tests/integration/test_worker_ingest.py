@@ -88,9 +88,9 @@ def test_worker_counts_valid_events_and_dead_letters_invalid_ones(broker, unique
 
 def test_ingest_commits_only_offsets_its_acknowledged_partials_cover_and_never_goes_back(
         broker, unique_topics, tmp_path):
-    """At-least-once with the flush's acks and commit off the fetch loop: whenever the ingest
-    group's committed offsets are looked at, the partials already in the topic cover them (a commit
-    follows its flush's acks), and they never move back (flushes commit in order)."""
+    """At-least-once: whenever the ingest group's committed offsets are looked at, the partials
+    already in the topic cover them (a commit follows its flush's acks), and they never move back
+    (flushes commit in order)."""
     from kafka import KafkaAdminClient
 
     env = base_env(broker, unique_topics)
