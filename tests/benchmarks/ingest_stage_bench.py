@@ -46,10 +46,10 @@ async def _consumer(bootstrap: str, topic: str, **options):
     return consumer
 
 
-async def bare(bootstrap: str, topic: str, expected: int) -> tuple[float, float]:
+async def bare(bootstrap: str, topic: str, expected: int, **options) -> tuple[float, float]:
     import orjson
 
-    consumer = await _consumer(bootstrap, topic)
+    consumer = await _consumer(bootstrap, topic, **options)
     try:
         loads = orjson.loads
         seen = 0

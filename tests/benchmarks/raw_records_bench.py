@@ -1,6 +1,7 @@
-"""What a ``ConsumerRecord`` per record costs: a bare consumer (aiokafka ``getmany`` + ``orjson.loads``,
-the bench's ceiling) with aiokafka's records as they are (``raw_records``) and with ConsumerRecords,
-in turns, each in a fresh process, on one topic of the bench's workload on the embedded broker.
+"""What a ``ConsumerRecord`` per record costs: a bare consumer (``ingest_stage_bench.bare``: aiokafka
+``getmany`` + ``orjson.loads``, as the bench's ceiling) with aiokafka's records as they are
+(``raw_records``) and with ConsumerRecords, in turns, each in a fresh process, on one topic of the
+bench's workload on the embedded broker.
 
     .venv/bin/python tests/benchmarks/raw_records_bench.py [--events 1000000] [--rounds 3]
 
@@ -12,46 +13,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
-PARTITIONS = 4
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ingest_stage_bench  # noqa: E402  (its bare consumer, with the consumer options given here)
 
 
 def child(bootstrap: str, topic: str, expected: int, raw: bool) -> None:
-    import orjson
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
     from blipwatch.stream_app.raw_records import RAW_RECORDS, install
 
     install()
-
-    async def consume() -> tuple[float, float]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                    auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
-                                    fetch_max_bytes=32 * 1024 * 1024, fetch_max_wait_ms=100,
-                                    **({"value_deserializer": RAW_RECORDS} if raw else {}))
-        await consumer.start()
-        try:
-            consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
-            await consumer.seek_to_beginning()
-            loads = orjson.loads
-            seen = 0
-            wall, cpu = time.perf_counter(), time.process_time()
-            while seen < expected:
-                for records in (await consumer.getmany(timeout_ms=200, max_records=10_000)).values():
-                    for record in records:
-                        loads(record.value)
-                    seen += len(records)
-            return time.perf_counter() - wall, time.process_time() - cpu
-        finally:
-            await consumer.stop()
-
-    print(json.dumps(asyncio.run(consume())))
+    options = {"value_deserializer": RAW_RECORDS} if raw else {}
+    print(json.dumps(asyncio.run(ingest_stage_bench.bare(bootstrap, topic, expected, **options))))
 
 
 def main() -> None:
