@@ -993,7 +993,7 @@ def format_report(report: BenchReport) -> str:
         f"  worker ingest only                {figures['worker_ingest_events_per_s']:>12,.0f} events/s  "
         f"({worker.ingest_s:.2f} s to every event counted)",
         f"  windows scored per second         {figures['windows_scored_per_s']:>12,.0f}  "
-        f"({report.workload.points_before_idle / report.events:.3f} windows per event in this workload)",
+        f"({report.workload.points_before_idle / report.events:.3g} windows per event in this workload)",
         f"  last window scored after          {worker.all_scored_s or float('nan'):>12.2f} s  "
         f"(includes the {IDLE_SECONDS:.0f} s idle wait before the final flush)",
         f"  worker peak RSS                   {max(worker.peak_rss_bytes) / 2**20:>12.1f} MiB",
