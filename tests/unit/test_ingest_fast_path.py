@@ -109,3 +109,27 @@ def test_add_records_reads_the_clock_again_for_an_event_near_the_too_far_ahead_l
     value = orjson.dumps({"event_id": "a", "event_type": "page_view", "occurred_at": ahead})
     assert batch.add_records([Record(b"k", value, 7)], "events/0/", None) == ahead
     assert not batch.drain_dead_letters()
+
+
+def test_add_records_finds_late_events_and_windows_exactly_at_the_boundaries():
+    """Lateness as one comparison and the window from the event before: the same outcome as ``add``
+    for events on and next to window edges, in and out of order, with watermarks on and next to the
+    moment a window closes (its end + lateness)."""
+    from blipwatch.schemas.events import parse_timestamp_ms
+
+    catalogue = Catalogue.from_dict(None)
+    closes_after = catalogue.window_ms + catalogue.lateness_ms
+    t0 = parse_timestamp_ms("2026-01-05T20:00:00.000Z")
+    offsets = [0, 1, MINUTE - 1, MINUTE, 2 * MINUTE - 1, 2 * MINUTE, 3 * MINUTE + 7, 1, 2 * MINUTE, 0]
+    values = [orjson.dumps({"event_id": f"e{i}", "event_type": "page_view", "occurred_at": t0 + offset,
+                            "channel": "web"}) for i, offset in enumerate(offsets)]
+    for watermark in (None, t0 + closes_after - 1, t0 + closes_after, t0 + closes_after + 1,
+                      t0 + MINUTE + closes_after - 1, t0 + MINUTE + closes_after, t0 + 5 * MINUTE):
+        slow, fast = IngestBatch(catalogue, 4096), IngestBatch(catalogue, 4096)
+        accepted = [slow.add(b"k", value, "events/0/", watermark, offset) for offset, value in enumerate(values)]
+        newest = max((ms for ms in accepted if ms is not None), default=None)
+        assert fast.add_records([Record(b"k", value, offset) for offset, value in enumerate(values)],
+                                "events/0/", watermark) == newest, watermark
+        assert fast.counts == slow.counts, watermark
+        assert ordered(fast.aggregate.drain()) == ordered(slow.aggregate.drain()), watermark
+    assert slow.counts.late == len(offsets)  # the last watermark closed every window: all late
