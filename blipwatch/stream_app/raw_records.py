@@ -11,7 +11,7 @@ the process (Faust's, the bench's, ``alerts tail``'s) keeps getting ``ConsumerRe
 choice is made once per fetched partition, where aiokafka builds its ``PartitionRecords``: only
 that name in ``aiokafka.consumer.fetcher`` is replaced, by ``install()``. Positions, commits and
 transaction markers stay aiokafka's: they read the batch and ``next_fetch_offset``, never the
-records handed out. Recheck on an aiokafka upgrade (tests/unit/test_raw_records.py fails if the
+records handed out. Recheck on an aiokafka upgrade (tests/integration/test_raw_records.py fails if the
 hook no longer takes).
 """
 
