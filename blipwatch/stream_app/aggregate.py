@@ -104,22 +104,14 @@ class PartitionAggregator:
             tracker = trackers.get(series) or self.tracker(series)
             if tracker is None:
                 continue
-            # SeriesTracker.merge, written out (once per series and window of every message)
-            last_closed = tracker.last_closed
-            cells = tracker.open
+            merge = tracker.merge
             for window, numerator, denominator in windows:
                 window = int(window)
-                if last_closed is not None and window <= last_closed:
-                    late += 1   # that window is already closed: nothing added
-                    continue
-                cell = cells.get(window)
-                if cell is None:
-                    cells[window] = [numerator, denominator]
+                if merge(window, numerator, denominator):
+                    if newest is None or window > newest:
+                        newest = window
                 else:
-                    cell[0] += numerator
-                    cell[1] += denominator
-                if newest is None or window > newest:
-                    newest = window
+                    late += 1
         newest_close = None if newest is None else closes_at(newest, self.catalogue.window_ms,
                                                              self.catalogue.lateness_ms)
         if late:
