@@ -408,7 +408,7 @@ class SeriesDetector:
     def _profile_step(self, t: float) -> float | None:
         """The daily profile's change from the last point's bin to ``t``'s; None if either is unseen."""
         t_last = self.t_last
-        if t_last is None:
+        if t_last is None or (self._one_bin and not self.profile_days[0]):
             return None
         bins = self._bins   # self._bin(t), self._bin(t_last), mostly from the cache
         now = bins.get(t)
@@ -458,7 +458,7 @@ class SeriesDetector:
         else:
             n = obs[1] if obs is not None else (self.volume_mean or 1.0)
             plain = self.level + self.phi * self.trend   # _bases(t), written out
-            step = None if self._one_bin and not self.profile_days[0] else self._profile_step(t)
+            step = self._profile_step(t)
             seasonal = None if step is None else self._moved(plain, step)
             mu = self._clamp(plain)
             var_total = self._var_total(mu, n)
@@ -746,29 +746,10 @@ class SeriesDetector:
         clip = self.relevel_clip
         low = -clip
         clipped = z if z < clip else clip             # max(-clip, min(clip, z))
-        clipped = clipped if clipped > low else low
-        # River's PageHinkley.update(clipped) (mode "both"), written out on its own fields with the
-        # same operations in the same order: its method, Mean.update/get, the drift_detected
-        # property and the _test_drift hook were five calls a learned window
         shift = self.shift
-        if shift._drift_detected:
-            shift._reset()
-        mean = shift._x_mean
-        mean.n += 1.0
-        mean._mean += (1.0 / mean.n) * (clipped - mean._mean)
-        dev = clipped - mean._mean
-        shift._sum_increase = increase = shift.alpha * shift._sum_increase + dev - shift.delta
-        shift._sum_decrease = decrease = shift.alpha * shift._sum_decrease + dev + shift.delta
-        if increase < shift._min_increase:
-            shift._min_increase = increase
-        if decrease > shift._max_decrease:
-            shift._max_decrease = decrease
-        if mean.n >= shift.min_instances:
-            threshold = shift.threshold
-            shift._drift_detected = drifted = (increase - shift._min_increase > threshold
-                                               or shift._max_decrease - decrease > threshold)
-            if drifted and not returning:
-                self._relevel_to_recent()
+        shift.update(clipped if clipped > low else low)
+        if shift.drift_detected and not returning:
+            self._relevel_to_recent()
         self._commit_profile(t, x)
 
     def _follow_profile(self, t: float) -> None:
@@ -1106,12 +1087,9 @@ class RateDetector(SeriesDetector):
 
     def _update_level(self, mu: float, n: float, e_clipped: float, factor: float) -> None:
         keep = (1.0 - self.alpha) ** factor
-        self.ew_num = ew_num = keep * self.ew_num + factor * (mu + e_clipped) * n
-        self.ew_den = ew_den = keep * self.ew_den + factor * n
-        # self._clamp(self._estimate()), written out (once per learned window)
-        level = (ew_num + 0.5) / (ew_den + 1.0)
-        level = 1e-6 if 1e-6 > level else level
-        self.level = (1.0 - 1e-6) if (1.0 - 1e-6) < level else level
+        self.ew_num = keep * self.ew_num + factor * (mu + e_clipped) * n
+        self.ew_den = keep * self.ew_den + factor * n
+        self.level = self._clamp(self._estimate())
 
     def _apply_relevel(self, delta: float) -> None:
         super()._apply_relevel(delta)
