@@ -21,9 +21,9 @@ from typing import Any, Awaitable, Callable, Iterable
 
 import orjson
 
-from blipwatch.detectors.catalogue import Catalogue, metric_of
-from blipwatch.detectors.tracker import ClosedWindow, IncidentBook, SeriesTracker
-from blipwatch.detectors.windows import GlobalWatermark, closes_at
+from blipwatch.pipeline.catalogue import Catalogue, metric_of
+from blipwatch.pipeline.tracker import ClosedWindow, IncidentBook, SeriesTracker
+from blipwatch.pipeline.windows import GlobalWatermark, closes_at
 from blipwatch.stream_app import metrics
 
 log = logging.getLogger(__name__)

@@ -21,16 +21,16 @@ from aiokafka.structs import TopicPartition
 from faust.sensors.prometheus import setup_prometheus_sensors
 from mode import Service
 
-from blipwatch.detectors.catalogue import Catalogue
-from blipwatch.detectors.tracker import IncidentBook
-from blipwatch.detectors.windows import LocalWatermark
+from blipwatch.pipeline.catalogue import Catalogue
+from blipwatch.pipeline.tracker import IncidentBook
+from blipwatch.pipeline.windows import LocalWatermark
 from blipwatch.stream_app import metrics
 from blipwatch.stream_app.aggregate import PartitionAggregator, StateWriter, decode_partials, publish_closed
 from blipwatch.stream_app.config import Settings
 from blipwatch.stream_app.ingest import IngestBatch, partial_messages, partition_for, sent_positions
 from blipwatch.stream_app.produce import BatchSender, track_topics
-from blipwatch.stream_app.raw_records import RAW_RECORDS
-from blipwatch.stream_app.raw_records import install as install_raw_records
+from blipwatch.kafka.raw_records import RAW_RECORDS
+from blipwatch.kafka.raw_records import install as install_raw_records
 
 log = logging.getLogger("blipwatch")
 
@@ -108,7 +108,7 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
     )
     fetch_wait: dict[str, int] = {}
     if settings.embedded_broker:
-        from blipwatch.stream_app import tansu_compat
+        from blipwatch.kafka import tansu_compat
 
         tansu_compat.install(app, settings)
         fetch_wait["fetch_max_wait_ms"] = tansu_compat.FETCH_MAX_WAIT_MS

@@ -256,7 +256,7 @@ class Settings:
 
 def load_catalogue(settings: Settings | None = None, path: str | None = None):
     """The metric catalogue from ``--config``/``BLIPWATCH_CONFIG`` or the shipped default YAML."""
-    from blipwatch.detectors.catalogue import Catalogue, CatalogueError
+    from blipwatch.pipeline.catalogue import Catalogue, CatalogueError
 
     path = path or (settings.config_path if settings else "") or ""
     try:

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from blipwatch.detectors.catalogue import Catalogue, PartialAggregate
+from blipwatch.pipeline.catalogue import Catalogue, PartialAggregate
 from blipwatch.schemas.events import InvalidEvent, decode_event_fields
 from blipwatch.stream_app.metrics import event_type_label
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from blipwatch.detectors.catalogue import Catalogue, metric_of
-from blipwatch.detectors.tracker import ClosedWindow, IncidentBook, SeriesTracker
-from blipwatch.detectors.windows import LocalWatermark
+from blipwatch.pipeline.catalogue import Catalogue, metric_of
+from blipwatch.pipeline.tracker import ClosedWindow, IncidentBook, SeriesTracker
+from blipwatch.pipeline.windows import LocalWatermark
 from blipwatch.schemas.outputs import AnomalyAlert, MetricPoint
 from blipwatch.stream_app.ingest import IngestBatch
 

@@ -40,9 +40,9 @@ PARTITIONS = 4
 
 
 def capture(events: int, series: int, flush_events: int, out: str) -> None:
-    from blipwatch.detectors.catalogue import Catalogue
-    from blipwatch.detectors.windows import LocalWatermark
-    from blipwatch.stream_app.bench import plan_workload
+    from blipwatch.pipeline.catalogue import Catalogue
+    from blipwatch.pipeline.windows import LocalWatermark
+    from blipwatch.tools.bench import plan_workload
     from blipwatch.stream_app.ingest import IngestBatch, partial_messages
 
     workload = plan_workload(events, series)
@@ -75,8 +75,8 @@ def measure(record: str, state_every: int) -> None:
     import gc
     import time
 
-    from blipwatch.detectors.catalogue import Catalogue
-    from blipwatch.detectors.tracker import IncidentBook
+    from blipwatch.pipeline.catalogue import Catalogue
+    from blipwatch.pipeline.tracker import IncidentBook
     from blipwatch.stream_app import aggregate as aggregate_module
     from blipwatch.stream_app import metrics
     from blipwatch.stream_app.aggregate import PartitionAggregator, decode_partials

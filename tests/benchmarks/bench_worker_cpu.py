@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-import blipwatch.stream_app.bench as bench
+import blipwatch.tools.bench as bench
 from blipwatch.stream_app.cli import main
 
 original_stop = bench._Worker.stop  # noqa: SLF001

@@ -44,8 +44,8 @@ DRAIN_EVERY = 2000
 def workloads(events: int) -> dict[str, tuple[dict | None, list[tuple[bytes, bytes]]]]:
     import orjson
 
-    from blipwatch.stream_app.bench import plan_workload
-    from blipwatch.stream_app.simulator import generate_events
+    from blipwatch.tools.bench import plan_workload
+    from blipwatch.tools.simulator import generate_events
 
     bench = plan_workload(events, 1000)
     simulated = []
@@ -71,7 +71,7 @@ def best(run: Callable[[], None], repeat: int, n: int) -> float:
 def measure(events: int, repeat: int, worker_gc: bool = True) -> dict[str, dict[str, float]]:
     import orjson
 
-    from blipwatch.detectors.catalogue import Catalogue
+    from blipwatch.pipeline.catalogue import Catalogue
     from blipwatch.schemas import events as events_module
     from blipwatch.stream_app import ingest
 

@@ -69,7 +69,7 @@ async def ingest(bootstrap: str, topic: str, partials_topic: str, expected: int,
                  config: dict | None) -> tuple[float, float]:
     from aiokafka import AIOKafkaProducer
 
-    from blipwatch.detectors.catalogue import Catalogue
+    from blipwatch.pipeline.catalogue import Catalogue
     from blipwatch.stream_app.ingest import IngestBatch, partial_messages
 
     batch = IngestBatch(Catalogue.from_dict(config), 65536)
@@ -77,7 +77,7 @@ async def ingest(bootstrap: str, topic: str, partials_topic: str, expected: int,
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=-1)
     await producer.start()
     try:  # aiokafka's own records, as the worker's ingest reads them, where the tree has it
-        from blipwatch.stream_app.raw_records import RAW_RECORDS, install
+        from blipwatch.kafka.raw_records import RAW_RECORDS, install
     except ImportError:
         consumer = await _consumer(bootstrap, topic)
     else:
@@ -155,7 +155,7 @@ def main() -> None:
 
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    from blipwatch.stream_app.bench import _load, plan_workload
+    from blipwatch.tools.bench import _load, plan_workload
     from blipwatch.stream_app.embedded_broker import EmbeddedBroker
 
     workload = plan_workload(args.events, 1000)

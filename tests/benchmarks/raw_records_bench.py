@@ -25,7 +25,7 @@ import ingest_stage_bench  # noqa: E402  (its bare consumer, with the consumer o
 
 
 def child(bootstrap: str, topic: str, expected: int, raw: bool) -> None:
-    from blipwatch.stream_app.raw_records import RAW_RECORDS, install
+    from blipwatch.kafka.raw_records import RAW_RECORDS, install
 
     install()
     options = {"value_deserializer": RAW_RECORDS} if raw else {}
@@ -43,7 +43,7 @@ def main() -> None:
         child(bootstrap, topic, int(expected), raw == "raw")
         return
 
-    from blipwatch.stream_app.bench import _load, plan_workload
+    from blipwatch.tools.bench import _load, plan_workload
     from blipwatch.stream_app.embedded_broker import EmbeddedBroker
 
     messages = plan_workload(args.events, 1000).messages

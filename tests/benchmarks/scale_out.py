@@ -16,7 +16,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from blipwatch.stream_app import bench
+from blipwatch.tools import bench
 from blipwatch.stream_app.embedded_broker import EmbeddedBroker
 
 

@@ -54,8 +54,8 @@ def capture(events: str, out: str) -> None:
 def measure(record: str) -> None:
     import gc
 
-    from blipwatch.detectors.catalogue import metric_of
-    from blipwatch.detectors.tracker import IncidentBook, SeriesTracker
+    from blipwatch.pipeline.catalogue import metric_of
+    from blipwatch.pipeline.tracker import IncidentBook, SeriesTracker
     from blipwatch.stream_app.config import Settings, load_catalogue
 
     with open(record, "rb") as f:

@@ -22,8 +22,8 @@ import time
 import numpy as np
 
 import blipwatch
-from blipwatch.detectors.catalogue import Catalogue, default_config_dict
-from blipwatch.detectors.tracker import SeriesTracker
+from blipwatch.pipeline.catalogue import Catalogue, default_config_dict
+from blipwatch.pipeline.tracker import SeriesTracker
 
 CATALOGUE = Catalogue.from_dict(default_config_dict())
 START = 1767225600000

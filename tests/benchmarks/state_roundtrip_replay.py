@@ -13,8 +13,8 @@ Only for the default config (replay without --config).
 """
 import sys
 
-from blipwatch.detectors.catalogue import Catalogue, default_config_dict
-from blipwatch.detectors.tracker import SeriesTracker
+from blipwatch.pipeline.catalogue import Catalogue, default_config_dict
+from blipwatch.pipeline.tracker import SeriesTracker
 from blipwatch.stream_app.cli import main
 
 CATALOGUE = Catalogue.from_dict(default_config_dict())

@@ -98,7 +98,7 @@ def confluent_ingest(bootstrap: str, topic: str, partials_topic: str, expected: 
                      config: dict) -> tuple[float, float, float]:
     from confluent_kafka import Producer
 
-    from blipwatch.detectors.catalogue import Catalogue
+    from blipwatch.pipeline.catalogue import Catalogue
     from blipwatch.stream_app.ingest import IngestBatch, partial_messages
 
     batch = IngestBatch(Catalogue.from_dict(config), 65536)
@@ -159,7 +159,7 @@ def main() -> None:
     except ImportError:
         sys.exit("transport_bench: confluent-kafka is not installed; run: .venv/bin/pip install -e '.[bench]'")
 
-    from blipwatch.stream_app.bench import _load, plan_workload
+    from blipwatch.tools.bench import _load, plan_workload
     from blipwatch.stream_app.embedded_broker import EmbeddedBroker
 
     workload = plan_workload(args.events, 1000)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from blipwatch.stream_app.simulator import DEFAULT_SESSIONS_PER_MINUTE
+from blipwatch.tools.simulator import DEFAULT_SESSIONS_PER_MINUTE
 
 _spec = importlib.util.spec_from_file_location(
     "scenario_eval", Path(__file__).resolve().parents[1] / "benchmarks" / "scenario_eval.py")

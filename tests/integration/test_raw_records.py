@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from blipwatch.stream_app.raw_records import RAW_RECORDS, install
+from blipwatch.kafka.raw_records import RAW_RECORDS, install
 
 pytestmark = pytest.mark.integration
 

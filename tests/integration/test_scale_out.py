@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from blipwatch.stream_app.bench import _last_assignment
+from blipwatch.tools.bench import _last_assignment
 from tests.helpers import Worker, base_env, produce, wait_for
 from tests.integration.test_pipeline_stream import (  # noqa: F401  (scenario is a fixture)
     assert_same_points, point_content, scenario, stream_output)

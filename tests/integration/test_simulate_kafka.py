@@ -10,7 +10,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from blipwatch.stream_app.embedded_broker import free_port
-from blipwatch.stream_app.simulator import generate_events
+from blipwatch.tools.simulator import generate_events
 from tests.conftest import BLIPWATCH, REPO, child_env
 
 pytestmark = pytest.mark.integration

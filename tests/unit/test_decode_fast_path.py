@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from blipwatch.schemas import events
 from blipwatch.schemas.events import InvalidEvent, decode_event, decode_event_reference
-from blipwatch.stream_app.simulator import generate_events
+from blipwatch.tools.simulator import generate_events
 
 FIELDS = ("event_id", "event_type", "occurred_at", "customer_id", "session_id", "channel", "country", "device",
           "properties")

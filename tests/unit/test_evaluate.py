@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from blipwatch.stream_app.cli import main
-from blipwatch.stream_app.evaluation import EvaluationError, evaluate
+from blipwatch.tools.evaluation import EvaluationError, evaluate
 
 
 def incident(name="payment_outage", metrics=("payment_failure_rate",), segment=None,

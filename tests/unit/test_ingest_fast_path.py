@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import orjson
 
-from blipwatch.detectors.catalogue import Catalogue
+from blipwatch.pipeline.catalogue import Catalogue
 from blipwatch.stream_app import ingest
 from blipwatch.stream_app.ingest import IngestBatch
-from blipwatch.stream_app.simulator import generate_events
+from blipwatch.tools.simulator import generate_events
 
 MINUTE = 60_000
 

@@ -6,8 +6,8 @@ import time
 
 import orjson
 
-from blipwatch.detectors.catalogue import Catalogue
-from blipwatch.detectors.windows import LocalWatermark
+from blipwatch.pipeline.catalogue import Catalogue
+from blipwatch.pipeline.windows import LocalWatermark
 from blipwatch.stream_app.ingest import IngestBatch, partial_messages, sent_positions
 
 
@@ -44,7 +44,7 @@ def test_the_partials_say_how_far_each_input_partition_was_sent():
 def test_ingest_counts_an_event_late_exactly_when_windows_is_late_says_its_window_has_closed():
     """IngestBatch.add inlines ``is_late`` on its hot path: hold the two to the same answer around
     every boundary (a window closes at its end plus the allowed lateness)."""
-    from blipwatch.detectors.windows import is_late
+    from blipwatch.pipeline.windows import is_late
 
     catalogue = Catalogue.from_dict(None)
     window, lateness = catalogue.window_ms, catalogue.lateness_ms

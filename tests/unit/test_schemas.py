@@ -77,7 +77,7 @@ def test_every_declared_reason_is_reachable():
         reason_of(raw(occurred_at="noon"))[0], reason_of(raw(channel="fax"))[0],
     }
     # the one reason that needs the worker's clock: decided by the ingest, not by the decoder
-    from blipwatch.detectors.catalogue import Catalogue
+    from blipwatch.pipeline.catalogue import Catalogue
     from blipwatch.stream_app.ingest import IngestBatch
 
     batch = IngestBatch(Catalogue.from_dict(None), 65536)

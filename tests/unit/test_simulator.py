@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from blipwatch.stream_app import simulator
+from blipwatch.tools import simulator
 from blipwatch.stream_app.cli import main
-from blipwatch.stream_app.simulator import (
+from blipwatch.tools.simulator import (
     CHANNELS, COUNTRIES, DEVICES, EVENT_TYPES, INCIDENTS, ScenarioError, generate_events, parse_time,
     scenario_labels,
 )

@@ -13,9 +13,9 @@ import orjson
 import pytest
 
 from blipwatch.detectors import AlertPolicy, StateVersionError, dump_state, load_state, make_detector
-from blipwatch.detectors.catalogue import Catalogue, default_config_dict
+from blipwatch.pipeline.catalogue import Catalogue, default_config_dict
 from blipwatch.detectors.state import FORMAT_VERSION, LAYOUT, dump_series, load_series
-from blipwatch.detectors.tracker import SeriesTracker
+from blipwatch.pipeline.tracker import SeriesTracker
 
 CATALOGUE = Catalogue.from_dict(default_config_dict())
 START = 1767225600000  # 2026-01-01 00:00 UTC
@@ -143,7 +143,7 @@ def format_4_record():
 ], ids=["format-4 record", "empty", "pickle", "truncated", "trailing", "short array", "bad msgpack"])
 def test_an_unreadable_series_state_is_rewarmed_and_logged(blob, caplog):
     metric = CATALOGUE.by_name["cart_abandonment_rate"]
-    with caplog.at_level(logging.WARNING, logger="blipwatch.detectors.tracker"):
+    with caplog.at_level(logging.WARNING, logger="blipwatch.pipeline.tracker"):
         tracker = SeriesTracker.from_bytes(blob, "cart_abandonment_rate|all", metric, CATALOGUE)
     assert tracker.rewarmed and tracker.last_closed is None and tracker.detector.n_learned == 0
     assert "re-warming it from scratch" in caplog.text

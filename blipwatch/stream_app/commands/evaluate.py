@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from blipwatch.stream_app.evaluation import EvaluationError, evaluate, format_report, load_alerts, load_labels
+    from blipwatch.tools.evaluation import EvaluationError, evaluate, format_report, load_alerts, load_labels
 
     try:
         report = evaluate(load_alerts(args.alerts), load_labels(args.labels),

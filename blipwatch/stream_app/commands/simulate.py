@@ -47,7 +47,7 @@ def _fail(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     import orjson
 
-    from blipwatch.stream_app import simulator
+    from blipwatch.tools import simulator
 
     if args.list_scenarios:
         _list_scenarios(simulator)
@@ -156,7 +156,7 @@ def _to_kafka(events, args: argparse.Namespace, labels: dict) -> int:
     from kafka.errors import KafkaError
 
     from blipwatch.stream_app.config import Settings
-    from blipwatch.stream_app.simulator import parse_time
+    from blipwatch.tools.simulator import parse_time
 
     settings = Settings.from_env()
     try:

@@ -123,7 +123,7 @@ def spread_series(generated: list[dict], series: int) -> tuple[dict[str, Any], i
     place): ``country`` spread round robin per event type over up to 676 codes and, past what the
     default catalogue holds, per-event-type ``count`` metrics. Returns the config and the number of
     countries (0: the simulator's own countries were kept). Shared by the backlog and live phases."""
-    from blipwatch.detectors.catalogue import default_config_dict
+    from blipwatch.pipeline.catalogue import default_config_dict
 
     type_counts = Counter(event["event_type"] for event in generated)
     metrics = dict(default_config_dict()["metrics"])
@@ -149,7 +149,7 @@ def spread_series(generated: list[dict], series: int) -> tuple[dict[str, Any], i
 
 def most_series(generated: list[dict]) -> int:
     """About how many series ``spread_series`` can make of these events at most."""
-    from blipwatch.detectors.catalogue import default_config_dict
+    from blipwatch.pipeline.catalogue import default_config_dict
 
     metrics = dict(default_config_dict()["metrics"])
     for event_type in EXTRA_COUNT_TYPES:
@@ -178,7 +178,7 @@ class _Offline:
 
 def _offline(generated: list[dict], config: dict[str, Any]) -> _Offline:
     """Encode the events as the bench sends them and run the worker's own ingest code over them."""
-    from blipwatch.detectors.catalogue import Catalogue
+    from blipwatch.pipeline.catalogue import Catalogue
     from blipwatch.stream_app.ingest import IngestBatch
 
     catalogue = Catalogue.from_dict(config)
@@ -206,8 +206,8 @@ def plan_workload(events: int, series: int, progress: Progress = _quiet, seed: i
     The events span one hour of event time, or, with ``shop_rate``, N ÷ rate seconds: the hour's
     events with their times squeezed into that span, a shop of that many events a second (the
     incident still starts at 60% of the span)."""
-    from blipwatch.detectors.windows import closes_at
-    from blipwatch.stream_app.simulator import generate_events
+    from blipwatch.pipeline.windows import closes_at
+    from blipwatch.tools.simulator import generate_events
 
     span_s = RUN_HOURS * 3600 if shop_rate is None else events / shop_rate
     if span_s < MIN_SPAN_S:
@@ -240,7 +240,7 @@ def compress_time(generated: list[dict], span_s: float) -> None:
     """Event times squeezed (in place) so that the first and the last are ``span_s`` apart: the same
     events, in the same order, from a busier shop."""
     from blipwatch.schemas.events import parse_timestamp_ms
-    from blipwatch.stream_app.simulator import format_time
+    from blipwatch.tools.simulator import format_time
 
     times = [parse_timestamp_ms(event["occurred_at"]) for event in generated]
     first = times[0]
@@ -325,7 +325,7 @@ def bare_consume(bootstrap: str, topic: str, expected: int) -> float:
     events/s there against 450-500k in a fresh process, same broker, same topic. The child sets
     the garbage collector as the worker does (``commands.worker.tune_gc``), so the ceiling is not
     lowered by what the worker tunes away (~+3% here)."""
-    done = subprocess.run([sys.executable, "-m", "blipwatch.stream_app.bench", "bare", bootstrap, topic,
+    done = subprocess.run([sys.executable, "-m", "blipwatch.tools.bench", "bare", bootstrap, topic,
                            str(expected)], capture_output=True, text=True, timeout=180,
                           stdin=subprocess.DEVNULL)
     if done.returncode != 0:
@@ -730,7 +730,7 @@ def plan_live(seconds: float, speed: float, series: int, progress: Progress = _q
     series as ``plan_workload`` does. The shop's traffic is raised above ``LIVE_SESSIONS_PER_MINUTE``
     only when that span has too few events of some type to make ``series`` series."""
     from blipwatch.schemas.events import parse_timestamp_ms
-    from blipwatch.stream_app.simulator import generate_events
+    from blipwatch.tools.simulator import generate_events
 
     hours = seconds * speed / 3600
     rate = LIVE_SESSIONS_PER_MINUTE
@@ -1027,7 +1027,7 @@ def format_report(report: BenchReport) -> str:
 
 if __name__ == "__main__":  # the bare consumer's own process (bare_consume)
     if len(sys.argv) != 5 or sys.argv[1] != "bare":
-        sys.exit("usage: python -m blipwatch.stream_app.bench bare BOOTSTRAP TOPIC EVENTS")
+        sys.exit("usage: python -m blipwatch.tools.bench bare BOOTSTRAP TOPIC EVENTS")
     from blipwatch.stream_app.commands.worker import tune_gc
 
     tune_gc()

@@ -10,9 +10,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from blipwatch.detectors.catalogue import Catalogue, MetricDefinition
+from blipwatch.pipeline.catalogue import Catalogue, MetricDefinition
 from blipwatch.detectors.state import StateVersionError, dump_series, load_series
-from blipwatch.detectors.windows import closes_at
+from blipwatch.pipeline.windows import closes_at
 from blipwatch.schemas.outputs import AnomalyAlert, MetricPoint, iso_from_ms, segment_from_label
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def summary_sentence(metric: MetricDefinition, segment_label: str, value, expect
                      started_at_ms: int, status: str) -> str:
     """One sentence for a person on call.
 
-    >>> from blipwatch.detectors.catalogue import Catalogue, default_config_dict
+    >>> from blipwatch.pipeline.catalogue import Catalogue, default_config_dict
     >>> m = Catalogue.from_dict(default_config_dict()).by_name["cart_abandonment_rate"]
     >>> summary_sentence(m, "channel=web", 0.81, 0.62, 0.58, 0.66, 1767643500000, "firing")
     'Cart abandonment rate on channel=web is 0.81, expected 0.62 (0.58–0.66), since 20:05 UTC'

@@ -31,7 +31,7 @@ from typing import Any, TextIO
 from blipwatch.stream_app.commands.alerts import follow_alerts, observed_vs_expected, segment_text
 from blipwatch.stream_app.config import Settings
 from blipwatch.stream_app.embedded_broker import EmbeddedBroker, free_port
-from blipwatch.stream_app.simulator import DEFAULT_SESSIONS_PER_MINUTE
+from blipwatch.tools.simulator import DEFAULT_SESSIONS_PER_MINUTE
 
 #: Why these differ from the service's defaults is printed at the start of every demo.
 DEMO_SESSIONS_PER_MINUTE = 150.0   # ~30 web carts per window: the spike is caught within ~5 windows (replay, seeds 0-3)
@@ -68,7 +68,7 @@ def plan(scenario: str, sessions_per_minute: float, seed: int) -> dict[str, Any]
     >>> p["start"].isoformat(), p["hours"], p["incident_offset_hours"]
     ('2026-01-05T17:00:00+00:00', 3.0, 2.0)
     """
-    from blipwatch.stream_app.simulator import parse_time, scenario_labels
+    from blipwatch.tools.simulator import parse_time, scenario_labels
 
     arguments: dict[str, Any] = dict(scenario=scenario, seed=seed, sessions_per_minute=sessions_per_minute)
     labels = scenario_labels(scenario)
@@ -145,7 +145,7 @@ class Sender(threading.Thread):
         import orjson
         from kafka import KafkaProducer
 
-        from blipwatch.stream_app.simulator import generate_events, parse_time
+        from blipwatch.tools.simulator import generate_events, parse_time
 
         producer = KafkaProducer(   # as `blipwatch simulate --kafka` (see its notes)
             **self.settings.kafka_python_kwargs(), enable_idempotence=False, acks=1, linger_ms=20,
@@ -266,7 +266,7 @@ class Demo:
     # the whole run ----------------------------------------------------------------------------
 
     def run(self) -> int:
-        from blipwatch.stream_app.simulator import ScenarioError, run_labels
+        from blipwatch.tools.simulator import ScenarioError, run_labels
 
         options = self.options
         try:
@@ -466,7 +466,7 @@ class Demo:
     # the end ------------------------------------------------------------------------------------
 
     def _summarise(self) -> None:
-        from blipwatch.stream_app.evaluation import evaluate
+        from blipwatch.tools.evaluation import evaluate
 
         say, sender, reading, labels = self.screen.line, self.sender, self.reading, self.labels
         sent_seconds = (sender.finished_at or time.monotonic()) - self.began
