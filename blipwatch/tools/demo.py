@@ -28,9 +28,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from blipwatch.stream_app.commands.alerts import follow_alerts, observed_vs_expected, segment_text
+from blipwatch.schemas.outputs import segment_label
 from blipwatch.stream_app.config import Settings
 from blipwatch.stream_app.embedded_broker import EmbeddedBroker, free_port
+from blipwatch.tools.alert_feed import follow_alerts, observed_vs_expected
 from blipwatch.tools.simulator import DEFAULT_SESSIONS_PER_MINUTE
 
 #: Why these differ from the service's defaults is printed at the start of every demo.
@@ -302,7 +303,7 @@ class Demo:
         say(f"  event time {labels['start'][:16].replace('T', ' ')}Z .. {hhmm(labels['end'])}, {hours:g} h "
             f"of simulated traffic, sent in about {self._send_budget_estimate():.0f} s of wall-clock time")
         for incident in labels["incidents"]:
-            say(f"  injected: {incident['name']} on {segment_text(incident['segment'])} at "
+            say(f"  injected: {incident['name']} on {segment_label(incident['segment'] or {})} at "
                 f"{hhmm(incident['start'])}..{hhmm(incident['end'])} ({incident['description']}); "
                 f"watch {', '.join(incident['metrics'])}")
         say("  demo settings (the service's defaults differ):")
@@ -434,7 +435,7 @@ class Demo:
             head = self.screen.color(f"ALERT FIRING   {when}", "1;31")
         else:
             head = self.screen.color(f"ALERT RESOLVED {when}", "1;32")
-        what = f"{alert.get('metric')} on {segment_text(alert.get('segment'))} ({alert.get('severity')})"
+        what = f"{alert.get('metric')} on {segment_label(alert.get('segment') or {})} ({alert.get('severity')})"
         self.screen.line(f"{head}  {what}")
         self.screen.line(f"    {alert.get('summary', '')}")
         line = f"    {observed_vs_expected(alert)}"
@@ -484,7 +485,7 @@ class Demo:
                 f"its log is kept: {self.worker_log}")
         report = evaluate(self.alerts, labels)
         for result in report["incidents"]:
-            where = f"{result['name']} on {segment_text(result['segment'])} at {hhmm(result['start'])}"
+            where = f"{result['name']} on {segment_label(result['segment'] or {})} at {hhmm(result['start'])}"
             if result["start"] > reached:
                 say(f"  incident  {where}: not reached (sending stopped at {hhmm(reached)})")
             elif not result.get("expect_alert", True):
@@ -495,14 +496,14 @@ class Demo:
                 delay = result["delay_windows"]
                 say(f"  incident  {where}: " + self.screen.color("CAUGHT", "1;32") +
                     f" {delay:g} window{'' if delay == 1 else 's'} after onset, by {first.get('metric')} "
-                    f"{first.get('direction', '')} on {segment_text(first.get('segment'))}")
+                    f"{first.get('direction', '')} on {segment_label(first.get('segment') or {})}")
             else:
                 say(f"  incident  {where}: " + self.screen.color("MISSED", "1;31") +
                     " (no alert on " + ", ".join(result["metrics"]) + ")")
         false_alerts = report.get("false_alert_list") or []
         if false_alerts:
             say(f"  other     {len(false_alerts)} alerts matching no injected incident: " + "; ".join(
-                f"{a.get('metric')} on {segment_text(a.get('segment'))}" for a in false_alerts[:5]))
+                f"{a.get('metric')} on {segment_label(a.get('segment') or {})}" for a in false_alerts[:5]))
         say(f"  took      {self.elapsed():.0f} s; more: `blipwatch simulate --list-scenarios`, "
             "`blipwatch demo --scenario NAME`, `blipwatch alerts tail`")
 
