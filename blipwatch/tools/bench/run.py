@@ -97,6 +97,7 @@ class BenchReport:
 def run_bench(events: int, series: int, progress: Progress = quiet, workers: int = 1,
               bare_repeats: int = 3, live_seconds: float = 60.0,
               live_speeds: tuple[float, ...] = (LIVE_SPEED,), shop_rate: float | None = None) -> BenchReport:
+    """Every phase in order, on one embedded broker started here and stopped at the end."""
     workload = plan_workload(events, series, progress, shop_rate=shop_rate)
     workdir = Path(tempfile.mkdtemp(prefix="blipwatch-bench-"))
     try:
@@ -117,6 +118,7 @@ def run_bench(events: int, series: int, progress: Progress = quiet, workers: int
 
 
 def format_report(report: BenchReport) -> str:
+    """The report as the table ``blipwatch bench`` prints (``--json`` prints ``as_dict``)."""
     figures = report.as_dict()
     worker = report.worker
     bp50, bp99 = figures["backlog_alert_latency_p50_s"], figures["backlog_alert_latency_p99_s"]
