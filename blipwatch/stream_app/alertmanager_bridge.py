@@ -42,7 +42,7 @@ log = logging.getLogger("blipwatch.alertmanager_bridge")
 
 ALERTNAME = "CustomerBehaviourBlip"
 DEFAULT_GROUP_ID = "blipwatch-alertmanager-bridge"
-#: The uid of the generated "blips" dashboard (``stream_app/dashboards.py``), for the dashboard link.
+#: The uid of the generated "blips" dashboard (``tools/dashboards.py``), for the dashboard link.
 BLIPS_DASHBOARD_PATH = "/d/blipwatch-blips/blipwatch-blips"
 RESERVED_LABELS = frozenset({"alertname", "metric", "severity", "dedup_key"})
 

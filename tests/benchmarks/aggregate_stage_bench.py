@@ -42,7 +42,7 @@ PARTITIONS = 4
 def capture(events: int, series: int, flush_events: int, out: str) -> None:
     from blipwatch.pipeline.catalogue import Catalogue
     from blipwatch.pipeline.windows import LocalWatermark
-    from blipwatch.tools.bench import plan_workload
+    from blipwatch.tools.bench.workload import plan_workload
     from blipwatch.stream_app.ingest import IngestBatch, partial_messages
 
     workload = plan_workload(events, series)

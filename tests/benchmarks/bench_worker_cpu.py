@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import sys
 
-import blipwatch.tools.bench as bench
+from blipwatch.tools.bench import worker
 from blipwatch.stream_app.cli import main
 
-original_stop = bench._Worker.stop  # noqa: SLF001
+original_stop = worker.WorkerProcess.stop
 
 
 def stop(self) -> None:
@@ -23,13 +23,13 @@ def stop(self) -> None:
         with open(f"/proc/{self.process.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        print(f"  worker CPU time at stop              {cpu:8.2f} s  ({bench.__file__})", flush=True)
+        print(f"  worker CPU time at stop              {cpu:8.2f} s  ({worker.__file__})", flush=True)
     except OSError as exc:
         print(f"  worker CPU time: not read ({exc})", flush=True)
     original_stop(self)
 
 
-bench._Worker.stop = stop  # noqa: SLF001
+worker.WorkerProcess.stop = stop
 
 if __name__ == "__main__":
     sys.exit(main(["bench", *sys.argv[1:]]))

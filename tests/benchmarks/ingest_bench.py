@@ -44,7 +44,7 @@ DRAIN_EVERY = 2000
 def workloads(events: int) -> dict[str, tuple[dict | None, list[tuple[bytes, bytes]]]]:
     import orjson
 
-    from blipwatch.tools.bench import plan_workload
+    from blipwatch.tools.bench.workload import plan_workload
     from blipwatch.tools.simulator import generate_events
 
     bench = plan_workload(events, 1000)

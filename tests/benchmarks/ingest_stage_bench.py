@@ -155,7 +155,8 @@ def main() -> None:
 
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    from blipwatch.tools.bench import _load, plan_workload
+    from blipwatch.tools.bench.topics import load_events
+    from blipwatch.tools.bench.workload import plan_workload
     from blipwatch.stream_app.embedded_broker import EmbeddedBroker
 
     workload = plan_workload(args.events, 1000)
@@ -166,7 +167,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="blipwatch-ingest-stage-") as workdir, \
             EmbeddedBroker(log_path=Path(workdir) / "broker.log") as broker:
         topic = f"ingest-stage-{uuid.uuid4().hex[:8]}"
-        asyncio.run(_load(broker.bootstrap, topic, workload.messages, lambda _: None))
+        asyncio.run(load_events(broker, topic, workload.messages, lambda _: None))
 
         async def create(name: str) -> None:
             admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)

@@ -43,7 +43,8 @@ def main() -> None:
         child(bootstrap, topic, int(expected), raw == "raw")
         return
 
-    from blipwatch.tools.bench import _load, plan_workload
+    from blipwatch.tools.bench.topics import load_events
+    from blipwatch.tools.bench.workload import plan_workload
     from blipwatch.stream_app.embedded_broker import EmbeddedBroker
 
     messages = plan_workload(args.events, 1000).messages
@@ -52,7 +53,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="blipwatch-raw-records-") as workdir, \
             EmbeddedBroker(log_path=Path(workdir) / "broker.log") as broker:
         topic = f"raw-records-{uuid.uuid4().hex[:8]}"
-        asyncio.run(_load(broker.bootstrap, topic, messages, lambda _: None))
+        asyncio.run(load_events(broker, topic, messages, lambda _: None))
         for round_ in range(args.rounds):
             for kind in ("ConsumerRecord", "raw"):
                 out = subprocess.run([sys.executable, __file__, "--child", broker.bootstrap, topic, str(n), kind],

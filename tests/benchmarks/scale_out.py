@@ -16,8 +16,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from blipwatch.tools import bench
 from blipwatch.stream_app.embedded_broker import EmbeddedBroker
+from blipwatch.tools.bench.topics import load_events
+from blipwatch.tools.bench.worker import run_workers
+from blipwatch.tools.bench.workload import plan_workload
 
 
 def main() -> None:
@@ -25,15 +27,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=400_000)
     parser.add_argument("--series", type=int, default=1_000)
     args = parser.parse_args()
-    workload = bench.plan_workload(args.events, args.series, print)
+    workload = plan_workload(args.events, args.series, print)
     workdir = Path(tempfile.mkdtemp(prefix="blipwatch-scale-"))
     try:
         with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
             topic = f"bench-events-{uuid.uuid4().hex[:8]}"
-            asyncio.run(bench._load(broker.bootstrap, topic, workload.messages, print))  # noqa: SLF001
+            asyncio.run(load_events(broker, topic, workload.messages, print))
             rows = []
             for workers in (1, 2, 1, 2):
-                run = bench.run_workers(broker, topic, workload, workdir, workers=workers)
+                run = run_workers(broker, topic, workload, workdir, workers=workers)
                 events = len(workload.messages)
                 rows.append((workers, events / run.scored_s, events / run.ingest_s, run.settle_s,
                              [rss // 2**20 for rss in run.peak_rss_bytes]))

@@ -159,7 +159,8 @@ def main() -> None:
     except ImportError:
         sys.exit("transport_bench: confluent-kafka is not installed; run: .venv/bin/pip install -e '.[bench]'")
 
-    from blipwatch.tools.bench import _load, plan_workload
+    from blipwatch.tools.bench.topics import load_events
+    from blipwatch.tools.bench.workload import plan_workload
     from blipwatch.stream_app.embedded_broker import EmbeddedBroker
 
     workload = plan_workload(args.events, 1000)
@@ -170,7 +171,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="blipwatch-transport-") as workdir, \
             EmbeddedBroker(log_path=Path(workdir) / "broker.log") as broker:
         topic = f"transport-{uuid.uuid4().hex[:8]}"
-        asyncio.run(_load(broker.bootstrap, topic, workload.messages, lambda _: None))
+        asyncio.run(load_events(broker, topic, workload.messages, lambda _: None))
         gc.collect()  # as the worker sets it (commands/worker.py: tune_gc)
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)

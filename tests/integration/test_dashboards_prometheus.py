@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from blipwatch.schemas.events import CANONICAL_EVENT_TYPES, REASONS
-from blipwatch.stream_app import dashboards
+from blipwatch.tools import dashboards
 from tests.helpers import BLIPWATCH, Worker, base_env, produce
 from tests.services import Prometheus, wait_until
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from blipwatch.tools.bench import _last_assignment
+from blipwatch.tools.bench.worker import last_assignment
 from tests.helpers import Worker, base_env, produce, wait_for
 from tests.integration.test_pipeline_stream import (  # noqa: F401  (scenario is a fixture)
     assert_same_points, point_content, scenario, stream_output)
@@ -32,7 +32,7 @@ def test_two_workers_split_the_partitions_and_together_score_every_window(broker
         second.wait_ready(90)
 
         def split():
-            assigned = [set(_last_assignment(w.log())) for w in (first, second)]
+            assigned = [set(last_assignment(w.log())) for w in (first, second)]
             return assigned if all(assigned) and assigned[0] | assigned[1] == set(range(PARTITIONS)) \
                 and not assigned[0] & assigned[1] else None
 

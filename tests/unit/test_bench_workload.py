@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from blipwatch.pipeline.catalogue import Catalogue
-from blipwatch.tools.bench import LIVE_SESSIONS_PER_MINUTE, plan_live, spread_series
+from blipwatch.tools.bench.live import LIVE_SESSIONS_PER_MINUTE, plan_live
+from blipwatch.tools.bench.workload import spread_series
 from blipwatch.stream_app.ingest import IngestBatch
 
 
@@ -56,7 +57,7 @@ def test_spread_series_adds_count_metrics_only_past_what_the_catalogue_holds():
 
 def test_shop_rate_squeezes_the_hour_into_events_over_rate_seconds():
     from blipwatch.schemas.events import decode_event
-    from blipwatch.tools.bench import plan_workload
+    from blipwatch.tools.bench.workload import plan_workload
 
     hour = plan_workload(20_000, 300)
     busy = plan_workload(20_000, 300, shop_rate=150)   # 133 s of event time
@@ -72,7 +73,8 @@ def test_shop_rate_squeezes_the_hour_into_events_over_rate_seconds():
 
 
 def test_shop_rate_too_high_for_the_events_says_how_many_are_needed():
-    from blipwatch.tools.bench import BenchError, plan_workload
+    from blipwatch.tools.bench import BenchError
+    from blipwatch.tools.bench.workload import plan_workload
 
     with pytest.raises(BenchError, match=r"span 20 s of event time.*at least 100 s \(--events 100,000\)"):
         plan_workload(20_000, 300, shop_rate=1000)

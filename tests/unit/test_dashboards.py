@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
-from blipwatch.stream_app import dashboards
+import blipwatch
 from blipwatch.stream_app.alertmanager_bridge import BLIPS_DASHBOARD_PATH
+from blipwatch.tools import dashboards
 from tests.services import find_binary
 
-COMPOSE = dashboards.DASHBOARDS_DIR.parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
+COMPOSE = REPOSITORY / "compose"
+DASHBOARDS_DIR = COMPOSE / "grafana" / "dashboards"
 
 #: The worker's metrics (stream_app/metrics.py) and Faust's Prometheus sensor (prefix blipwatch_faust).
 WORKER_METRICS = {
@@ -29,14 +35,44 @@ WORKER_METRICS = {
 
 
 def load(name: str) -> dict:
-    return json.loads((dashboards.DASHBOARDS_DIR / f"{name}.json").read_text())
+    return json.loads((DASHBOARDS_DIR / f"{name}.json").read_text())
 
 
 @pytest.mark.parametrize("name", sorted(dashboards.DASHBOARDS))
 def test_committed_dashboard_json_is_what_the_generator_writes(name):
-    committed = (dashboards.DASHBOARDS_DIR / f"{name}.json").read_text()
+    committed = (DASHBOARDS_DIR / f"{name}.json").read_text()
     assert committed == dashboards.render(dashboards.DASHBOARDS[name]), \
-        "stale dashboard JSON: run `python -m blipwatch.stream_app.dashboards` and commit the result"
+        "stale dashboard JSON: run `python -m blipwatch.tools.dashboards` and commit the result"
+
+
+def test_the_default_folder_is_the_repository_compose_dashboards():
+    assert dashboards.repository_dashboards_dir() == DASHBOARDS_DIR
+    assert {uid for uid, _, _ in dashboards.dashboard_queries()} == \
+        {uid for uid, _, _ in dashboards.dashboard_queries(DASHBOARDS_DIR)}
+
+
+def test_the_generator_writes_to_the_folder_it_is_given(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "blipwatch.tools.dashboards", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.json")) == sorted(f"{n}.json" for n in dashboards.DASHBOARDS)
+    for name in dashboards.DASHBOARDS:
+        assert (tmp_path / "out" / f"{name}.json").read_text() == (DASHBOARDS_DIR / f"{name}.json").read_text()
+
+
+def test_an_installed_package_without_the_repository_says_so_in_one_line(tmp_path):
+    site = tmp_path / "site-packages"
+    shutil.copytree(Path(blipwatch.__file__).parent, site / "blipwatch",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with pytest.raises(dashboards.NoRepository, match="installed without its repository"):
+        dashboards.repository_dashboards_dir(site / "blipwatch")
+    done = subprocess.run([sys.executable, "-m", "blipwatch.tools.dashboards"], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith("blipwatch.tools.dashboards: no compose/grafana/dashboards beside") and \
+        "pass the dashboards' folder" in line, done.stderr
+    assert not [p.name for p in tmp_path.rglob("*.json") if p.name.replace(".json", "") in dashboards.DASHBOARDS]
 
 
 def test_every_panel_has_a_query():

@@ -44,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import orjson
 
-    from blipwatch.tools.bench import BenchError, format_report, run_bench
+    from blipwatch.tools.bench import BenchError
+    from blipwatch.tools.bench.run import format_report, run_bench
     from blipwatch.stream_app.embedded_broker import BrokerError
 
     if args.events < 1000:

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from blipwatch.tools.demo import DEMO_SESSIONS_PER_MINUTE, DEMO_WARMUP_WINDOWS, DemoError, Options
-    from blipwatch.tools.demo import run as run_demo
+    from blipwatch.tools.demo.run import run as run_demo
 
     for name in ("duration", "rate", "sessions_per_minute"):
         value = getattr(args, name)

@@ -1,10 +1,15 @@
-"""The Grafana dashboards, as code: ``python -m blipwatch.stream_app.dashboards`` writes them to
-``compose/grafana/dashboards/*.json`` (committed; ``tests/unit/test_dashboards.py`` fails when they
-are stale). Built with Grafana's own ``grafana-foundation-sdk`` (a test extra), so the JSON has the
-shape Grafana expects; every query is PromQL over the metrics in ``stream_app/metrics.py``.
+"""The Grafana dashboards, as code: ``python -m blipwatch.tools.dashboards [DIR]`` writes them to
+DIR, by default the repository's ``compose/grafana/dashboards/`` (committed;
+``tests/unit/test_dashboards.py`` fails when they are stale). Built with Grafana's own
+``grafana-foundation-sdk`` (a test extra), so the JSON has the shape Grafana expects; every query is
+PromQL over the metrics in ``stream_app/metrics.py``.
 
 ``dashboard_queries()`` reads the committed JSON back and lists every query with its template
 variables filled in, so tests can run each one against a real Prometheus.
+
+The committed JSON lives in the repository, not in the package: ``repository_dashboards_dir()``
+finds it beside the checkout this ``blipwatch`` was imported from, and says so in one line when
+``blipwatch`` is an installed package with no repository around it.
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ import re
 import sys
 from pathlib import Path
 
+import blipwatch
+
 #: Fixed uid of the Prometheus datasource (``compose/grafana/provisioning/datasources``).
 DATASOURCE = {"type": "prometheus", "uid": "blipwatch-prometheus"}
-DASHBOARDS_DIR = Path(__file__).resolve().parents[2] / "compose" / "grafana" / "dashboards"
+#: Where the committed dashboards sit in the repository.
+DASHBOARDS_IN_REPOSITORY = Path("compose", "grafana", "dashboards")
 #: What ``dashboard_queries`` puts in place of Grafana's variables: valid PromQL matching anything.
 SUBSTITUTIONS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
 
@@ -158,7 +166,24 @@ def render(build) -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
-def write(directory: Path = DASHBOARDS_DIR) -> list[Path]:
+class NoRepository(RuntimeError):
+    """The dashboards' folder was not given and there is no repository checkout to find it in."""
+
+
+def repository_dashboards_dir(package_dir: Path | None = None) -> Path:
+    """``compose/grafana/dashboards`` of the repository checkout that holds the ``blipwatch`` package
+    (``package_dir``, default the one imported): the checkout is the package's parent folder when
+    that folder has the project's ``pyproject.toml`` and ``compose/`` beside the package."""
+    package_dir = Path(blipwatch.__file__).resolve().parent if package_dir is None else package_dir
+    root = package_dir.parent
+    if not ((root / "pyproject.toml").is_file() and (root / DASHBOARDS_IN_REPOSITORY).is_dir()):
+        raise NoRepository(f"no {DASHBOARDS_IN_REPOSITORY} beside {package_dir} (blipwatch installed without "
+                           f"its repository?): run from a checkout, or pass the dashboards' folder")
+    return root / DASHBOARDS_IN_REPOSITORY
+
+
+def write(directory: Path | None = None) -> list[Path]:
+    directory = repository_dashboards_dir() if directory is None else directory
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, build in DASHBOARDS.items():
@@ -185,13 +210,13 @@ def substitute(expr: str) -> str:
     return re.sub(r"\$\{?\w+\}?", ".*", expr)
 
 
-def dashboard_queries(directory: Path = DASHBOARDS_DIR) -> list[tuple[str, str, str]]:
+def dashboard_queries(directory: Path | None = None) -> list[tuple[str, str, str]]:
     """``(dashboard uid, panel title, PromQL)`` for every panel target and annotation of the committed
     dashboards, variables substituted (``substitute``). Annotation entries are titled ``annotation: NAME``.
     A panel without a query is listed with an empty expression, so a test can see it.
     """
     queries = []
-    for path in sorted(directory.glob("*.json")):
+    for path in _committed(directory):
         document = json.loads(path.read_text())
         uid = document["uid"]
         for panel in _walk_panels(document.get("panels", [])):
@@ -205,10 +230,10 @@ def dashboard_queries(directory: Path = DASHBOARDS_DIR) -> list[tuple[str, str, 
     return queries
 
 
-def variable_queries(directory: Path = DASHBOARDS_DIR) -> list[tuple[str, str, str]]:
+def variable_queries(directory: Path | None = None) -> list[tuple[str, str, str]]:
     """``(dashboard uid, variable name, query)`` for the template variables (``label_values(...)``)."""
     result = []
-    for path in sorted(directory.glob("*.json")):
+    for path in _committed(directory):
         document = json.loads(path.read_text())
         for variable in document.get("templating", {}).get("list", []):
             query = variable.get("query")
@@ -217,6 +242,17 @@ def variable_queries(directory: Path = DASHBOARDS_DIR) -> list[tuple[str, str, s
     return result
 
 
+def _committed(directory: Path | None) -> list[Path]:
+    directory = repository_dashboards_dir() if directory is None else directory
+    return sorted(directory.glob("*.json"))
+
+
 if __name__ == "__main__":
-    for written in write(Path(sys.argv[1]) if len(sys.argv) > 1 else DASHBOARDS_DIR):
-        print(written)
+    if len(sys.argv) > 2 or sys.argv[1:2] in (["-h"], ["--help"]):
+        sys.exit("usage: python -m blipwatch.tools.dashboards [DIR]  (default: the repository's "
+                 f"{DASHBOARDS_IN_REPOSITORY})")
+    try:
+        for written in write(Path(sys.argv[1]) if len(sys.argv) > 1 else None):
+            print(written)
+    except NoRepository as exc:
+        sys.exit(f"blipwatch.tools.dashboards: {exc}")

@@ -1,15 +1,5 @@
-"""``blipwatch demo``: the whole service on one machine, for a user's first minute.
-
-Starts the embedded broker, one ``blipwatch worker`` (logs to a temp dir, not the screen) and a
-simulator thread sending a scenario's events to Kafka, paced so that hours of event time pass in
-a couple of wall-clock minutes. Shows a live status line read from the worker's ``/metrics`` and
-every alert from the alerts topic as it fires and resolves. Then stops sending, waits for the
-worker's idle flush to close the last windows, prints a summary (was the injected incident caught,
-and how many windows after its onset), stops everything it started, and returns 0.
-
-Every child runs in its own process group and is stopped in a ``finally``: Ctrl-C (or SIGTERM)
-at any moment leaves nothing behind.
-"""
+"""The demo's run: services started, traffic sent and watched, alerts shown as they come, the
+summary, and everything it started stopped (``run``)."""
 
 from __future__ import annotations
 
@@ -22,227 +12,24 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
-from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from blipwatch.stream_app.commands.alerts import follow_alerts, observed_vs_expected, segment_text
+from blipwatch.schemas.outputs import segment_label
 from blipwatch.stream_app.config import Settings
 from blipwatch.stream_app.embedded_broker import EmbeddedBroker, free_port
+from blipwatch.tools.alert_feed import follow_alerts, observed_vs_expected
+from blipwatch.tools.demo import DemoError, Options
+from blipwatch.tools.demo.readings import Reading, scrape
+from blipwatch.tools.demo.screen import Screen, hhmm, short
+from blipwatch.tools.demo.traffic import Sender, plan
 from blipwatch.tools.simulator import DEFAULT_SESSIONS_PER_MINUTE
 
-#: Why these differ from the service's defaults is printed at the start of every demo.
-DEMO_SESSIONS_PER_MINUTE = 150.0   # ~30 web carts per window: the spike is caught within ~5 windows (replay, seeds 0-3)
-DEMO_WARMUP_WINDOWS = 30           # the shipped policy waits 120 windows (2 h of event time) before alerting
-LEAD_HOURS = 2.0                   # normal traffic before a scenario's incident
-AFTER_HOURS = 0.5                  # and after its end, to see it resolve
 IDLE_FLUSH_SECONDS = 12.0          # the worker flushes every window after 10 s without input
 WORKER_READY_SECONDS = 90.0
 WORKER_STOP_SECONDS = 8.0
 PACE_SHARE = 0.85                  # of the sending time the event time is paced to fill
 
-
-class DemoError(RuntimeError):
-    """The demo could not run; the message says what went wrong and where to look."""
-
-
-@dataclass
-class Options:
-    scenario: str = "demo"
-    duration: float = 150.0          # wall-clock seconds, start to summary
-    rate: float | None = None        # events per second; default: paced to fit the event time into duration
-    sessions_per_minute: float = DEMO_SESSIONS_PER_MINUTE
-    seed: int = 0
-    warmup: int = DEMO_WARMUP_WINDOWS
-    keep: bool = False
-
-
-def plan(scenario: str, sessions_per_minute: float, seed: int) -> dict[str, Any]:
-    """``generate_events`` arguments: for a one-incident scenario, the incident with LEAD_HOURS of
-    normal traffic before it and AFTER_HOURS after it (not the scenario's 36 h); otherwise the
-    whole scenario.
-
-    >>> p = plan("demo", 400, 0)
-    >>> p["start"].isoformat(), p["hours"], p["incident_offset_hours"]
-    ('2026-01-05T17:00:00+00:00', 3.0, 2.0)
-    """
-    from blipwatch.tools.simulator import parse_time, scenario_labels
-
-    arguments: dict[str, Any] = dict(scenario=scenario, seed=seed, sessions_per_minute=sessions_per_minute)
-    labels = scenario_labels(scenario)
-    if len(labels) == 1:
-        onset, end = parse_time(labels[0]["start"]), parse_time(labels[0]["end"])
-        arguments.update(start=onset - timedelta(hours=LEAD_HOURS), incident_offset_hours=LEAD_HOURS,
-                         hours=LEAD_HOURS + (end - onset).total_seconds() / 3600 + AFTER_HOURS)
-    return arguments
-
-
-# --- the worker's numbers ------------------------------------------------------------------------
-
-@dataclass
-class Reading:
-    """Totals from one scrape of the worker's /metrics."""
-
-    at: float = 0.0
-    events: float = 0.0
-    windows: float = 0.0
-    series: float = 0.0
-    alerts: dict[str, float] = field(default_factory=dict)   # by status
-
-    @property
-    def alert_messages(self) -> int:
-        return int(sum(self.alerts.values()))
-
-
-def scrape(url: str) -> Reading:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(url, timeout=2) as response:
-        text = response.read().decode()
-    reading = Reading(at=time.monotonic())
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "blipwatch_events_total":
-                reading.events += sample.value
-            elif sample.name == "blipwatch_windows_scored_total":
-                reading.windows += sample.value
-            elif sample.name == "blipwatch_series_tracked":
-                reading.series += sample.value
-            elif sample.name == "blipwatch_alerts_total":
-                status = sample.labels.get("status", "?")
-                reading.alerts[status] = reading.alerts.get(status, 0.0) + sample.value
-    return reading
-
-
-# --- the simulator ------------------------------------------------------------------------------
-
-class Sender(threading.Thread):
-    """Sends the planned events to the events topic, paced by event time (``speed``, simulated
-    seconds per wall second) or by ``rate`` (events per second), until done, ``stop`` or ``deadline``."""
-
-    def __init__(self, settings: Settings, arguments: dict[str, Any], stop: threading.Event, deadline: float,
-                 speed: float | None = None, rate: float | None = None):
-        super().__init__(name="demo-sender", daemon=True)
-        self.settings, self.arguments, self.stop, self.deadline = settings, arguments, stop, deadline
-        self.speed, self.rate = speed, rate
-        self.sent = 0
-        self.event_time = ""         # occurred_at of the last event sent
-        self.cut_short = False       # the deadline came before the last event
-        self.finished_at: float | None = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._send()
-        except BaseException as exc:   # reported by the main thread
-            self.error = exc
-        finally:
-            self.finished_at = time.monotonic()
-
-    def _send(self) -> None:
-        import orjson
-        from kafka import KafkaProducer
-
-        from blipwatch.tools.simulator import generate_events, parse_time
-
-        producer = KafkaProducer(   # as `blipwatch simulate --kafka` (see its notes)
-            **self.settings.kafka_python_kwargs(), enable_idempotence=False, acks=1, linger_ms=20,
-            batch_size=256 * 1024, max_block_ms=15_000, compression_type="gzip")
-        failures: list[Exception] = []
-        topic, dumps = self.settings.events_topic, orjson.dumps
-        began = time.monotonic()
-        first_seconds = None
-        try:
-            for event in generate_events(**self.arguments):
-                if self.cut_short and event["occurred_at"][:16] != self.event_time[:16]:
-                    break   # the window under way is complete: a half-sent one would look like a traffic drop
-                key = (event.get("customer_id") or event["session_id"]).encode()
-                producer.send(topic, key=key, value=dumps(event)).add_errback(failures.append)
-                self.sent += 1
-                self.event_time = event["occurred_at"]
-                if self.cut_short:
-                    continue
-                if self.sent % 50 == 1:
-                    if self.stop.is_set() or failures:
-                        break
-                    now = time.monotonic()
-                    if now >= self.deadline:
-                        self.cut_short = True
-                        continue
-                    if self.rate is not None:
-                        ahead = began + self.sent / self.rate - now
-                    else:
-                        seconds = parse_time(event["occurred_at"]).timestamp()
-                        first_seconds = seconds if first_seconds is None else first_seconds
-                        ahead = began + (seconds - first_seconds) / self.speed - now
-                    if ahead > 0.002:
-                        self.stop.wait(ahead)
-            if not self.stop.is_set():
-                producer.flush(timeout=30)
-        finally:
-            producer.close(timeout=0 if self.stop.is_set() else 10)
-        if failures:
-            raise failures[0]
-
-
-# --- the screen ---------------------------------------------------------------------------------
-
-class Screen:
-    """A live one-line status on a terminal; plain lines (status every 10 s) otherwise, for CI logs."""
-
-    def __init__(self, out: TextIO):
-        self.out = out
-        self.live = out.isatty()
-        self.status = ""
-        self.last_plain_status = 0.0
-
-    def color(self, text: str, code: str) -> str:
-        return f"\x1b[{code}m{text}\x1b[0m" if self.live else text
-
-    def line(self, text: str = "") -> None:
-        if self.live:
-            self.out.write("\r\x1b[2K" + text + "\n" + self._fit(self.status))
-        else:
-            self.out.write(text + "\n")
-        self.out.flush()
-
-    def set_status(self, text: str, force: bool = False) -> None:
-        self.status = text
-        if self.live:
-            self.out.write("\r\x1b[2K" + self._fit(text))
-            self.out.flush()
-        elif force or time.monotonic() - self.last_plain_status >= 10:
-            self.last_plain_status = time.monotonic()
-            self.out.write(text + "\n")
-            self.out.flush()
-
-    def clear_status(self) -> None:
-        if self.live and self.status:
-            self.out.write("\r\x1b[2K")
-            self.out.flush()
-        self.status = ""
-
-    def _fit(self, text: str) -> str:
-        width = shutil.get_terminal_size((120, 24)).columns
-        return text if len(text) < width else text[:width - 2] + "…"
-
-
-def short(count: float) -> str:
-    """``950``, ``31.5k``, ``1.2M``: numbers that fit a status line."""
-    if count < 10_000:
-        return f"{count:,.0f}"
-    if count < 1_000_000:
-        return f"{count / 1000:.1f}k"
-    return f"{count / 1_000_000:.2f}M"
-
-
-def hhmm(text: str) -> str:
-    return text[11:16] + "Z" if len(text) >= 16 else "--:--"
-
-
-# --- the demo -----------------------------------------------------------------------------------
 
 class Demo:
     def __init__(self, options: Options, out: TextIO = sys.stdout):
@@ -302,7 +89,7 @@ class Demo:
         say(f"  event time {labels['start'][:16].replace('T', ' ')}Z .. {hhmm(labels['end'])}, {hours:g} h "
             f"of simulated traffic, sent in about {self._send_budget_estimate():.0f} s of wall-clock time")
         for incident in labels["incidents"]:
-            say(f"  injected: {incident['name']} on {segment_text(incident['segment'])} at "
+            say(f"  injected: {incident['name']} on {segment_label(incident['segment'] or {})} at "
                 f"{hhmm(incident['start'])}..{hhmm(incident['end'])} ({incident['description']}); "
                 f"watch {', '.join(incident['metrics'])}")
         say("  demo settings (the service's defaults differ):")
@@ -434,7 +221,7 @@ class Demo:
             head = self.screen.color(f"ALERT FIRING   {when}", "1;31")
         else:
             head = self.screen.color(f"ALERT RESOLVED {when}", "1;32")
-        what = f"{alert.get('metric')} on {segment_text(alert.get('segment'))} ({alert.get('severity')})"
+        what = f"{alert.get('metric')} on {segment_label(alert.get('segment') or {})} ({alert.get('severity')})"
         self.screen.line(f"{head}  {what}")
         self.screen.line(f"    {alert.get('summary', '')}")
         line = f"    {observed_vs_expected(alert)}"
@@ -469,7 +256,6 @@ class Demo:
         from blipwatch.tools.evaluation import evaluate
 
         say, sender, reading, labels = self.screen.line, self.sender, self.reading, self.labels
-        sent_seconds = (sender.finished_at or time.monotonic()) - self.began
         say()
         say(self.screen.color("Summary", "1"))
         reached = (sender.event_time or labels["start"]) if sender.cut_short or sender.stop.is_set() else labels["end"]
@@ -484,7 +270,7 @@ class Demo:
                 f"its log is kept: {self.worker_log}")
         report = evaluate(self.alerts, labels)
         for result in report["incidents"]:
-            where = f"{result['name']} on {segment_text(result['segment'])} at {hhmm(result['start'])}"
+            where = f"{result['name']} on {segment_label(result['segment'] or {})} at {hhmm(result['start'])}"
             if result["start"] > reached:
                 say(f"  incident  {where}: not reached (sending stopped at {hhmm(reached)})")
             elif not result.get("expect_alert", True):
@@ -495,14 +281,14 @@ class Demo:
                 delay = result["delay_windows"]
                 say(f"  incident  {where}: " + self.screen.color("CAUGHT", "1;32") +
                     f" {delay:g} window{'' if delay == 1 else 's'} after onset, by {first.get('metric')} "
-                    f"{first.get('direction', '')} on {segment_text(first.get('segment'))}")
+                    f"{first.get('direction', '')} on {segment_label(first.get('segment') or {})}")
             else:
                 say(f"  incident  {where}: " + self.screen.color("MISSED", "1;31") +
                     " (no alert on " + ", ".join(result["metrics"]) + ")")
         false_alerts = report.get("false_alert_list") or []
         if false_alerts:
             say(f"  other     {len(false_alerts)} alerts matching no injected incident: " + "; ".join(
-                f"{a.get('metric')} on {segment_text(a.get('segment'))}" for a in false_alerts[:5]))
+                f"{a.get('metric')} on {segment_label(a.get('segment') or {})}" for a in false_alerts[:5]))
         say(f"  took      {self.elapsed():.0f} s; more: `blipwatch simulate --list-scenarios`, "
             "`blipwatch demo --scenario NAME`, `blipwatch alerts tail`")
 
