@@ -46,8 +46,8 @@ def parse_when(value: Any, what: str, now: datetime) -> datetime:
     >>> [parse_when(v, "--from", now).isoformat() for v in ("2026-03-20", "2026-03-20 08:00", "2026-03-20T08:00+01:00", "now")]
     ['2026-03-20T00:00:00+00:00', '2026-03-20T08:00:00+00:00', '2026-03-20T07:00:00+00:00', '2026-03-01T09:30:00+00:00']
     """
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, datetime):   # YAML reads an unquoted time as one
+        return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
     text = str(value).strip()
@@ -58,7 +58,7 @@ def parse_when(value: Any, what: str, now: datetime) -> datetime:
     except ValueError:
         raise CalendarInputError(f"{what} {text!r}: write a time like 2026-03-20T08:00Z, 2026-03-20 (midnight UTC) "
                                  "or now") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def parse_end(value: Any, start: datetime, what: str, now: datetime) -> datetime:
