@@ -51,3 +51,19 @@ def test_only_an_exact_silence_on_one_dedup_key_with_a_verdict_comment_is_feedba
         # the silence silences that blip in Alertmanager, and only it
         silenced = {a["labels"]["dedup_key"]: a["status"]["state"] for a in am.alerts()}
         assert silenced[GAP] == "suppressed"
+
+
+def test_the_amtool_command_in_docs_ops_gives_the_verdict(tmp_path):
+    import subprocess
+
+    from tests.services import find_binary
+
+    with Alertmanager(tmp_path) as am:
+        result = subprocess.run([find_binary("amtool"), f"--alertmanager.url={am.url}", "silence", "add",
+                                 f'dedup_key="{GAP}"', "--author", "alice",
+                                 "--comment", "false_positive: nightly tracking gap"],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        (feedback,) = [f for f in map(feedback_from_silence, http_json(am.url + "/api/v2/silences")) if f]
+        assert (feedback.dedup_key, feedback.verdict, feedback.note, feedback.by) == \
+            (GAP, "false_positive", "nightly tracking gap", "alice")
