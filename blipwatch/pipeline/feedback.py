@@ -10,6 +10,9 @@ Pure: no Kafka, no clock. Two objects, because they live in two places:
   partition): which verdicts this series has already acted on (so a restart or a re-read of the
   topic never learns an incident twice) and the patterns a ``false_positive`` taught it.
 
+``gate_window`` puts both together (and ``min_change``) for one closed window: what its point says
+(``suppressed``), whether the policy may count it as anomalous, and whether the detector learns it.
+
 Why a pattern on top of learning the windows: a false alarm is learned as normal data (its windows
 go through the detector as if no alert had frozen it), but a daily profile moves only
 ``season_gamma`` (a quarter) of the way to one day's value, so a nightly 10-minute tracking gap
@@ -40,6 +43,7 @@ from typing import Iterable
 
 import orjson
 
+from blipwatch.detectors.significance import MinChange, significant
 from blipwatch.schemas.feedback import CalendarEntry, Feedback
 from blipwatch.schemas.outputs import InvalidDocument, ms_from_iso
 
@@ -358,3 +362,54 @@ def load_records(book: FeedbackBook, feedback: Iterable[tuple[bytes | None, byte
     for key, value in calendar:
         book.apply_calendar(key, value)
     return book
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What people said about one closed window of one series, before the policy sees it.
+
+    ``suppressed``: the point's ``suppressed`` field (None: nothing to say). ``may_alert``: the
+    policy may count the point as anomalous (pass it as its ``wanted``; False counts as a normal
+    point towards resolving). ``learn``: ``"normal"`` (the detector decides, as without feedback),
+    ``"skip"`` (not learned: a planned event) or ``"force"`` (learned as normal even if the detector
+    would freeze: a pattern called harmless).
+    """
+
+    suppressed: str | None
+    may_alert: bool
+    learn: str
+
+
+OPEN = Gate(None, True, "normal")
+
+
+def gate_window(book: FeedbackBook, series: SeriesFeedback | None, metric: str, segment: dict[str, str],
+                window_start_ms: int, window_end_ms: int, value: float | None, expected: float | None,
+                point_direction: str | None, rare: bool, rule: MinChange | None, metric_direction: str) -> Gate:
+    """The gate for one window, in order: a planned event, a pattern a false positive taught the
+    series, a change too small to matter (``min_change``), else open. ``rare``: the detector flagged
+    the point (``is_anomaly``); a point that is not rare is only ever gated by a calendar.
+
+    >>> book, series = FeedbackBook(), SeriesFeedback()
+    >>> t = ms_from_iso("2026-01-06T02:03:00Z")
+    >>> from blipwatch.detectors.significance import parse_min_change
+    >>> gate_window(book, series, "event_volume", {"channel": "app"}, t, t + 60_000, 70.0, 100.0, "down", True,
+    ...             parse_min_change("50%", "count"), "down")
+    Gate(suppressed='min_change: 50%', may_alert=False, learn='normal')
+    >>> gate_window(book, series, "event_volume", {"channel": "app"}, t, t + 60_000, 0.0, 100.0, "down", True,
+    ...             parse_min_change("50%", "count"), "down") == OPEN
+    True
+    """
+    if book.calendar:
+        entry = book.calendar_for(metric, segment, window_start_ms, window_end_ms)
+        if entry is not None:
+            return Gate(suppressed_text("calendar", entry.reason), False, "skip")
+    if not rare:
+        return OPEN
+    if series is not None and series.patterns:
+        pattern = series.recurs(window_start_ms, point_direction, relative_change(value, expected))
+        if pattern is not None:
+            return Gate(suppressed_text("false_positive", pattern.dedup_key), False, "force")
+    if rule is not None and not significant(value, expected, rule, metric_direction):
+        return Gate(suppressed_text("min_change", rule.text), False, "normal")
+    return OPEN

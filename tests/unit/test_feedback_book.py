@@ -196,3 +196,28 @@ def test_the_series_state_keeps_a_bounded_memory_and_refuses_damage():
         SeriesFeedback.from_bytes(b"blipwatch-series-feedback/1\n{\"acted\": 3}")
     with pytest.raises(FeedbackStateError):
         SeriesFeedback.from_bytes(b"something else")
+
+
+def gate(book, series, t, value=0.0, expected=100.0, direction="down", rare=True, rule="30%", segment=None):
+    from blipwatch.detectors.significance import parse_min_change
+    from blipwatch.pipeline.feedback import gate_window
+
+    return gate_window(book, series, "event_volume", segment if segment is not None else {"channel": "app"}, t,
+                       t + MINUTE, value, expected, direction, rare, parse_min_change(rule, "count"), "down")
+
+
+def test_the_gate_puts_a_calendar_first_then_a_learned_pattern_then_min_change():
+    from blipwatch.pipeline.feedback import OPEN, Gate
+
+    book, series = FeedbackBook(), SeriesFeedback()
+    act(series, "false_positive")
+    next_night = NIGHT + DAY_MS + 3 * MINUTE
+    assert gate(book, series, next_night) == Gate(f"false_positive: {KEY}", False, "force")
+    assert gate(book, series, next_night + 3600_000) == OPEN                      # an hour later: pages
+    assert gate(book, series, next_night + 3600_000, value=90.0) == Gate("min_change: 30%", False, "normal")
+    assert gate(book, series, next_night + 3600_000, value=90.0, rare=False) == OPEN
+    assert gate(book, series, next_night + 3600_000, value=90.0, rule="0") == OPEN
+    book.apply_calendar(*record(entry("maintenance", "2026-01-06T01:00:00Z", "2026-01-06T04:00:00Z")))
+    for rare in (True, False):   # inside a planned event nothing alerts or is learned, rare or not
+        assert gate(book, series, next_night, rare=rare) == Gate("calendar: maintenance", False, "skip")
+    assert gate(book, series, next_night, segment={}) == Gate("calendar: maintenance", False, "skip")
