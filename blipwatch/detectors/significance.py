@@ -85,14 +85,15 @@ def parse_min_change(value: Any, kind: str, metric: str = "") -> MinChange | Non
     (MinChange(amount=0.1, relative=True, text='10%'), 0.02)
     >>> parse_min_change(0.5, "mean"), parse_min_change("off", "rate"), parse_min_change(0, "rate")
     (MinChange(amount=0.5, relative=False, text='0.5'), None, None)
-    >>> parse_min_change("2 points", "count", "complaint_count")
-    Traceback (most recent call last):
-    ...
-    blipwatch.detectors.significance.MinChangeError: complaint_count: min_change '2 points' is in percentage points, which only rates have; write a relative change like '10%' or an absolute one like '5'
-    >>> parse_min_change("2", "rate", "error_rate")
-    Traceback (most recent call last):
-    ...
-    blipwatch.detectors.significance.MinChangeError: error_rate: min_change '2' is more than a rate can change (0 to 1): did you mean '2 points'?
+    >>> def error(value, kind, metric):
+    ...     try:
+    ...         parse_min_change(value, kind, metric)
+    ...     except MinChangeError as exc:
+    ...         return str(exc)
+    >>> error("2 points", "count", "complaint_count")[:80]
+    "complaint_count: min_change '2 points' is in percentage points, which only rates"
+    >>> error("2", "rate", "error_rate")[-24:]
+    "did you mean '2 points'?"
     """
     where = f"{metric}: min_change" if metric else "min_change"
     if kind not in KINDS:
@@ -150,11 +151,12 @@ def significant(value: float | None, expected: float | None, rule: MinChange | N
     """Is the change from ``expected`` to ``value`` large enough to page, in a wanted ``direction``?
 
     ``direction`` is the metric's (``up``, ``down`` or ``both``). No rule: True (the score decides
-    alone). With a rule, an unknown value or expectation: False (there is no change to measure). The boundary counts as significant.
+    alone). With a rule, an unknown value or expectation: False (there is no change to measure).
+    The boundary counts as significant.
 
     >>> rule = parse_min_change("30%", "count")
-    >>> significant(70.0, 100.0, rule, "down"), significant(71.0, 100.0, rule, "down"), significant(None, 100.0, rule, "down")
-    (True, False, False)
+    >>> [significant(value, 100.0, rule, "down") for value in (70.0, 71.0, None)]
+    [True, False, False]
     >>> significant(3.0, 0.0, rule, "up")   # from nothing, any rise is a relative change
     True
     """

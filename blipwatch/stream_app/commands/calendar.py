@@ -43,8 +43,9 @@ def parse_when(value: Any, what: str, now: datetime) -> datetime:
     UTC) or ``now``.
 
     >>> now = datetime(2026, 3, 1, 9, 30, tzinfo=timezone.utc)
-    >>> [parse_when(v, "--from", now).isoformat() for v in ("2026-03-20", "2026-03-20 08:00", "2026-03-20T08:00+01:00", "now")]
-    ['2026-03-20T00:00:00+00:00', '2026-03-20T08:00:00+00:00', '2026-03-20T07:00:00+00:00', '2026-03-01T09:30:00+00:00']
+    >>> [parse_when(v, "--from", now).strftime("%d %H:%M") for v in ("2026-03-20", "2026-03-20 08:00",
+    ...                                                                "2026-03-20T08:00+01:00", "now")]
+    ['20 00:00', '20 08:00', '20 07:00', '01 09:30']
     """
     if isinstance(value, datetime):   # YAML reads an unquoted time as one
         return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
