@@ -137,5 +137,6 @@ def test_without_kafka_both_commands_say_so_in_one_line_within_their_timeout(bro
         result = cli(broker, topics, *args, "--timeout", "3", BLIPWATCH_BROKER=nowhere)
         assert result.returncode == 1, result.stderr
         assert result.stderr.strip().splitlines()[-1] == \
-            f"blipwatch {args[0]}: cannot reach Kafka at {nowhere}: start it (e.g. `blipwatch broker`) or set BLIPWATCH_BROKER"
+            f"blipwatch {args[0]}: cannot reach Kafka at {nowhere}: start it (e.g. `blipwatch broker`) " \
+            "or set BLIPWATCH_BROKER"
         assert time.monotonic() - started < 20

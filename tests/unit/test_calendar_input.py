@@ -1,4 +1,5 @@
-"""What a user writes for a calendar entry (``calendar add`` options, ``calendar load`` files): read or refused in one line."""
+"""What a user writes for a calendar entry (``calendar add`` options, ``calendar load`` files): read,
+or refused in one line."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def test_a_wrong_entry_is_one_line_that_names_the_field(fields, message):
 def test_a_file_is_a_list_or_entries_and_yaml_dates_work_unquoted(tmp_path):
     path = tmp_path / "campaigns.yaml"
     path.write_text("entries:\n"
-                    "  - {reason: spring sale, from: 2026-03-20T00:00:00Z, to: 2026-03-23T00:00:00Z, segment: {channel: web}}\n"
+                    "  - {reason: spring sale, from: 2026-03-20T00:00:00Z, to: 2026-03-23T00:00:00Z,\n"
+                    "     segment: {channel: web}}\n"
                     "  - {reason: newsletter, from: 2026-03-25 08:00, for: 6h, metric: event_volume}\n"
                     "  - {reason: black friday, from: 2026-11-27, for: 4d}\n")
     entries = load_file(str(path), CATALOGUE, NOW)
@@ -69,9 +71,11 @@ def test_a_file_is_a_list_or_entries_and_yaml_dates_work_unquoted(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("", "expected a list of entries"), ("entries: {reason: x}", "expected a list"), ("[1]", "entry 1 is not a mapping"),
+    ("", "expected a list of entries"), ("entries: {reason: x}", "expected a list"),
+    ("[1]", "entry 1 is not a mapping"),
     ("- {reason: a, from: 2026-03-20, for: 1d}\n- {reason: b, from: 2026-03-20, to: 2026-03-01}", "entry 2: .*after"),
-    ("- {reason: a, from: 2026-03-20, for: 1d}\n- {reason: a, from: 2026-03-20, for: 2d}", "entries 1 and 2 have the same id"),
+    ("- {reason: a, from: 2026-03-20, for: 1d}\n- {reason: a, from: 2026-03-20, for: 2d}",
+     "entries 1 and 2 have the same id"),
     ("- [unclosed", "not valid YAML or JSON"),
 ])
 def test_a_wrong_file_names_the_entry_and_nothing_is_taken_from_it(tmp_path, text, message):

@@ -86,7 +86,8 @@ def test_the_incident_span_comes_from_the_dedup_key_unless_given():
     other = Feedback.from_dict({**FEEDBACK, "dedup_key": "pagerduty-123", "series": "complaint_count|all",
                                 "started_at": "2026-01-05T03:00:00+01:00"})
     assert (other.series_key(), other.started_ms()) == ("complaint_count|all", 1767578400000)
-    assert incident_of("pagerduty-123") is None and Feedback.from_dict({**FEEDBACK, "dedup_key": "k"}).series_key() is None
+    assert incident_of("pagerduty-123") is None
+    assert Feedback.from_dict({**FEEDBACK, "dedup_key": "k"}).series_key() is None
 
 
 @pytest.mark.parametrize("raw, message", [(b"{", "Feedback is not JSON"), (b"[]", "must be a JSON object"),
