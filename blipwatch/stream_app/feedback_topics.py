@@ -2,9 +2,9 @@
 
 Used by ``blipwatch feedback`` and ``blipwatch calendar`` (kafka-python, synchronous: a command
 writes or lists and exits). Both topics have one partition: they are small, every worker reads
-them whole, and one partition keeps one order of verdicts. They are created compacted (and with
-the broker's default replication) before the first read or write, because an auto-created topic
-would be neither.
+them whole, and one partition keeps one order of verdicts. They are created compacted before the
+first read or write, because an auto-created topic would not be (replication 1, like the worker's
+own topics: on a cluster, create them beforehand with yours and ``cleanup.policy=compact``).
 
 "The end" of a topic is the high watermark of a fetch response, not ListOffsets: the embedded
 broker's ListOffsets is too low after a batched produce (its end offset points inside the last
@@ -43,7 +43,7 @@ def ensure_compacted(settings: Settings, topic: str, timeout: float = 15.0) -> b
         if topic in admin.list_topics():
             return False
         try:
-            admin.create_topics([NewTopic(topic, 1, -1, topic_configs={"cleanup.policy": "compact"})])
+            admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"cleanup.policy": "compact"})])
         except TopicAlreadyExistsError:   # another client was quicker
             return False
         return True
