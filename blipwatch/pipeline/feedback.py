@@ -279,9 +279,9 @@ class SeriesFeedback:
             firing: bool, deviation: float | None = None) -> Action | None:
         """The action for a verdict on an incident of this series, once (None when acted on already).
 
-        ``ended_ms``: the end of the incident's last window (its resolving window's start, or the
-        end of the last closed window while it still fires); ``firing``: it still fires on this
-        series; ``direction``/``deviation``: its direction and largest relative change, for the
+        ``ended_ms``: the end of the incident's last anomalous window (not the normal windows that
+        resolved it, which were learned already; while it still fires, the end of the last closed
+        window); ``firing``: it still fires on this series; ``direction``/``deviation``: its direction and largest relative change, for the
         pattern a ``false_positive`` leaves.
         """
         key = feedback.dedup_key

@@ -101,7 +101,7 @@ def format_feedback(feedback) -> str:
 
 
 def run_list(args: argparse.Namespace, settings) -> int:
-    from blipwatch.schemas.feedback import Feedback
+    from blipwatch.schemas.feedback import Feedback, time_ms
     from blipwatch.schemas.outputs import InvalidDocument
     from blipwatch.stream_app.feedback_topics import read_latest
 
@@ -117,7 +117,7 @@ def run_list(args: argparse.Namespace, settings) -> int:
             skipped += 1
             continue
         verdicts.append(feedback)
-    verdicts.sort(key=lambda f: (f.at, f.dedup_key))
+    verdicts.sort(key=lambda f: (time_ms(f.at), f.dedup_key))
     for feedback in verdicts:
         print(feedback.to_json().decode() if args.json else format_feedback(feedback))
     if not verdicts:
