@@ -95,8 +95,9 @@ class FeedbackBook:
     def __init__(self) -> None:
         self.verdicts: dict[str, Feedback] = {}
         self.calendar: dict[str, CalendarEntry] = {}
-        #: calendar entries in start order, for ``calendar_for`` (rebuilt when the calendar changes)
-        self._entries: list[CalendarEntry] = []
+        #: (start ms, end ms, entry) in start order, for ``calendar_for`` (asked once per closed window
+        #: of every series, so the times are parsed once, when the calendar changes)
+        self._entries: list[tuple[int, int, CalendarEntry]] = []
         #: records that could not be decoded (for a counter and a log line; never a crash)
         self.rejected = 0
 
@@ -144,7 +145,8 @@ class FeedbackBook:
         return entry
 
     def _reindex(self) -> None:
-        self._entries = sorted(self.calendar.values(), key=lambda e: (e.start_ms, e.id))
+        self._entries = sorted(((e.start_ms, e.end_ms, e) for e in self.calendar.values()),
+                               key=lambda item: (item[0], item[2].id))
 
     # --- questions -----------------------------------------------------------------------------
 
@@ -159,17 +161,17 @@ class FeedbackBook:
     def calendar_for(self, metric: str, segment: dict[str, str], window_start_ms: int,
                      window_end_ms: int) -> CalendarEntry | None:
         """The planned event covering this series' window (overlapping it), earliest first; None."""
-        for entry in self._entries:
-            if entry.start_ms >= window_end_ms:
+        for start_ms, end_ms, entry in self._entries:
+            if start_ms >= window_end_ms:
                 break
-            if entry.end_ms > window_start_ms and (entry.metrics is None or metric in entry.metrics) \
+            if end_ms > window_start_ms and (entry.metrics is None or metric in entry.metrics) \
                     and segment_matches(entry.segment, segment):
                 return entry
         return None
 
     def active(self, window_start_ms: int, window_end_ms: int) -> list[CalendarEntry]:
         """Entries overlapping a window, for a gauge and for a worker that checks many series at once."""
-        return [e for e in self._entries if e.start_ms < window_end_ms and e.end_ms > window_start_ms]
+        return [e for start_ms, end_ms, e in self._entries if start_ms < window_end_ms and end_ms > window_start_ms]
 
     def counts(self) -> dict[str, int]:
         """Verdicts by kind, for ``blipwatch_feedback_verdicts`` in /metrics.
@@ -281,8 +283,8 @@ class SeriesFeedback:
 
         ``ended_ms``: the end of the incident's last anomalous window (not the normal windows that
         resolved it, which were learned already; while it still fires, the end of the last closed
-        window); ``firing``: it still fires on this series; ``direction``/``deviation``: its direction and largest relative change, for the
-        pattern a ``false_positive`` leaves.
+        window); ``firing``: it still fires on this series; ``direction`` and ``deviation``: its
+        direction and largest relative change, for the pattern a ``false_positive`` leaves.
         """
         key = feedback.dedup_key
         verdict, learned = self.acted.get(key, (None, False))
