@@ -1,8 +1,10 @@
-"""The wire contracts: customer event (input), metric point and anomaly alert (outputs).
+"""The wire contracts: customer event (input), metric point and anomaly alert (outputs),
+feedback on incidents and calendar entries (what people on call tell it, ``schemas.feedback``).
 
 This package is the only place that knows the bytes on the wire. JSON Schema files for
 consumers in other languages lie beside it: ``customer_event.schema.json``,
-``anomaly_alert.schema.json``, ``metric_point.schema.json``.
+``anomaly_alert.schema.json``, ``metric_point.schema.json``, ``feedback.schema.json``,
+``calendar_entry.schema.json``.
 """
 
 from pathlib import Path

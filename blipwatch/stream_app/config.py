@@ -21,6 +21,8 @@ DEFAULTS: dict[str, str] = {
     "ALERTS_TOPIC": "anomaly-alerts",
     "POINTS_TOPIC": "blipwatch-metric-points",
     "PARTIALS_TOPIC": "blipwatch-metric-partials",
+    "FEEDBACK_TOPIC": "blipwatch-feedback",
+    "CALENDAR_TOPIC": "blipwatch-calendar",
     "PARTITIONS": "4",
     "APP_ID": "blipwatch",
     "WEB_PORT": "6066",
@@ -53,6 +55,8 @@ class Settings:
     alerts_topic: str = DEFAULTS["ALERTS_TOPIC"]
     points_topic: str = DEFAULTS["POINTS_TOPIC"]
     partials_topic: str = DEFAULTS["PARTIALS_TOPIC"]
+    feedback_topic: str = DEFAULTS["FEEDBACK_TOPIC"]
+    calendar_topic: str = DEFAULTS["CALENDAR_TOPIC"]
     partitions: int = int(DEFAULTS["PARTITIONS"])
     app_id: str = DEFAULTS["APP_ID"]
     web_port: int = int(DEFAULTS["WEB_PORT"])
@@ -117,6 +121,8 @@ class Settings:
             alerts_topic=get("ALERTS_TOPIC"),
             points_topic=get("POINTS_TOPIC"),
             partials_topic=get("PARTIALS_TOPIC"),
+            feedback_topic=get("FEEDBACK_TOPIC"),
+            calendar_topic=get("CALENDAR_TOPIC"),
             partitions=integer("PARTITIONS", 1, 10_000),
             app_id=get("APP_ID"),
             web_port=integer("WEB_PORT", 0, 65535),
@@ -238,7 +244,8 @@ class Settings:
         names = {
             "broker": "BROKER", "events_topic": "EVENTS_TOPIC", "dlq_topic": "DLQ_TOPIC",
             "alerts_topic": "ALERTS_TOPIC", "points_topic": "POINTS_TOPIC",
-            "partials_topic": "PARTIALS_TOPIC", "partitions": "PARTITIONS", "app_id": "APP_ID",
+            "partials_topic": "PARTIALS_TOPIC", "feedback_topic": "FEEDBACK_TOPIC",
+            "calendar_topic": "CALENDAR_TOPIC", "partitions": "PARTITIONS", "app_id": "APP_ID",
             "web_port": "WEB_PORT", "web_host": "WEB_HOST", "config_path": "CONFIG",
             "data_dir": "DATA_DIR", "log_level": "LOG_LEVEL", "max_event_bytes": "MAX_EVENT_BYTES",
             "security_protocol": "KAFKA_SECURITY_PROTOCOL", "sasl_mechanism": "KAFKA_SASL_MECHANISM",
