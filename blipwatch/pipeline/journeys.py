@@ -177,8 +177,8 @@ class JourneyStage:
         if window <= self.released[slot]:
             self.counts["late"] += 1
             return
-        while self.open_journeys >= self.max_open:
-            self._evict()
+        while self.open_journeys >= self.max_open and self._evict(key):
+            pass
         values = self._values(event)
         values = self._interned.setdefault(values, values) if len(self._interned) < 100_000 else values
         state[1 + 2 * slot] = occurred_at_ms
@@ -224,9 +224,14 @@ class JourneyStage:
         if self.notes is not None:
             self.notes.forget(key, self.partition)
 
-    def _evict(self) -> None:
-        """The oldest session's open journeys leave both counts (an outcome we cannot know)."""
-        key = next(iter(self.open))
+    def _evict(self, keep: str) -> bool:
+        """The oldest session's open journeys (not ``keep``'s) leave both counts (an outcome we
+        cannot know); False when there is no other session."""
+        for key in self.open:
+            if key != keep:
+                break
+        else:
+            return False
         state = self.open[key]
         for slot in range(len(self.metrics)):
             start = state[1 + 2 * slot]
@@ -236,6 +241,7 @@ class JourneyStage:
                 self.open_journeys -= 1
                 self.counts["evicted"] += 1
         self._drop_session(key)
+        return True
 
     # -- per flush ------------------------------------------------------------------------------
 
