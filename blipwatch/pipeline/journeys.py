@@ -128,24 +128,26 @@ class JourneyStage:
         dimensions (a CustomerEvent, a TrackedEvent, the ingest's decoded wire struct)."""
         roles = self._roles.get(event.event_type)
         key = event.session_id
-        visitor = key is None
-        if visitor:
+        if key is not None:  # a session id is the session: no gap to watch, only funnel events matter
+            if roles is None:
+                return
+            state = self.open.get(key)
+        else:
             key = getattr(event, "anonymous_id", None) or event.customer_id
             if key is None:
                 if roles is not None:
                     self.counts["unattributed"] += 1
                 return
             key = _VISITOR + key
-        state = self.open.get(key)
-        if state is not None:
-            last = state[0]
-            if visitor and occurred_at_ms - last > self.gap_ms:  # a new session: the old one's journeys failed
-                self._close_session(key, state)
-                state = None
-            elif occurred_at_ms > last:
-                state[0] = occurred_at_ms
-        if roles is None:
-            return
+            state = self.open.get(key)
+            if state is not None:
+                if occurred_at_ms - state[0] > self.gap_ms:  # a new session: the old one's journeys failed
+                    self._close_session(key, state)
+                    state = None
+                elif occurred_at_ms > state[0]:
+                    state[0] = occurred_at_ms
+            if roles is None:
+                return
         for slot, role in roles:
             if role == _START:
                 if state is None:

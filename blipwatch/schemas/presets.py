@@ -35,8 +35,9 @@ from typing import Any, Callable
 
 import orjson
 
-from blipwatch.schemas.events import (CHANNELS, DEVICES, CustomerEvent, InvalidEvent, _check_size,
-                                      decode_event_fields, parse_timestamp_ms, validate_event)
+from blipwatch.schemas.events import (_CHECKED_TYPES, CHANNELS, MAX_EVENT_TYPE_LENGTH, MAX_ID_LENGTH, CustomerEvent,
+                                      InvalidEvent, _check_properties, _check_size, decode_event_fields,
+                                      parse_timestamp_ms)
 
 
 class PresetError(ValueError):
@@ -138,23 +139,23 @@ def _load(raw: bytes | bytearray | memoryview | None, max_bytes: int) -> dict:
     return document
 
 
-def _contract(event_id: str, event_type: str, occurred_at_ms: int, customer_id, session_id, channel, country,
+def _contract(event_id: Any, event_type: Any, occurred_at_ms: int, customer_id, session_id, channel, country,
               device, properties: dict, anonymous_id, id_field: str) -> TrackedEvent:
-    """Checks the mapped fields as the contract does (same reasons), then the tracked event."""
-    try:
-        checked = validate_event({"event_id": event_id, "event_type": event_type, "occurred_at": occurred_at_ms,
-                                  "customer_id": customer_id, "session_id": session_id, "channel": channel,
-                                  "country": country, "device": device, "properties": properties})
-    except InvalidEvent as exc:
-        if exc.field in ("event_id", "customer_id", "session_id"):  # name the tracker's field
-            raise InvalidEvent(exc.reason, id_field if exc.field == "event_id" else exc.field, exc.message) from None
-        raise
-    if anonymous_id is not None and (not isinstance(anonymous_id, str) or len(anonymous_id) > 256):
-        raise InvalidEvent("wrong_type" if not isinstance(anonymous_id, str) else "bad_value", "anonymous id",
-                           "must be a string of at most 256 characters")
-    return TrackedEvent(checked.event_id, checked.event_type, checked.occurred_at_ms, checked.customer_id,
-                        checked.session_id, checked.channel, checked.country, checked.device, checked.properties,
-                        anonymous_id=anonymous_id)
+    """The tracked event, checked as ``validate_event`` checks the contract (same reasons); channel,
+    country and device come from the mappings above, valid by construction."""
+    if event_id.__class__ is not str:
+        raise InvalidEvent("wrong_type", id_field, "must be a string")
+    if not event_id or len(event_id) > MAX_ID_LENGTH:
+        raise InvalidEvent("bad_value", id_field, f"must be 1 to {MAX_ID_LENGTH} characters")
+    if not event_type or len(event_type) > MAX_EVENT_TYPE_LENGTH:
+        raise InvalidEvent("bad_value", "event type", f"must be 1 to {MAX_EVENT_TYPE_LENGTH} characters")
+    for name, value in (("customer id", customer_id), ("session id", session_id), ("anonymous id", anonymous_id)):
+        if value is not None and len(value) > MAX_ID_LENGTH:
+            raise InvalidEvent("bad_value", name, f"must be at most {MAX_ID_LENGTH} characters")
+    if properties and event_type in _CHECKED_TYPES:
+        _check_properties(event_type, properties)
+    return TrackedEvent(event_id, event_type, occurred_at_ms, customer_id, session_id, channel, country, device,
+                        properties, anonymous_id=anonymous_id)
 
 
 # --- Segment -------------------------------------------------------------------------------------
