@@ -5,7 +5,8 @@ id (``anonymous_id``, see blipwatch.schemas.presets) or else the ``customer_id``
 after an inactivity gap (30 minutes by default, as GA4 and Segment's destinations use). For each
 funnel metric (``kind: funnel`` in the catalogue), a ``start`` event opens a journey in its session
 (a start while one is open belongs to it); a ``success`` event of the same session within
-``within`` of the start converts it; otherwise it fails. Each journey counts in the window where
+``within`` of the start converts it; otherwise it fails. A session's events are taken in the order they come (Kafka keeps one key's
+order): a success before its start converts nothing. Each journey counts in the window where
 it started: the denominator is the journeys started there, the numerator those with the metric's
 ``outcome``, so the numerator never exceeds the denominator.
 
@@ -66,6 +67,11 @@ class SessionPartitions:
             self.partition_of[key] = partition
             return False
         return noted != partition
+
+    def elsewhere(self, key: str, partition: int) -> bool:
+        """The session is open on another partition (nothing noted)."""
+        noted = self.partition_of.get(key)
+        return noted is not None and noted != partition
 
     def forget(self, key: str, partition: int) -> None:
         if self.partition_of.get(key) == partition:
@@ -159,6 +165,8 @@ class JourneyStage:
                 start = state[1 + 2 * slot]
                 if start >= 0 and occurred_at_ms >= start:
                     self._resolve(state, slot, occurred_at_ms - start <= self.within[slot])
+            elif self.notes is not None and self.notes.elsewhere(key, self.partition):
+                self.counts["split_sessions"] += 1  # its journey is open on another partition
         if state is not None and self.open.get(key) is state and not self._has_open(state):
             self._drop_session(key)
 

@@ -97,7 +97,7 @@ def _device(value: Any) -> str | None:
 
 def _channel(explicit: Any, platform: Any, platforms: dict[str, str]) -> str | None:
     """A field naming a blipwatch channel wins; else the tracker's platform says web or app."""
-    if explicit in CHANNELS:
+    if isinstance(explicit, str) and explicit in CHANNELS:
         return explicit
     return platforms.get(platform) if isinstance(platform, str) else None
 

@@ -98,6 +98,16 @@ def test_funnel_events_without_any_id_are_counted_not_guessed():
     assert everything(stage) == {} and stage.counts["unattributed"] == 1
 
 
+def test_a_session_without_an_id_but_its_trackers_anonymous_id_is_grouped_by_it():
+    from blipwatch.schemas.presets import TrackedEvent
+
+    stage = JourneyStage(funnel_catalogue(conversion={}))
+    cart = TrackedEvent("e1", "add_to_cart", T0 + 1000, "u1", None, anonymous_id="device-1")
+    logged_in = TrackedEvent("e2", "purchase", T0 + 2000, "u2", None, anonymous_id="device-1")
+    feed(stage, (cart, cart.occurred_at_ms), (logged_in, logged_in.occurred_at_ms))
+    assert everything(stage)["conversion|all"] == {T0: [1.0, 1.0]}
+
+
 def test_the_cap_evicts_the_oldest_sessions_journeys_from_both_counts():
     stage = JourneyStage(funnel_catalogue(conversion={}), max_open=2)
     feed(stage, event("add_to_cart", T0 + 1, "s1"), event("add_to_cart", T0 + 2, "s2"),
@@ -120,6 +130,8 @@ def test_a_session_seen_on_two_partitions_is_counted_once_by_the_second():
     feed(first, event("add_to_cart", T0, "s1"), event("add_to_cart", T0, "s2"))
     feed(second, event("add_to_cart", T0 + 5, "s1"), event("add_to_cart", T0 + 6, "s3"))
     assert (first.counts["split_sessions"], second.counts["split_sessions"]) == (0, 1)
+    feed(second, event("purchase", T0 + 7, "s2"))  # s2's cart is open on partition 0
+    assert second.counts["split_sessions"] == 2
 
 
 def test_starts_after_their_window_was_released_are_late():
