@@ -193,3 +193,56 @@ def test_a_tracked_event_shows_no_ids():
     event, _ = get_preset("segment").decode(orjson.dumps({**SEGMENT, "userId": "secret-user",
                                                           "anonymousId": "secret-device"}))
     assert "secret" not in repr(event)
+
+
+ODD_VALUES = (None, 0, -1, 1.5, "", "x", [], ["web"], {}, {"a": 1}, True)
+
+
+def replaced(document, path=()):
+    """Every document with one value (at any depth) replaced by an odd one."""
+    items = document.items() if isinstance(document, dict) else enumerate(document)
+    for key, value in items:
+        for odd in ODD_VALUES:
+            yield _set(document, key, odd)
+        if isinstance(value, (dict, list)) and value:
+            for inner in replaced(value):
+                yield _set(document, key, inner)
+
+
+def _set(document, key, value):
+    copy = dict(document) if isinstance(document, dict) else list(document)
+    copy[key] = value
+    return copy
+
+
+@pytest.mark.parametrize("tracker", TRACKERS)
+def test_any_odd_value_anywhere_is_mapped_or_rejected_with_a_reason_never_a_crash(tracker, simulated):
+    encode, decode = tracker_encoder(tracker), get_preset(tracker).decode
+    samples = {}
+    for event in simulated:  # one document of each event type
+        if event["event_type"] not in samples and encode(event) is not None:
+            samples[event["event_type"]] = orjson.loads(encode(event))
+    tried = 0
+    for document in samples.values():
+        for variant in replaced(document):
+            tried += 1
+            try:
+                decode(orjson.dumps(variant))
+            except InvalidEvent as exc:
+                assert exc.reason in REASONS
+    assert tried > 500
+
+
+@pytest.mark.parametrize("tracker", TRACKERS)
+def test_simulate_with_a_tracker_writes_its_format_without_outcome_events(tracker, tmp_path, capsys):
+    from blipwatch.stream_app.cli import main
+
+    out = tmp_path / "events.jsonl"
+    assert main(["simulate", "--scenario", "none", "--hours", "0.1", "--sessions-per-minute", "30",
+                 "--tracker", tracker, "--out", str(out), "--quiet"]) == 0
+    lines = out.read_bytes().splitlines()
+    types = {get_preset(tracker).decode(line)[0].event_type for line in lines}
+    assert {"add_to_cart", "purchase", "page_view"} <= types and "cart_abandoned" not in types
+    with pytest.raises(InvalidEvent):  # and it is not the contract's format
+        decode_event(lines[0])
+    assert f"{len(lines):,} events" in capsys.readouterr().err
