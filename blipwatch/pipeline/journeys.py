@@ -16,6 +16,13 @@ windows, ``within`` later). ``advance(watermark)`` returns them, as partials in 
 ``PartialAggregate.drain``: ``{series: {window start: [numerator, denominator]}}``. Session and
 customer ids stay inside the stage (and its ``snapshot``): outputs carry series and counts only.
 
+In the ingest, one stage per input partition (``SessionPartitions`` shared by a worker's stages):
+``add`` for each valid, on-time event of the partition, after the lateness check; ``advance``
+with the partition's watermark at each flush, its partials merged into the flush's; ``snapshot``
+written with the flush (so it matches the offsets the flush covers) and ``restore``d when the
+partition is taken over. The aggregate stage must hold a funnel metric's windows ``within``
+longer than others: its counts arrive after ``within`` has passed.
+
 >>> from blipwatch.pipeline.catalogue import Catalogue
 >>> from blipwatch.schemas import CustomerEvent
 >>> catalogue = Catalogue.from_dict({"metrics": {"cart_abandonment_rate": {

@@ -204,8 +204,10 @@ def tracker_encoder(tracker: str = "blipwatch"):
 
     >>> encode = tracker_encoder("ga4")
     >>> event = next(generate_events("none", hours=0.05, sessions_per_minute=20))
-    >>> encode(event)[:40]
-    b'{"event_name":"session_start","event_tim'
+    >>> event["event_type"], encode(event)[:27]
+    ('page_view', b'{"event_name":"page_view",')
+    >>> encode({**event, "event_type": "cart_abandoned"}) is None
+    True
     """
     import orjson
 
