@@ -204,7 +204,7 @@ def tracker_encoder(tracker: str = "blipwatch"):
 
     >>> encode = tracker_encoder("ga4")
     >>> event = next(generate_events("none", hours=0.05, sessions_per_minute=20))
-    >>> event["event_type"], encode(event)[:27]
+    >>> event["event_type"], encode(event)[:26]
     ('page_view', b'{"event_name":"page_view",')
     >>> encode({**event, "event_type": "cart_abandoned"}) is None
     True
