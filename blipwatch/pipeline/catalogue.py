@@ -323,6 +323,8 @@ def _parse_input(section: Any) -> str | None:
     if not isinstance(section, dict) or set(section) - {"preset"}:
         raise CatalogueError("input must be a mapping like {preset: segment}")
     preset = section.get("preset")
+    if isinstance(preset, str):
+        preset = preset.lower()
     if preset is not None and preset not in PRESETS:
         raise CatalogueError(f"input.preset={preset!r}: use one of {', '.join(PRESETS)}")
     return preset

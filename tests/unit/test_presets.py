@@ -168,7 +168,7 @@ def test_the_blipwatch_preset_is_the_contract_itself():
 # --- choosing a preset --------------------------------------------------------------------------------
 
 def test_the_preset_is_chosen_by_the_environment_over_the_config_file():
-    from_file = Catalogue.from_dict({"input": {"preset": "snowplow"}})
+    from_file = Catalogue.from_dict({"input": {"preset": "Snowplow"}})
     assert input_preset(Settings.from_env({}), Catalogue.from_dict(None)) == "blipwatch"
     assert input_preset(Settings.from_env({}), from_file) == "snowplow"
     assert input_preset(Settings.from_env({"BLIPWATCH_INPUT_PRESET": "GA4"}), from_file) == "ga4"
