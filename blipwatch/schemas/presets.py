@@ -49,8 +49,11 @@ class TrackedEvent(CustomerEvent):
 
     __slots__ = ("anonymous_id",)
 
-    def __init__(self, *args, anonymous_id: str | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, event_id: str, event_type: str, occurred_at_ms: int, customer_id: str | None = None,
+                 session_id: str | None = None, channel: str | None = None, country: str | None = None,
+                 device: str | None = None, properties: dict | None = None, anonymous_id: str | None = None):
+        CustomerEvent.__init__(self, event_id, event_type, occurred_at_ms, customer_id, session_id, channel,
+                               country, device, properties)
         self.anonymous_id = anonymous_id
 
 
