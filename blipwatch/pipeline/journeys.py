@@ -165,8 +165,6 @@ class JourneyStage:
             if role == _START:
                 if state is None:
                     state = self._new_session(key, occurred_at_ms)
-                    if state is None:
-                        return
                 self._start(key, state, slot, event, occurred_at_ms)
             elif state is not None:
                 start = state[1 + 2 * slot]
@@ -177,7 +175,7 @@ class JourneyStage:
         if state is not None and self.open.get(key) is state and not self._has_open(state):
             self._drop_session(key)
 
-    def _new_session(self, key: str, occurred_at_ms: int) -> list | None:
+    def _new_session(self, key: str, occurred_at_ms: int) -> list:
         if self.notes is not None and self.notes.note(key, self.partition):
             self.counts["split_sessions"] += 1
         state = [occurred_at_ms] + [-1, None] * len(self.metrics)
