@@ -6,7 +6,9 @@ A metric is one of three kinds over selected events:
 - ``count``: the number of matching events per window;
 - ``rate``:  numerator events / denominator events per window (both counts are kept, so
   detectors can weigh the volume behind the rate);
-- ``mean``:  the mean of a numeric property over matching events (sum and count are kept).
+- ``mean``:  the mean of a numeric property over matching events (sum and count are kept);
+- ``funnel``: journeys that a ``start`` event opens and a ``success`` event within ``within``
+  converts, counted in the window of their start (``blipwatch.pipeline.journeys`` computes them).
 
 Each metric is computed for the segment ``all`` and for each value of every dimension in
 ``segments.dimensions`` (by default channel, country, device).
@@ -37,7 +39,12 @@ import yaml
 
 from blipwatch.schemas.events import CustomerEvent
 
-METRIC_KINDS = {"count": "count", "rate": "rate", "mean": "mean"}  # metric kind -> detector kind
+METRIC_KINDS = {"count": "count", "rate": "rate", "mean": "mean", "funnel": "rate"}  # metric kind -> detector kind
+#: what a funnel's value counts: journeys that converted, or those that did not
+FUNNEL_OUTCOMES = ("success", "failure")
+#: the longest ``within`` of a funnel: its open journeys are held in memory that long
+MAX_FUNNEL_WITHIN_MS = 24 * 3600 * 1000
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 DIRECTIONS = ("up", "down", "both")
 DIMENSIONS = ("channel", "country", "device")
 _OPERATORS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
@@ -89,14 +96,26 @@ class Selector:
 
 
 @dataclass(frozen=True)
+class Funnel:
+    """A funnel metric's journeys: ``start`` types open one, ``success`` types within ``within_ms``
+    convert it; the value counts the journeys whose outcome is ``outcome``, over all started."""
+
+    start: frozenset[str]
+    success: frozenset[str]
+    within_ms: int
+    outcome: str = "success"
+
+
+@dataclass(frozen=True)
 class MetricDefinition:
     name: str
-    kind: str                       # count | rate | mean
+    kind: str                       # count | rate | mean | funnel
     direction: str                  # up | down | both
-    numerator: Selector             # count: the counted events; mean: the events whose property is averaged
+    numerator: Selector | None      # count: the counted events; mean: the events whose property is averaged
     denominator: Selector | None    # rate only
     detector: dict[str, Any] = field(default_factory=dict)
     policy: dict[str, Any] = field(default_factory=dict)
+    funnel: Funnel | None = None    # funnel only (then no selectors: the journey stage feeds it)
 
     @property
     def detector_kind(self) -> str:
@@ -146,9 +165,11 @@ def _parse_metric(name: str, raw: Any) -> MetricDefinition:
     if direction not in DIRECTIONS:
         raise CatalogueError(f"metrics.{name}.direction={direction!r}: use one of {', '.join(DIRECTIONS)}")
     allowed = {"kind", "direction", "detector", "policy", {"count": "count", "rate": "numerator",
-                                                            "mean": "mean"}[kind]}
+                                                            "mean": "mean", "funnel": "start"}[kind]}
     if kind == "rate":
         allowed.add("denominator")
+    elif kind == "funnel":
+        allowed |= {"success", "within", "outcome"}
     unknown = set(raw) - allowed
     if unknown:
         raise CatalogueError(f"metrics.{name} has keys {sorted(unknown)} that a {kind} metric does not take; "
@@ -158,7 +179,11 @@ def _parse_metric(name: str, raw: Any) -> MetricDefinition:
     for section in ("detector", "policy"):
         if not isinstance(raw.get(section, {}), dict):
             raise CatalogueError(f"metrics.{name}.{section} must be a mapping")
-    if kind == "count":
+    funnel = None
+    if kind == "funnel":
+        numerator = denominator = None
+        funnel = _parse_funnel(name, raw)
+    elif kind == "count":
         numerator, denominator = _parse_selector(name, "count", raw.get("count")), None
     elif kind == "rate":
         numerator = _parse_selector(name, "numerator", raw.get("numerator"))
@@ -166,7 +191,49 @@ def _parse_metric(name: str, raw: Any) -> MetricDefinition:
     else:
         numerator, denominator = _parse_selector(name, "mean", raw.get("mean"), need_property=True), None
     return MetricDefinition(name, kind, direction, numerator, denominator,
-                            dict(raw.get("detector") or {}), dict(raw.get("policy") or {}))
+                            dict(raw.get("detector") or {}), dict(raw.get("policy") or {}), funnel)
+
+
+def parse_duration_ms(value: Any, where: str) -> int:
+    """``30m``, ``90s``, ``1h``, ``500ms`` or a number of seconds, to milliseconds.
+
+    >>> parse_duration_ms("30m", "within"), parse_duration_ms(90, "within")
+    (1800000, 90000)
+    """
+    if isinstance(value, bool):
+        value = None
+    if isinstance(value, (int, float)):
+        millis = value * 1000
+    else:
+        match = _DURATION.match(value) if isinstance(value, str) else None
+        if not match:
+            raise CatalogueError(f"{where}={value!r}: write a duration like 30m, 90s, 1h or a number of seconds")
+        millis = float(match.group(1)) * {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}[match.group(2) or "s"]
+    if not 0 < millis <= MAX_FUNNEL_WITHIN_MS:
+        raise CatalogueError(f"{where}={value!r} must be more than 0 and at most 24h")
+    return int(millis)
+
+
+def _parse_funnel(name: str, raw: dict) -> Funnel:
+    steps = {}
+    for key in ("start", "success"):
+        types = raw.get(key)
+        if isinstance(types, str) and types and types != "*":
+            types = [types]
+        if not (isinstance(types, list) and types and all(isinstance(t, str) and t and t != "*" for t in types)):
+            raise CatalogueError(f"metrics.{name}.{key} must be a list of event types, e.g. [add_to_cart]")
+        steps[key] = frozenset(types)
+    both = steps["start"] & steps["success"]
+    if both:
+        raise CatalogueError(f"metrics.{name}: {sorted(both)} cannot both start and convert a journey")
+    if "within" not in raw:
+        raise CatalogueError(f"metrics.{name}.within is missing: how long a journey may take, e.g. 30m")
+    within_ms = parse_duration_ms(raw["within"], f"metrics.{name}.within")
+    outcome = raw.get("outcome", "success")
+    if outcome not in FUNNEL_OUTCOMES:
+        raise CatalogueError(f"metrics.{name}.outcome={outcome!r}: use success (converted journeys over started) "
+                             f"or failure (journeys not converted within {raw['within']} over started)")
+    return Funnel(steps["start"], steps["success"], within_ms, outcome)
 
 
 def _positive_number(section: dict, key: str, where: str, minimum: float = 0) -> float:
@@ -180,7 +247,7 @@ class Catalogue:
     """The compiled config: windows, segments, metrics, detector and policy settings."""
 
     def __init__(self, document: dict[str, Any]):
-        known = {"window", "segments", "metrics", "detector", "policy"}
+        known = {"window", "segments", "metrics", "detector", "policy", "input"}
         unknown = set(document) - known
         if unknown:
             raise CatalogueError(f"unknown top-level keys {sorted(unknown)}: use {sorted(known)}")
@@ -207,6 +274,7 @@ class Catalogue:
         if not isinstance(policy, dict):
             raise CatalogueError("policy must be a mapping of alert policy settings")
         self.policy_settings = policy
+        self.input_preset = _parse_input(document.get("input"))
         self._contributions: dict[str, list[tuple[int, int, Selector]]] = {}
 
     @classmethod
@@ -244,6 +312,22 @@ class Catalogue:
             if len(self._contributions) < 10_000:  # unknown types are open-ended: keep the cache bounded
                 self._contributions[event_type] = found
         return found
+
+
+def _parse_input(section: Any) -> str | None:
+    """``input: {preset: NAME}``: the format of the events topic (blipwatch.schemas.presets)."""
+    from blipwatch.schemas.presets import PRESETS
+
+    if section is None:
+        return None
+    if not isinstance(section, dict) or set(section) - {"preset"}:
+        raise CatalogueError("input must be a mapping like {preset: segment}")
+    preset = section.get("preset")
+    if isinstance(preset, str):
+        preset = preset.lower()
+    if preset is not None and preset not in PRESETS:
+        raise CatalogueError(f"input.preset={preset!r}: use one of {', '.join(PRESETS)}")
+    return preset
 
 
 _UNSEEN = object()

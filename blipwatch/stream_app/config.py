@@ -37,6 +37,7 @@ DEFAULTS: dict[str, str] = {
     "KAFKA_SASL_PASSWORD": "",
     "KAFKA_SSL_CAFILE": "",
     "EMBEDDED_BROKER": "",
+    "INPUT_PRESET": "",
 }
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -73,6 +74,8 @@ class Settings:
     #: "1" when the broker is the embedded Tansu one: enables the isolated
     #: compatibility layer in ``stream_app.tansu_compat`` (see shared TANSU.md).
     embedded_broker: bool = False
+    #: the input format (blipwatch.schemas.presets); empty: the config file's ``input.preset``, else blipwatch
+    input_preset: str = DEFAULTS["INPUT_PRESET"]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -114,6 +117,12 @@ class Settings:
         config_path = get("CONFIG")
         if config_path and not Path(config_path).is_file():
             raise ConfigError(f"BLIPWATCH_CONFIG={config_path!r} does not exist")
+        input_preset = get("INPUT_PRESET").lower()
+        if input_preset:
+            from blipwatch.schemas.presets import PRESETS
+
+            if input_preset not in PRESETS:
+                raise ConfigError(f"BLIPWATCH_INPUT_PRESET={input_preset!r}: use one of {', '.join(PRESETS)}")
         return cls(
             broker=broker,
             events_topic=get("EVENTS_TOPIC"),
@@ -137,6 +146,7 @@ class Settings:
             sasl_password=get("KAFKA_SASL_PASSWORD"),
             ssl_cafile=cafile,
             embedded_broker=get("EMBEDDED_BROKER").lower() in ("1", "true", "yes"),
+            input_preset=input_preset,
         )
 
     # --- derived -----------------------------------------------------------------
@@ -251,6 +261,7 @@ class Settings:
             "security_protocol": "KAFKA_SECURITY_PROTOCOL", "sasl_mechanism": "KAFKA_SASL_MECHANISM",
             "sasl_username": "KAFKA_SASL_USERNAME", "sasl_password": "KAFKA_SASL_PASSWORD",
             "ssl_cafile": "KAFKA_SSL_CAFILE", "embedded_broker": "EMBEDDED_BROKER",
+            "input_preset": "INPUT_PRESET",
         }
         env = {}
         for f in fields(self):
@@ -276,3 +287,9 @@ def load_catalogue(settings: Settings | None = None, path: str | None = None):
         return Catalogue.from_yaml(text, source=path)
     except CatalogueError as exc:
         raise ConfigError(f"{path or 'default config'}: {exc}") from None
+
+
+def input_preset(settings: Settings | None, catalogue) -> str:
+    """The input preset's name: ``BLIPWATCH_INPUT_PRESET``, else the config file's ``input.preset``,
+    else ``blipwatch`` (both checked when read)."""
+    return (settings.input_preset if settings else "") or catalogue.input_preset or "blipwatch"

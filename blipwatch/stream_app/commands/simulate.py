@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pace.add_argument("--speed", type=float,
                       help="with --kafka: simulated seconds per wall-clock second (default: as fast as "
                            "the broker takes them)")
+    parser.add_argument("--tracker", default="blipwatch", choices=("blipwatch", "segment", "ga4", "snowplow"),
+                        help="the format of the events (default: blipwatch's contract); a tracker's sends no "
+                             "cart_abandoned (funnels come from journeys), see docs/inputs.md")
     parser.add_argument("--labels", help="write the injected incidents (JSON) to this file")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.set_defaults(func=run)
@@ -117,9 +120,7 @@ def _summary(count: int, labels: dict, where: str, seconds: float) -> str:
 
 
 def _to_file(events, args: argparse.Namespace, labels: dict) -> int:
-    import orjson
-
-    dumps = orjson.dumps
+    dumps = simulator_encoder(args)
     began = time.perf_counter()
     progress = _Progress(args.quiet or args.out == "-", "simulate")
     try:
@@ -130,7 +131,10 @@ def _to_file(events, args: argparse.Namespace, labels: dict) -> int:
     try:
         batch: list[bytes] = []
         for event in events:
-            batch.append(dumps(event))
+            value = dumps(event)
+            if value is None:
+                continue
+            batch.append(value)
             if len(batch) == 10_000:
                 output.write(b"\n".join(batch) + b"\n")
                 last = event["occurred_at"]
@@ -151,7 +155,6 @@ def _to_file(events, args: argparse.Namespace, labels: dict) -> int:
 
 
 def _to_kafka(events, args: argparse.Namespace, labels: dict) -> int:
-    import orjson
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
@@ -173,15 +176,18 @@ def _to_kafka(events, args: argparse.Namespace, labels: dict) -> int:
         return 1
     failures: list[Exception] = []
     topic = settings.events_topic
-    dumps = orjson.dumps
+    dumps = simulator_encoder(args)
     progress = _Progress(args.quiet, f"→ {topic}")
     began = time.perf_counter()
     first_seconds = None
     sent = 0
     try:
         for event in events:
+            value = dumps(event)
+            if value is None:
+                continue
             key = (event.get("customer_id") or event["session_id"]).encode()
-            producer.send(topic, key=key, value=dumps(event)).add_errback(failures.append)
+            producer.send(topic, key=key, value=value).add_errback(failures.append)
             sent += 1
             if args.rate is not None:
                 ahead = began + sent / args.rate - time.perf_counter()
@@ -215,3 +221,10 @@ def _to_kafka(events, args: argparse.Namespace, labels: dict) -> int:
     print(_summary(sent, labels, f"sent to {topic} at {settings.broker}", time.perf_counter() - began),
           file=sys.stderr)
     return 0
+
+
+def simulator_encoder(args: argparse.Namespace):
+    """Event dict -> the bytes of ``--tracker``'s format (None: that tracker sends no such event)."""
+    from blipwatch.tools.simulator import tracker_encoder
+
+    return tracker_encoder(getattr(args, "tracker", "blipwatch"))
