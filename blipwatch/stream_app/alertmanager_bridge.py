@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
+from blipwatch.schemas import times
+from blipwatch.schemas.outputs import segment_label
 from blipwatch.stream_app.config import ConfigError, Settings
 
 log = logging.getLogger("blipwatch.alertmanager_bridge")
@@ -51,32 +53,12 @@ RESERVED_LABELS = frozenset({"alertname", "metric", "severity", "dedup_key"})
 
 
 def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 string or epoch milliseconds as an aware UTC datetime (None if absent).
-
-    >>> parse_time("2025-03-01T12:00:00Z").isoformat()
-    '2025-03-01T12:00:00+00:00'
-    >>> parse_time(1740830400000).isoformat()
-    '2025-03-01T12:00:00+00:00'
-    """
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
-    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    """``schemas.times.parse_time``, None when absent (a bad value raises ``ValueError``)."""
+    return None if value is None or value == "" else times.parse_time(value)
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def segment_label(segment: Mapping[str, Any]) -> str:
-    """The segment as the workers' Prometheus ``segment`` label spells it.
-
-    >>> segment_label({}), segment_label({"channel": "web"}), segment_label({"country": "DE", "channel": "web"})
-    ('all', 'channel=web', 'channel=web,country=DE')
-    """
-    return ",".join(f"{key}={segment[key]}" for key in sorted(segment)) or "all"
+    return times.format_time(round(moment.timestamp() * 1000))
 
 
 def label_name(dimension: str) -> str:

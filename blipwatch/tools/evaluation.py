@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import json
 import statistics
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
+
+from blipwatch.schemas import times
 
 DEFAULT_WINDOW_SECONDS = 60.0
 DEFAULT_GRACE_WINDOWS = 3
@@ -46,24 +47,11 @@ class EvaluationError(ValueError):
 # --- reading ------------------------------------------------------------------------------
 
 def parse_time(value: Any, where: str) -> float:
-    """Epoch seconds from an RFC 3339 string or epoch milliseconds."""
-    if isinstance(value, bool) or value is None:
-        raise EvaluationError(f"{where}: expected a time, got {value!r}")
-    if isinstance(value, (int, float)):
-        return value / 1000.0
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            raise EvaluationError(f"{where}: {value!r} is not an RFC 3339 time") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.timestamp()
-    raise EvaluationError(f"{where}: expected a time, got {value!r}")
-
-
-def format_time(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Epoch seconds from an RFC 3339 string or epoch milliseconds (``schemas.times``)."""
+    try:
+        return times.parse_time(value).timestamp()
+    except ValueError as exc:
+        raise EvaluationError(f"{where}: {exc}") from None
 
 
 def load_alerts(path: str | Path) -> list[dict]:
@@ -296,7 +284,7 @@ def format_report(report: dict) -> str:
     lines.append(f"{'incident':24} {'start (UTC)':17} {'segment':26} result")
     for incident in report["incidents"]:
         start = parse_time(incident["start"], "start")
-        head = f"{incident['name']:24} {format_time(start)[:16].replace('T', ' '):17} " \
+        head = f"{incident['name']:24} {times.format_time(start * 1000)[:16].replace('T', ' '):17} " \
                f"{_segment_text(incident['segment']):26} "
         if not incident["expect_alert"]:
             count = incident["false_alerts_during"]
