@@ -77,3 +77,17 @@ def test_a_flush_too_big_for_one_record_is_split_in_order_with_the_watermark_on_
     assert sent_positions([value for _, value in messages], {0, 1}) == {0: 10, 1: 11}
     small = partial_messages({"event_volume|all": {0: [1.0, 0.0]}}, {0: 5}, 1, 2, "a")
     assert len(small) == 2 and orjson.loads(small[0][1])["wm"] == {"0": 5}
+
+
+def test_the_libraries_whose_internals_we_use_are_pinned_to_the_installed_versions():
+    import re
+    import tomllib
+    from importlib.metadata import version
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    pins = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", spec).groups()
+                for spec in pyproject["project"]["dependencies"] if "==" in spec)
+    for name in ("faust-streaming", "mode-streaming", "aiohttp", "aiokafka"):
+        assert name in pins, f"{name} is not pinned with == in pyproject.toml"
+        assert pins[name] == version(name), f"{name}: pinned {pins[name]}, installed {version(name)}"
