@@ -11,6 +11,7 @@ import json
 import signal
 import subprocess
 import time
+import urllib.request
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -185,3 +186,47 @@ def test_a_restarted_bridge_keeps_re_sending_an_incident_that_is_still_firing(tm
             # the committed offset still covers the live incident, so the new bridge re-reads and re-posts it
             wait_until(lambda: am.alerts(dedup_key=key)[0]["updatedAt"] > first["updatedAt"], timeout=30,
                        what="re-posted by the restarted bridge")
+
+
+def test_poison_records_are_skipped_counted_and_dead_lettered_and_a_restart_does_not_meet_them_again(
+        tmp_path, produce, bridge, broker, unique_topics):
+    from kafka import KafkaConsumer
+
+    from blipwatch.stream_app.embedded_broker import free_port
+
+    key = f"checkout_conversion_rate|all|{uuid.uuid4().hex[:8]}"
+    deep = ('{"a":' * 5000 + "1" + "}" * 5000).encode()  # RecursionError in json.loads
+    poison = [deep,
+              json.dumps(alert_message(key + "-inf", started_at=float("inf"))).encode(),  # Infinity: OverflowError
+              json.dumps(alert_message(key + "-big", started_at=1e30)).encode(),
+              json.dumps(alert_message(key + "-neg", "resolved", window_end=-1e20)).encode()]  # OSError
+    for value in poison:
+        produce(value, key=key + "-poison")
+    produce(alert_message(key, metric="checkout_conversion_rate", segment={}))
+    port = free_port()
+    with Alertmanager(tmp_path) as am:
+        with bridge(am.url, "--metrics-port", str(port)) as process:
+            wait_until(lambda: am.alerts(dedup_key=key), timeout=30, what="the good alert after the poison")
+            assert process.poll() is None, "the bridge must survive poison records"
+            metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            skipped = {line.split("{")[1].split("}")[0]: float(line.rsplit(" ", 1)[1])
+                       for line in metrics.splitlines() if line.startswith("blipwatch_alertmanager_bridge_skipped_total{")}
+            print("skipped by reason:", skipped)
+            assert skipped == {'reason="not_json"': 0, 'reason="too_deep"': 1, 'reason="not_an_alert"': 0,
+                               'reason="bad_field"': 3}
+        first_log = (tmp_path / "bridge-0.log").read_text()
+        assert first_log.count("skipping alert record") == 4
+        assert "Traceback" not in first_log
+        consumer = KafkaConsumer(unique_topics["BLIPWATCH_ALERTS_TOPIC"] + "-bridge-dlq",
+                                 bootstrap_servers=broker.url.split("://")[-1], auto_offset_reset="earliest",
+                                 consumer_timeout_ms=5000)
+        letters = list(consumer)
+        consumer.close()
+        assert sorted(record.value for record in letters) == sorted(poison)
+        assert {dict(record.headers)["reason"] for record in letters} == {b"too_deep", b"bad_field"}
+        with bridge(am.url) as process:
+            # the commit went past the poison: the restarted bridge re-posts the live incident only
+            before = am.alerts(dedup_key=key)[0]["updatedAt"]
+            wait_until(lambda: am.alerts(dedup_key=key)[0]["updatedAt"] > before, timeout=30, what="re-posted")
+            assert process.poll() is None
+        assert "skipping alert record" not in (tmp_path / "bridge-1.log").read_text()
