@@ -230,3 +230,76 @@ def test_poison_records_are_skipped_counted_and_dead_lettered_and_a_restart_does
             wait_until(lambda: am.alerts(dedup_key=key)[0]["updatedAt"] > before, timeout=30, what="re-posted")
             assert process.poll() is None
         assert "skipping alert record" not in (tmp_path / "bridge-1.log").read_text()
+
+
+class BasicAuthAlertmanager(Alertmanager):
+    """The real Alertmanager with ``--web.config.file`` requiring basic auth (bcrypt via libcrypt)."""
+
+    user, password = "blip", "s3cret-pass"
+
+    def command(self) -> list[str]:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt
+        digest = crypt.crypt(self.password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
+        web_config = self.workdir / "web.yml"
+        web_config.write_text(json.dumps({"basic_auth_users": {self.user: digest}}))
+        return [*super().command(), f"--web.config.file={web_config}"]
+
+    def _open(self, path: str):
+        import base64
+
+        request = urllib.request.Request(self.url + path, headers={"Authorization": "Basic " + base64.b64encode(
+            f"{self.user}:{self.password}".encode()).decode()})
+        return urllib.request.urlopen(request, timeout=5)
+
+    def start(self, timeout: float = 20.0):
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, cwd=self.workdir)
+        log.close()
+        wait_until(lambda: self._open(self.ready_path).status == 200, timeout=timeout, what="alertmanager ready")
+        return self
+
+    def alerts(self, **filters: str) -> list[dict]:
+        import urllib.parse
+
+        query = urllib.parse.urlencode({"filter": [f'{k}="{v}"' for k, v in filters.items()]}, doseq=True)
+        with self._open("/api/v2/alerts?" + query) as response:
+            return json.loads(response.read())
+
+
+def test_a_401_does_not_drop_a_resolution_and_credentials_never_reach_the_log(tmp_path, produce, bridge):
+    key = f"payment_failure_rate|country=FR|{uuid.uuid4().hex[:8]}"
+    good = tmp_path / "basic-auth"
+    good.write_text(f"{BasicAuthAlertmanager.user}:{BasicAuthAlertmanager.password}\n")
+    with BasicAuthAlertmanager(tmp_path) as am:
+        with _no_auth_status(am) as status:
+            assert status == 401  # Alertmanager really refuses a client without credentials
+        produce(alert_message(key, metric="payment_failure_rate", segment={"country": "FR"}))
+        with bridge(am.url, "--basic-auth-file", str(good)):
+            wait_until(lambda: am.alerts(dedup_key=key), timeout=30, what="posted with basic auth from a file")
+        produce(alert_message(key, "resolved", metric="payment_failure_rate", segment={"country": "FR"}))
+        wrong_url = am.url.replace("http://", "http://blip:Wr0ng-Secret@")
+        with bridge(wrong_url, "--max-backoff", "1"):
+            wait_until(lambda: (tmp_path / "bridge-1.log").read_text().count("HTTP 401") >= 2, timeout=30,
+                       what="401 retried")
+        assert am.alerts(dedup_key=key), "the refused resolution must not have reached Alertmanager"
+        wrong_log = (tmp_path / "bridge-1.log").read_text()
+        assert "Wr0ng-Secret" not in wrong_log
+        with bridge(am.url, "--basic-auth-file", str(good)):
+            # the 401 left the resolution undelivered and its offset uncommitted: this bridge re-reads it
+            wait_until(lambda: not am.alerts(dedup_key=key), timeout=30, what="resolved after the 401")
+
+
+@contextmanager
+def _no_auth_status(am):
+    import urllib.error
+
+    try:
+        urllib.request.urlopen(am.url + "/api/v2/alerts", timeout=5)
+        yield 200
+    except urllib.error.HTTPError as exc:
+        yield exc.code
