@@ -30,6 +30,7 @@ incident): those are reported as *related*, neither a detection nor a false aler
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any, Iterable
@@ -54,6 +55,29 @@ def parse_time(value: Any, where: str) -> float:
         raise EvaluationError(f"{where}: {exc}") from None
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a number")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number in JSON")
+
+
+def read_json(text: str, where: str) -> Any:
+    """Strict JSON: no NaN/Infinity, no number that overflows to infinity (1e400), bounded nesting."""
+    try:
+        return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise EvaluationError(f"{where}: not JSON ({exc.msg})") from None
+    except RecursionError:
+        raise EvaluationError(f"{where}: JSON nested too deep") from None
+    except ValueError as exc:
+        raise EvaluationError(f"{where}: {exc}") from None
+
+
 def load_alerts(path: str | Path) -> list[dict]:
     """Alert messages from a JSON-lines file (blank lines skipped)."""
     alerts = []
@@ -62,10 +86,7 @@ def load_alerts(path: str | Path) -> list[dict]:
             for number, line in enumerate(lines, 1):
                 if not line.strip():
                     continue
-                try:
-                    alert = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise EvaluationError(f"{path} line {number}: not JSON ({exc.msg})") from None
+                alert = read_json(line, f"{path} line {number}")
                 if not isinstance(alert, dict):
                     raise EvaluationError(f"{path} line {number}: an alert must be a JSON object")
                 alert.setdefault("_line", number)
@@ -80,12 +101,12 @@ def load_alerts(path: str | Path) -> list[dict]:
 def load_labels(path: str | Path) -> dict:
     """A labels file from ``blipwatch simulate --labels`` (or a bare list of incidents)."""
     try:
-        labels = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise EvaluationError(f"cannot read labels {path}: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EvaluationError(f"labels {path}: not JSON ({exc})") from None
-    return labels
+    except UnicodeDecodeError:
+        raise EvaluationError(f"labels {path}: not UTF-8 text") from None
+    return read_json(text, f"labels {path}")
 
 
 def _incidents(labels: dict | list) -> list[dict]:
@@ -112,15 +133,18 @@ def _incidents(labels: dict | list) -> list[dict]:
         end = parse_time(label["end"], f"{where} end")
         if end < start:
             raise EvaluationError(f"{where}: ends before it starts")
-        incidents.append({**label, "metrics": metrics, "segment": _segment(segment),
+        incidents.append({**label, "metrics": metrics, "segment": _segment(segment, where),
                           "_start": start, "_end": end,
                           "expect_alert": bool(label.get("expect_alert", True)),
                           "subtle": bool(label.get("subtle", False))})
     return incidents
 
 
-def _segment(segment: dict | None) -> dict[str, str]:
-    return {str(k): str(v) for k, v in (segment or {}).items()}
+def _segment(segment: dict | None, where: str = "segment") -> dict[str, str]:
+    segment = segment or {}
+    if not all(isinstance(v, (str, int, float, bool)) for v in segment.values()):
+        raise EvaluationError(f"{where}: segment values must be strings such as {{\"channel\": \"web\"}}")
+    return {str(k): str(v) for k, v in segment.items()}
 
 
 def _firing(alerts: Iterable[dict]) -> list[dict]:
@@ -138,11 +162,16 @@ def _firing(alerts: Iterable[dict]) -> list[dict]:
         segment = alert.get("segment") or {}
         if not isinstance(segment, dict):
             raise EvaluationError(f"{where}: 'segment' must be an object ({{}} for all)")
+        if not isinstance(alert["metric"], str):
+            raise EvaluationError(f"{where}: 'metric' must be a metric name")
+        for name in ("dedup_key", "alert_id"):
+            if not isinstance(alert.get(name) or "", str):
+                raise EvaluationError(f"{where}: {name!r} must be a string")
         related = []
         for entry in alert.get("related") or []:
             if isinstance(entry, dict) and isinstance(entry.get("segment"), dict):
-                related.append((entry.get("metric"), _segment(entry["segment"])))
-        segment = _segment(segment)
+                related.append((entry.get("metric"), _segment(entry["segment"], f"{where} related")))
+        segment = _segment(segment, where)
         key = alert.get("dedup_key") or alert.get("alert_id") or f"{alert['metric']}|{sorted(segment.items())}"
         firing.append({"alert": alert, "key": str(key), "metric": alert["metric"], "segment": segment,
                        "related": related,
@@ -181,11 +210,18 @@ def _related(message: dict, incident: dict) -> bool:
             and message["start"] < incident["_end"] and message["end"] > incident["_start"])
 
 
+def check_parameters(window_seconds: float, grace_windows: float) -> None:
+    """Both change the verdict: NaN, infinite or negative values are refused, not used."""
+    if not (math.isfinite(window_seconds) and 0 < window_seconds <= 86_400):
+        raise EvaluationError(f"--window-seconds {window_seconds:g} must be more than 0 and at most 86400")
+    if not (math.isfinite(grace_windows) and 0 <= grace_windows <= 1_000):
+        raise EvaluationError(f"--grace-windows {grace_windows:g} must be between 0 and 1000")
+
+
 def evaluate(alerts: Iterable[dict], labels: dict | list, window_seconds: float = DEFAULT_WINDOW_SECONDS,
              grace_windows: float = DEFAULT_GRACE_WINDOWS) -> dict:
     """The evaluation report (what ``blipwatch evaluate --json`` prints)."""
-    if not window_seconds > 0:
-        raise EvaluationError(f"window seconds must be more than 0, not {window_seconds}")
+    check_parameters(window_seconds, grace_windows)
     incidents = _incidents(labels)
     alerts = list(alerts)
     firing = _firing(alerts)
