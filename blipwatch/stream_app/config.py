@@ -36,6 +36,8 @@ DEFAULTS: dict[str, str] = {
     "KAFKA_SASL_PASSWORD": "",
     "KAFKA_SSL_CAFILE": "",
     "EMBEDDED_BROKER": "",
+    "REPLICATION_FACTOR": "",
+    "MIN_INSYNC_REPLICAS": "",
 }
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -71,6 +73,10 @@ class Settings:
     #: "1" when the broker is the embedded Tansu one: enables the isolated
     #: compatibility layer in ``stream_app.tansu_compat`` (see shared TANSU.md).
     embedded_broker: bool = False
+    #: copies of every topic the worker creates; 0 = 3, or fewer on a smaller cluster (``replication.py``)
+    replication_factor: int = 0
+    #: ``min.insync.replicas`` of those topics; 0 = the factor minus one, between 1 and 2
+    min_insync_replicas: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -80,7 +86,7 @@ class Settings:
             return env.get(f"BLIPWATCH_{name}", DEFAULTS[name]).strip()
 
         def integer(name: str, low: int, high: int) -> int:
-            raw = get(name)
+            raw = get(name) or "0"
             try:
                 value = int(raw)
             except ValueError:
@@ -137,6 +143,8 @@ class Settings:
             sasl_password=get("KAFKA_SASL_PASSWORD"),
             ssl_cafile=cafile,
             embedded_broker=get("EMBEDDED_BROKER").lower() in ("1", "true", "yes"),
+            replication_factor=integer("REPLICATION_FACTOR", 0, 32),
+            min_insync_replicas=integer("MIN_INSYNC_REPLICAS", 0, 32),
         )
 
     # --- derived -----------------------------------------------------------------
@@ -239,6 +247,17 @@ class Settings:
             kwargs["broker_credentials"] = faust.SSLCredentials(context)
         return kwargs
 
+    def faust_web_kwargs(self) -> dict[str, Any]:
+        """Faust's web server serves ``/metrics`` (added by the Prometheus sensor) and ``/``, a
+        health check answering ``{"status": "OK"}``; nothing else. Faust's ``/router`` (cluster
+        topology) and ``/table`` (any table key's value) routes are off, as are ``/graph``, its
+        sensor stats and ``/performance``. It listens on ``BLIPWATCH_WEB_HOST`` (127.0.0.1 unless set)."""
+        return {
+            "web_port": self.web_port, "web_bind": self.web_host, "web_host": self.web_host,
+            "web_router_enabled": False, "web_tables_enabled": False, "web_graph_enabled": False,
+            "web_stats_enabled": False, "web_metrics_enabled": False,
+        }
+
     def as_env(self) -> dict[str, str]:
         """The ``BLIPWATCH_*`` variables that reproduce these settings (for child processes)."""
         names = {
@@ -250,6 +269,7 @@ class Settings:
             "security_protocol": "KAFKA_SECURITY_PROTOCOL", "sasl_mechanism": "KAFKA_SASL_MECHANISM",
             "sasl_username": "KAFKA_SASL_USERNAME", "sasl_password": "KAFKA_SASL_PASSWORD",
             "ssl_cafile": "KAFKA_SSL_CAFILE", "embedded_broker": "EMBEDDED_BROKER",
+            "replication_factor": "REPLICATION_FACTOR", "min_insync_replicas": "MIN_INSYNC_REPLICAS",
         }
         env = {}
         for f in fields(self):
