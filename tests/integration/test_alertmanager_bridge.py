@@ -303,3 +303,51 @@ def _no_auth_status(am):
         yield 200
     except urllib.error.HTTPError as exc:
         yield exc.code
+
+
+def make_cert(directory, name: str):
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", str(key),
+                    "-out", str(cert), "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+class MutualTLSAlertmanager(BasicAuthAlertmanager):
+    """The real Alertmanager serving https only to clients with a certificate signed by ``client_ca``."""
+
+    def __init__(self, workdir, server, client_ca, client):
+        super().__init__(workdir)
+        self.server, self.client_ca, self.client = server, client_ca, client
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        web_config = self.workdir / "web-tls.yml"
+        web_config.write_text(json.dumps({"tls_server_config": {
+            "cert_file": str(self.server[0]), "key_file": str(self.server[1]),
+            "client_auth_type": "RequireAndVerifyClientCert", "client_ca_file": str(self.client_ca)}}))
+        return [*Alertmanager.command(self), f"--web.config.file={web_config}"]
+
+    def _open(self, path: str):
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(self.server[0]))
+        context.load_cert_chain(str(self.client[0]), str(self.client[1]))
+        return urllib.request.urlopen(self.url + path, timeout=5, context=context)
+
+
+def test_https_with_a_ca_file_and_a_client_certificate(tmp_path, produce, bridge):
+    server, client = make_cert(tmp_path, "alertmanager"), make_cert(tmp_path, "bridge")
+    key = f"error_rate|channel=app|{uuid.uuid4().hex[:8]}"
+    produce(alert_message(key, metric="error_rate", segment={"channel": "app"}))
+    with MutualTLSAlertmanager(tmp_path, server, client_ca=client[0], client=client) as am:
+        with bridge(am.url, "--max-backoff", "1"):  # the system CAs do not trust it: nothing is posted
+            wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in (tmp_path / "bridge-0.log").read_text(), timeout=30,
+                       what="an untrusted certificate reported")
+        assert am.alerts(dedup_key=key) == []
+        with bridge(am.url, "--ca-file", str(server[0]), "--client-cert", str(client[0]),
+                    "--client-key", str(client[1])):
+            wait_until(lambda: am.alerts(dedup_key=key), timeout=30, what="posted over mutual TLS")
