@@ -77,3 +77,23 @@ def test_where_values_are_json_scalars_or_text_not_yaml_1_1(where, event, matche
     catalogue = Catalogue.from_dict({"metrics": {"big_orders": {
         "kind": "count", "count": {"event_types": ["purchase"], "where": where}}}})
     assert catalogue.by_name["big_orders"].numerator.matches(event) is matched
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-backoff", "-5"], "--max-backoff -5 must be between 0.1 and 3600 s"),
+    (["--max-backoff", "nan"], "--max-backoff nan must be between"),
+    (["--resend-interval", "inf"], "--resend-interval inf must be between 1 and 180"),
+    (["--bearer-token-file", "/nonexistent/token"], "cannot read the Alertmanager bearer token file"),
+    (["--ca-file", "/nonexistent/ca.pem"], "Alertmanager ca file '/nonexistent/ca.pem' does not exist"),
+])
+def test_bad_bridge_options_are_one_line(args, message):
+    result = run_cli("alertmanager-bridge", "--url", "http://127.0.0.1:9", *args,
+                     env={"BLIPWATCH_BROKER": "kafka://127.0.0.1:9"})
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert message in result.stderr
+
+
+def test_a_password_in_the_alertmanager_url_is_never_printed():
+    result = run_cli("alertmanager-bridge", "--url", "ftp://admin:hunter2@am:9093",
+                     env={"BLIPWATCH_BROKER": "kafka://127.0.0.1:9"})
+    assert result.returncode == 2 and "hunter2" not in result.stderr and "***@am:9093" in result.stderr
