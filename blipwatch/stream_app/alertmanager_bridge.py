@@ -57,7 +57,7 @@ DEAD_LETTER_MAX_BYTES = 64 * 1024
 # --- the mapping: one alert message -> one Alertmanager alert (pure) ---------------------------
 
 
-def parse_time(value: Any) -> datetime | None:
+def optional_time(value: Any) -> datetime | None:
     """``schemas.times.parse_time``, None when absent (a bad value raises ``ValueError``)."""
     return None if value is None or value == "" else times.parse_time(value)
 
@@ -87,7 +87,7 @@ def number(value: Any) -> str:
 def dashboard_link(base_url: str, alert: Mapping[str, Any]) -> str:
     """The blips dashboard for this alert's metric and segment, an hour either side of its window."""
     params = {"var-metric": alert.get("metric", ""), "var-segment": segment_label(alert.get("segment") or {})}
-    start, end = parse_time(alert.get("window_start")), parse_time(alert.get("window_end"))
+    start, end = optional_time(alert.get("window_start")), optional_time(alert.get("window_end"))
     if start and end:
         params["from"] = str(int((start - timedelta(hours=1)).timestamp() * 1000))
         params["to"] = str(int((end + timedelta(hours=1)).timestamp() * 1000))
@@ -127,7 +127,7 @@ def to_alertmanager(alert: Mapping[str, Any], now: datetime, *, dashboard_url: s
     ...          "started_at": "2025-03-01T12:00:00Z", "observed": 0.61, "expected": 0.3, "lower": 0.22,
     ...          "upper": 0.38, "score": 0.999, "numerator": 61, "denominator": 100,
     ...          "summary": "Cart abandonment on web rose to 61% (expected 30%).", "detector": "rate", "related": []}
-    >>> now = parse_time("2025-03-01T12:01:05Z")
+    >>> now = optional_time("2025-03-01T12:01:05Z")
     >>> out = to_alertmanager(alert, now, dashboard_url="http://grafana:3000")
     >>> out["labels"]
     {'alertname': 'CustomerBehaviourBlip', 'metric': 'cart_abandonment_rate', 'severity': 'critical', 'dedup_key': 'cart_abandonment_rate|channel=web|1', 'channel': 'web'}
@@ -138,10 +138,10 @@ def to_alertmanager(alert: Mapping[str, Any], now: datetime, *, dashboard_url: s
     >>> to_alertmanager({**alert, "status": "resolved", "window_end": "2025-03-01T12:09:00Z"}, now)["endsAt"]
     '2025-03-01T12:01:05.000Z'
     """
-    starts_at = parse_time(alert.get("started_at")) or parse_time(alert.get("window_start")) or now
+    starts_at = optional_time(alert.get("started_at")) or optional_time(alert.get("window_start")) or now
     starts_at = min(starts_at, now)  # a producer clock ahead of ours must not make Alertmanager refuse it
     if alert.get("status") == "resolved":
-        ends_at = min(parse_time(alert.get("window_end")) or now, now)
+        ends_at = min(optional_time(alert.get("window_end")) or now, now)
         ends_at = max(ends_at, starts_at + timedelta(milliseconds=1))
     else:
         ends_at = now + timedelta(seconds=firing_ttl)

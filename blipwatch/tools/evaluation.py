@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from blipwatch.schemas import times
+from blipwatch.schemas.outputs import segment_label
 
 DEFAULT_WINDOW_SECONDS = 60.0
 DEFAULT_GRACE_WINDOWS = 3
@@ -47,7 +48,7 @@ class EvaluationError(ValueError):
 
 # --- reading ------------------------------------------------------------------------------
 
-def parse_time(value: Any, where: str) -> float:
+def epoch_seconds(value: Any, where: str) -> float:
     """Epoch seconds from an RFC 3339 string or epoch milliseconds (``schemas.times``)."""
     try:
         return times.parse_time(value).timestamp()
@@ -129,8 +130,8 @@ def _incidents(labels: dict | list) -> list[dict]:
         segment = label.get("segment") or {}
         if not isinstance(segment, dict):
             raise EvaluationError(f"{where}: 'segment' must be an object such as {{\"channel\": \"web\"}}")
-        start = parse_time(label["start"], f"{where} start")
-        end = parse_time(label["end"], f"{where} end")
+        start = epoch_seconds(label["start"], f"{where} start")
+        end = epoch_seconds(label["end"], f"{where} end")
         if end < start:
             raise EvaluationError(f"{where}: ends before it starts")
         incidents.append({**label, "metrics": metrics, "segment": _segment(segment, where),
@@ -175,8 +176,8 @@ def _firing(alerts: Iterable[dict]) -> list[dict]:
         key = alert.get("dedup_key") or alert.get("alert_id") or f"{alert['metric']}|{sorted(segment.items())}"
         firing.append({"alert": alert, "key": str(key), "metric": alert["metric"], "segment": segment,
                        "related": related,
-                       "start": parse_time(alert["window_start"], f"{where} window_start"),
-                       "end": parse_time(alert["window_end"], f"{where} window_end")})
+                       "start": epoch_seconds(alert["window_start"], f"{where} window_start"),
+                       "end": epoch_seconds(alert["window_end"], f"{where} window_end")})
     return firing
 
 
@@ -297,7 +298,7 @@ def _brief(message: dict) -> dict:
 def _days(labels: dict | list, firing: list[dict]) -> float:
     """Simulated days covered: the labels' run, else the alerts' span."""
     if isinstance(labels, dict) and labels.get("start") is not None and labels.get("end") is not None:
-        seconds = parse_time(labels["end"], "labels end") - parse_time(labels["start"], "labels start")
+        seconds = epoch_seconds(labels["end"], "labels end") - epoch_seconds(labels["start"], "labels start")
     elif firing:
         seconds = max(m["end"] for m in firing) - min(m["start"] for m in firing)
     else:
@@ -307,10 +308,6 @@ def _days(labels: dict | list, firing: list[dict]) -> float:
 
 # --- the text report ---------------------------------------------------------------------
 
-def _segment_text(segment: dict | None) -> str:
-    return ",".join(f"{k}={v}" for k, v in (segment or {}).items()) or "all"
-
-
 def format_report(report: dict) -> str:
     lines = []
     days = f"{report['days']:.2f} simulated days" if report["days"] else "no time span"
@@ -319,9 +316,9 @@ def format_report(report: dict) -> str:
     lines.append("")
     lines.append(f"{'incident':24} {'start (UTC)':17} {'segment':26} result")
     for incident in report["incidents"]:
-        start = parse_time(incident["start"], "start")
+        start = epoch_seconds(incident["start"], "start")
         head = f"{incident['name']:24} {times.format_time(start * 1000)[:16].replace('T', ' '):17} " \
-               f"{_segment_text(incident['segment']):26} "
+               f"{segment_label(incident['segment'] or {}):26} "
         if not incident["expect_alert"]:
             count = incident["false_alerts_during"]
             lines.append(head + ("no alert expected, none fired" if not count else
@@ -330,7 +327,7 @@ def format_report(report: dict) -> str:
             first = incident["first_alert"]
             lines.append(head + f"detected after {incident['delay_seconds']:g} s ({incident['delay_windows']:g} "
                                 f"windows) by {first['metric']} {first.get('direction') or ''} on "
-                                f"{_segment_text(first['segment'])}".replace("  ", " "))
+                                f"{segment_label(first['segment'] or {})}".replace("  ", " "))
         else:
             lines.append(head + ("missed (subtle: may be missed)" if incident["subtle"] else "MISSED"))
     lines.append("")
@@ -347,7 +344,7 @@ def format_report(report: dict) -> str:
                     if report["related_alerts"] else ""))
     for alert in report["false_alert_list"][:20]:
         lines.append(f"  {alert['window_start']}  {alert['metric']} {alert.get('direction') or ''} on "
-                     f"{_segment_text(alert['segment'])}  (dedup_key {alert['dedup_key']})".replace("  on", " on"))
+                     f"{segment_label(alert['segment'] or {})}  (dedup_key {alert['dedup_key']})".replace("  on", " on"))
     if len(report["false_alert_list"]) > 20:
         lines.append(f"  ... and {len(report['false_alert_list']) - 20} more (--json lists them all)")
     return "\n".join(lines)
