@@ -643,8 +643,9 @@ class HttpAccess:
             if self.client_cert:
                 context.load_cert_chain(self.client_cert, self.client_key)
         except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc
             raise ConfigError(f"Alertmanager TLS files ({self.ca_file or 'system CAs'}, "
-                              f"{self.client_cert or 'no client cert'}): {getattr(exc, 'reason', None) or exc}") from None
+                              f"{self.client_cert or 'no client cert'}): {reason}") from None
         return context
 
 

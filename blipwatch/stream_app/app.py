@@ -245,8 +245,10 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
                     log.info("blipwatch: creating topics %s (replication factor %d, min.insync.replicas %d)",
                              ", ".join(missing), replication.factor, replication.min_insync)
                 if missing:
-                    await self.admin.create_topics([NewTopic(topic, settings.partitions, replication.factor, topic_configs={
-                        **replication.topic_configs, **({"cleanup.policy": "compact"} if topic == changelog_name else {})})
+                    await self.admin.create_topics([
+                        NewTopic(topic, settings.partitions, replication.factor, topic_configs={
+                            **replication.topic_configs,
+                            **({"cleanup.policy": "compact"} if topic == changelog_name else {})})
                         for topic in missing])
                 self.topics_checked = True
             except Exception as exc:
