@@ -78,6 +78,11 @@ class Settings:
     #: ``min.insync.replicas`` of those topics; 0 = the factor minus one, between 1 and 2
     min_insync_replicas: int = 0
 
+    def __post_init__(self) -> None:
+        # also runs for dataclasses.replace, e.g. `worker --loglevel`
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log level {self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env

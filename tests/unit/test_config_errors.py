@@ -97,3 +97,9 @@ def test_a_password_in_the_alertmanager_url_is_never_printed():
     result = run_cli("alertmanager-bridge", "--url", "ftp://admin:hunter2@am:9093",
                      env={"BLIPWATCH_BROKER": "kafka://127.0.0.1:9"})
     assert result.returncode == 2 and "hunter2" not in result.stderr and "***@am:9093" in result.stderr
+
+
+def test_an_unknown_log_level_on_the_command_line_is_one_line_too():
+    result = run_cli("worker", "--loglevel", "verbose", env={"BLIPWATCH_BROKER": "kafka://127.0.0.1:9"})
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "blipwatch: configuration error: log level 'verbose': use one of debug, info, warning, error, critical"]
