@@ -79,7 +79,8 @@ class Settings:
     min_insync_replicas: int = 0
 
     def __post_init__(self) -> None:
-        # also runs for dataclasses.replace, e.g. `worker --loglevel`
+        # also runs for dataclasses.replace, e.g. `worker --loglevel DEBUG`
+        object.__setattr__(self, "log_level", str(self.log_level).lower())
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log level {self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
 
