@@ -29,6 +29,8 @@ Each metric is computed for the segment ``all`` and for each value of every dime
 
 from __future__ import annotations
 
+import json
+import math
 import operator
 import re
 from dataclasses import dataclass, field
@@ -122,6 +124,25 @@ class MetricDefinition:
         return METRIC_KINDS[self.kind]
 
 
+def where_value(text: str) -> Any:
+    """The VALUE of ``PROPERTY OP VALUE``: a JSON number, ``true``/``false``/``null`` or "quoted"
+    text; anything else is the text itself ('quotes' removed). YAML 1.1 read ``1e3`` as the string
+    '1e3' and ``no`` as False.
+
+    >>> [where_value(t) for t in ("1e3", "0", "-2.5", "no", "true", "'DE'", '"web"', "NaN")]
+    [1000.0, 0, -2.5, 'no', True, 'DE', 'web', 'NaN']
+    """
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1]
+    try:
+        value = json.loads(text, parse_constant=str)
+    except ValueError:
+        return text
+    if isinstance(value, float) and not math.isfinite(value):
+        return text
+    return value
+
+
 def _parse_selector(metric: str, key: str, raw: Any, need_property: bool = False) -> Selector:
     where_at = f"metrics.{metric}.{key}"
     if not isinstance(raw, dict):
@@ -145,7 +166,7 @@ def _parse_selector(metric: str, key: str, raw: Any, need_property: bool = False
         if not match:
             raise CatalogueError(f"{where_at}.where={where_text!r}: write it as 'PROPERTY OP VALUE', "
                                  f"OP one of {' '.join(_OPERATORS)}, e.g. 'results_count == 0'")
-        value = yaml.safe_load(match.group(3))
+        value = where_value(match.group(3))
         where = (match.group(1), _OPERATORS[match.group(2)], value)
     prop = raw.get("property")
     if need_property and not (isinstance(prop, str) and prop):
@@ -238,7 +259,7 @@ def _parse_funnel(name: str, raw: dict) -> Funnel:
 
 def _positive_number(section: dict, key: str, where: str, minimum: float = 0) -> float:
     value = section.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
         raise CatalogueError(f"{where}.{key}={value!r} must be a number >= {minimum}")
     return value
 

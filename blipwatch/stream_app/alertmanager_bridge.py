@@ -27,15 +27,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import random
 import re
+import ssl
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Mapping
 
+from blipwatch.schemas import times
+from blipwatch.schemas.outputs import segment_label
 from blipwatch.stream_app.config import ConfigError, Settings
 
 log = logging.getLogger("blipwatch.alertmanager_bridge")
@@ -45,38 +50,20 @@ DEFAULT_GROUP_ID = "blipwatch-alertmanager-bridge"
 #: The uid of the generated "blips" dashboard (``tools/dashboards.py``), for the dashboard link.
 BLIPS_DASHBOARD_PATH = "/d/blipwatch-blips/blipwatch-blips"
 RESERVED_LABELS = frozenset({"alertname", "metric", "severity", "dedup_key"})
+#: A dead-lettered record keeps at most this much of its value (header ``truncated_from`` says so).
+DEAD_LETTER_MAX_BYTES = 64 * 1024
 
 
 # --- the mapping: one alert message -> one Alertmanager alert (pure) ---------------------------
 
 
-def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 string or epoch milliseconds as an aware UTC datetime (None if absent).
-
-    >>> parse_time("2025-03-01T12:00:00Z").isoformat()
-    '2025-03-01T12:00:00+00:00'
-    >>> parse_time(1740830400000).isoformat()
-    '2025-03-01T12:00:00+00:00'
-    """
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
-    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+def optional_time(value: Any) -> datetime | None:
+    """``schemas.times.parse_time``, None when absent (a bad value raises ``ValueError``)."""
+    return None if value is None or value == "" else times.parse_time(value)
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def segment_label(segment: Mapping[str, Any]) -> str:
-    """The segment as the workers' Prometheus ``segment`` label spells it.
-
-    >>> segment_label({}), segment_label({"channel": "web"}), segment_label({"country": "DE", "channel": "web"})
-    ('all', 'channel=web', 'channel=web,country=DE')
-    """
-    return ",".join(f"{key}={segment[key]}" for key in sorted(segment)) or "all"
+    return times.format_time(round(moment.timestamp() * 1000))
 
 
 def label_name(dimension: str) -> str:
@@ -100,7 +87,7 @@ def number(value: Any) -> str:
 def dashboard_link(base_url: str, alert: Mapping[str, Any]) -> str:
     """The blips dashboard for this alert's metric and segment, an hour either side of its window."""
     params = {"var-metric": alert.get("metric", ""), "var-segment": segment_label(alert.get("segment") or {})}
-    start, end = parse_time(alert.get("window_start")), parse_time(alert.get("window_end"))
+    start, end = optional_time(alert.get("window_start")), optional_time(alert.get("window_end"))
     if start and end:
         params["from"] = str(int((start - timedelta(hours=1)).timestamp() * 1000))
         params["to"] = str(int((end + timedelta(hours=1)).timestamp() * 1000))
@@ -140,7 +127,7 @@ def to_alertmanager(alert: Mapping[str, Any], now: datetime, *, dashboard_url: s
     ...          "started_at": "2025-03-01T12:00:00Z", "observed": 0.61, "expected": 0.3, "lower": 0.22,
     ...          "upper": 0.38, "score": 0.999, "numerator": 61, "denominator": 100,
     ...          "summary": "Cart abandonment on web rose to 61% (expected 30%).", "detector": "rate", "related": []}
-    >>> now = parse_time("2025-03-01T12:01:05Z")
+    >>> now = optional_time("2025-03-01T12:01:05Z")
     >>> out = to_alertmanager(alert, now, dashboard_url="http://grafana:3000")
     >>> out["labels"]
     {'alertname': 'CustomerBehaviourBlip', 'metric': 'cart_abandonment_rate', 'severity': 'critical', 'dedup_key': 'cart_abandonment_rate|channel=web|1', 'channel': 'web'}
@@ -151,10 +138,10 @@ def to_alertmanager(alert: Mapping[str, Any], now: datetime, *, dashboard_url: s
     >>> to_alertmanager({**alert, "status": "resolved", "window_end": "2025-03-01T12:09:00Z"}, now)["endsAt"]
     '2025-03-01T12:01:05.000Z'
     """
-    starts_at = parse_time(alert.get("started_at")) or parse_time(alert.get("window_start")) or now
+    starts_at = optional_time(alert.get("started_at")) or optional_time(alert.get("window_start")) or now
     starts_at = min(starts_at, now)  # a producer clock ahead of ours must not make Alertmanager refuse it
     if alert.get("status") == "resolved":
-        ends_at = min(parse_time(alert.get("window_end")) or now, now)
+        ends_at = min(optional_time(alert.get("window_end")) or now, now)
         ends_at = max(ends_at, starts_at + timedelta(milliseconds=1))
     else:
         ends_at = now + timedelta(seconds=firing_ttl)
@@ -185,6 +172,76 @@ def to_alertmanager(alert: Mapping[str, Any], now: datetime, *, dashboard_url: s
     if dashboard_url:
         annotations["dashboard"] = result["generatorURL"] = dashboard_link(dashboard_url, alert)
     return result
+
+
+class BadAlert(ValueError):
+    """An alerts-topic record the bridge cannot map; ``reason`` is a short label for the metric."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+#: Why a record was skipped: the label values of ``blipwatch_alertmanager_bridge_skipped_total``.
+SKIP_REASONS = ("not_json", "too_deep", "not_an_alert", "bad_field")
+
+
+def decode_alert(value: bytes | str | None, now: datetime | None = None) -> dict[str, Any]:
+    """One alerts-topic record as an alert the bridge can post, or ``BadAlert``; never another error.
+
+    >>> decode_alert(b'{"dedup_key": "k", "metric": "m", "status": "firing"}')["metric"]
+    'm'
+    >>> for raw in (b"{not json", b"[" * 100_000, b'{"dedup_key": ["k"], "metric": "m"}',
+    ...             b'{"dedup_key": "k", "metric": "m", "started_at": Infinity}',
+    ...             b'{"dedup_key": "k", "metric": "m", "window_end": -1e20, "status": "resolved"}'):
+    ...     try:
+    ...         decode_alert(raw)
+    ...     except BadAlert as exc:
+    ...         print(exc.reason)
+    not_json
+    too_deep
+    not_an_alert
+    bad_field
+    bad_field
+    """
+    try:
+        alert = json.loads(value)
+    except RecursionError:
+        raise BadAlert("too_deep", "JSON nested too deep") from None
+    except (ValueError, TypeError) as exc:
+        raise BadAlert("not_json", f"not JSON ({str(exc)[:100]})") from None
+    if not isinstance(alert, dict) or not isinstance(alert.get("dedup_key"), str) \
+            or not isinstance(alert.get("metric"), str):
+        raise BadAlert("not_an_alert", "not an alert object with dedup_key and metric strings")
+    segment = alert.get("segment")
+    if segment is not None and (not isinstance(segment, dict) or not all(
+            isinstance(v, (str, int, float, bool)) for v in segment.values())):
+        raise BadAlert("bad_field", "segment is not an object of plain values")
+    try:
+        # the same mapping the sender runs later, and its JSON: a record that fails either would
+        # fail every batch it is posted in
+        json.dumps(to_alertmanager(alert, now or datetime.now(timezone.utc), dashboard_url="http://x"),
+                   allow_nan=False)
+    except Exception as exc:  # noqa: BLE001 - RecursionError, OverflowError, ...: whatever it is, skip it
+        raise BadAlert("bad_field", f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    return alert
+
+
+def _skipped_counter():
+    from prometheus_client import REGISTRY, Counter
+
+    name = "blipwatch_alertmanager_bridge_skipped"
+    existing = REGISTRY._names_to_collectors.get(name + "_total")  # this module imported twice (doctests)
+    if existing is not None:
+        return existing
+    counter = Counter(name, "Alerts-topic records the Alertmanager bridge could not map and skipped, by reason",
+                      ["reason"])
+    for reason in SKIP_REASONS:
+        counter.labels(reason)
+    return counter
+
+
+SKIPPED = _skipped_counter()
 
 
 # --- the bridge ------------------------------------------------------------------------------
@@ -218,15 +275,29 @@ class AlertmanagerBridge:
 
     def __init__(self, settings: Settings, url: str, *, dashboard_url: str | None = None,
                  group_id: str = DEFAULT_GROUP_ID, resend_interval: float = 60.0, firing_ttl: float = 300.0,
-                 max_backoff: float = 30.0, request_timeout: float = 10.0):
+                 max_backoff: float = 30.0, request_timeout: float = 10.0, auth: "HttpAccess | None" = None,
+                 dead_letter_topic: str | None = ""):
         self.settings = settings
-        self.url = check_url(url, "Alertmanager URL")
+        access = auth or HttpAccess()
+        self.url, url_credentials = split_credentials(check_url(url, "Alertmanager URL"))
+        self.authorization = access.authorization or url_credentials
+        self.tls = access
         self.dashboard_url = check_url(dashboard_url, "dashboard URL") if dashboard_url else None
         self.group_id = group_id
+        for name, value, low in (("resend interval", resend_interval, 0.05), ("max backoff", max_backoff, 0.05),
+                                 ("request timeout", request_timeout, 0.1), ("firing TTL", firing_ttl, 1.0)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= low):
+                raise ConfigError(f"alertmanager bridge: the {name} must be a number of seconds >= {low:g}, "
+                                  f"got {value!r}")
         self.resend_interval = resend_interval
         self.firing_ttl = max(firing_ttl, 2 * resend_interval)
         self.max_backoff = max_backoff
         self.request_timeout = request_timeout
+        #: records that cannot be posted are copied here ("" = the default name, None = nowhere)
+        self.dead_letter_topic = (f"{settings.alerts_topic}-bridge-dlq" if dead_letter_topic == ""
+                                  else dead_letter_topic)
+        self.skipped = 0  # records skipped as unmappable, for logs and tests
+        self._dead_letters = None
         self.incidents: dict[str, Incident] = {}
         self.positions: dict[Any, int] = {}  # next offset to read, per assigned partition
         self.posted = 0  # alerts Alertmanager accepted, for logs and tests
@@ -272,7 +343,22 @@ class AlertmanagerBridge:
             await self._consumer.stop()
             self._consumer = None
             raise
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.request_timeout))
+        if self.dead_letter_topic:
+            from aiokafka import AIOKafkaProducer
+
+            self._dead_letters = AIOKafkaProducer(**self.settings.aiokafka_kwargs(), acks="all",
+                                                  client_id=self.group_id + "-dlq")
+            try:
+                await self._dead_letters.start()
+            except BaseException:
+                await self._dead_letters.stop()
+                await self._consumer.stop()
+                self._consumer = self._dead_letters = None
+                raise
+        headers = {"Authorization": self.authorization} if self.authorization else None
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.request_timeout), headers=headers,
+            connector=aiohttp.TCPConnector(ssl=self.tls.ssl_context()) if self.url.startswith("https:") else None)
         self._tasks = [asyncio.create_task(self._consume(), name="alertmanager-bridge-consume"),
                        asyncio.create_task(self._send_forever(), name="alertmanager-bridge-send")]
         log.info("alertmanager bridge: consuming %s (group %s), posting to %s",
@@ -298,6 +384,9 @@ class AlertmanagerBridge:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._dead_letters is not None:
+            await self._dead_letters.stop()
+            self._dead_letters = None
 
     async def run(self) -> None:
         """Start, run until cancelled (or a task fails), stop."""
@@ -327,18 +416,36 @@ class AlertmanagerBridge:
             for partition, records in batches.items():
                 for record in records:
                     try:
-                        alert = json.loads(record.value)
-                        if not isinstance(alert, dict) or "dedup_key" not in alert or "metric" not in alert:
-                            raise ValueError("not an alert object with dedup_key and metric")
-                        # a message that cannot be mapped must not block the sender's batches forever
-                        to_alertmanager(alert, datetime.now(timezone.utc))
-                    except (ValueError, TypeError, AttributeError) as exc:
-                        log.error("alertmanager bridge: skipping undecodable alert at %s:%s offset %s: %s",
-                                  partition.topic, partition.partition, record.offset, exc)
+                        alert = decode_alert(record.value)
+                    except BadAlert as exc:
+                        await self._skip(record, exc.reason, str(exc))
                     else:
                         self.apply(alert, partition, record.offset)
                     self.positions[partition] = record.offset + 1
             await self._commit()
+
+    async def _skip(self, record, reason: str, detail: str) -> None:
+        """Count, log and dead-letter a record that cannot be posted; its offset is committed with
+        the batch, so a restart does not meet it again."""
+        self.skipped += 1
+        SKIPPED.labels(reason).inc()
+        log.error("alertmanager bridge: skipping alert record at %s:%s offset %s (%s): %s%s",
+                  record.topic, record.partition, record.offset, reason, detail,
+                  f"; copied to {self.dead_letter_topic}" if self._dead_letters is not None else "")
+        if self._dead_letters is None:
+            return
+        value = record.value or b""
+        headers = [("reason", reason.encode()), ("error", detail[:500].encode("utf-8", "replace")),
+                   ("source", f"{record.topic}:{record.partition}:{record.offset}".encode())]
+        if len(value) > DEAD_LETTER_MAX_BYTES:
+            headers.append(("truncated_from", str(len(value)).encode()))
+            value = value[:DEAD_LETTER_MAX_BYTES]
+        try:
+            await asyncio.wait_for(self._dead_letters.send_and_wait(
+                self.dead_letter_topic, value=value, key=record.key, headers=headers), timeout=10)
+        except Exception as exc:  # noqa: BLE001 - the skip is counted and logged; paging goes on
+            log.warning("alertmanager bridge: cannot write the dead letter to %s: %s",
+                        self.dead_letter_topic, exc or type(exc).__name__)
 
     def commit_offsets(self) -> dict[Any, int]:
         """Per partition: the oldest offset still needed to rebuild live incidents, else the position."""
@@ -413,12 +520,13 @@ class AlertmanagerBridge:
                     payload.append({**alert, "labels": labels, "endsAt": rfc3339(now)})
         async with self._session.post(self.url + "/api/v2/alerts", json=payload) as response:
             body = await response.text()
-            if response.status >= 500:
-                raise ConnectionError(f"HTTP {response.status}: {body.strip()[:200]}")
-            if response.status >= 400:
+            if response.status in FINAL_REFUSALS:
                 # Alertmanager keeps the valid alerts of a batch and names the others: retrying won't help
                 log.error("alertmanager bridge: Alertmanager refused some alerts (HTTP %d): %s",
                           response.status, body.strip()[:500])
+            elif response.status >= 300:
+                # 401/403 (credentials), 404 (wrong path or proxy), 429, 5xx ...: nothing is delivered
+                raise ConnectionError(f"HTTP {response.status}: {body.strip()[:200]}")
         self.posted += len(payload)
         for key, incident in sent.items():
             # in place: a newer state of the incident shares this list
@@ -431,11 +539,114 @@ class AlertmanagerBridge:
                 del self.incidents[key]
 
 
+#: Answers that mean "these alerts are wrong", not "try again": the bridge logs them and moves on.
+FINAL_REFUSALS = frozenset({400, 422})
+
+
+def redact(url: str | None) -> str:
+    """The URL with any user-info replaced, for logs and messages.
+
+    >>> redact("https://admin:s3cret@am.example:9093/x"), redact("http://127.0.0.1:9093")
+    ('https://***@am.example:9093/x', 'http://127.0.0.1:9093')
+    """
+    parsed = urllib.parse.urlsplit(url or "")
+    if "@" not in parsed.netloc:
+        return url or ""
+    return urllib.parse.urlunsplit(parsed._replace(netloc="***@" + parsed.netloc.rpartition("@")[2]))
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """The URL without user-info, and that user-info as a basic ``Authorization`` header value.
+
+    >>> split_credentials("http://user:p%40ss@am:9093")
+    ('http://am:9093', 'Basic dXNlcjpwQHNz')
+    """
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.username is None:
+        return url, None
+    clean = urllib.parse.urlunsplit(parsed._replace(netloc=parsed.netloc.rpartition("@")[2]))
+    return clean, basic_header(urllib.parse.unquote(parsed.username), urllib.parse.unquote(parsed.password or ""))
+
+
+def basic_header(user: str, password: str) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 def check_url(url: str | None, what: str) -> str:
     parsed = urllib.parse.urlparse(url or "")
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ConfigError(f"{what} {url!r} is not an http(s) URL like http://127.0.0.1:9093")
+        raise ConfigError(f"{what} {redact(url)!r} is not an http(s) URL like http://127.0.0.1:9093")
     return url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class HttpAccess:
+    """How the bridge authenticates to Alertmanager (or the proxy in front of it) and trusts it.
+
+    ``authorization``: the ``Authorization`` header value (``Bearer ...`` or ``Basic ...``);
+    ``ca_file``: the CA that signed Alertmanager's certificate; ``client_cert``/``client_key``:
+    a client certificate for mutual TLS. ``from_env`` reads them from ``BLIPWATCH_ALERTMANAGER_*``.
+    """
+
+    authorization: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, bearer_token_file: str | None = None,
+                 basic_auth_file: str | None = None, ca_file: str | None = None, client_cert: str | None = None,
+                 client_key: str | None = None) -> "HttpAccess":
+        """Secrets from a file (``--bearer-token-file``, ``--basic-auth-file`` or ``..._FILE``
+        variables) or a variable (``BLIPWATCH_ALERTMANAGER_BEARER_TOKEN``, ``..._BASIC_AUTH`` as
+        ``user:password``); at most one of the two kinds.
+
+        >>> HttpAccess.from_env({"BLIPWATCH_ALERTMANAGER_BEARER_TOKEN": "abc"}).authorization
+        'Bearer abc'
+        >>> HttpAccess.from_env({"BLIPWATCH_ALERTMANAGER_BASIC_AUTH": "u:p"}).authorization
+        'Basic dTpw'
+        """
+        env = os.environ if env is None else env
+
+        def value(name: str, path: str | None) -> str | None:
+            path = path or env.get(f"BLIPWATCH_ALERTMANAGER_{name}_FILE", "").strip() or None
+            if path:
+                try:
+                    return Path(path).read_text(encoding="utf-8").strip() or None
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise ConfigError(f"cannot read the Alertmanager {name.lower().replace('_', ' ')} file "
+                                      f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
+            return env.get(f"BLIPWATCH_ALERTMANAGER_{name}", "").strip() or None
+
+        token, basic = value("BEARER_TOKEN", bearer_token_file), value("BASIC_AUTH", basic_auth_file)
+        if token and basic:
+            raise ConfigError("Alertmanager: give a bearer token or basic auth, not both")
+        if basic and ":" not in basic:
+            raise ConfigError("Alertmanager basic auth must be user:password")
+        authorization = f"Bearer {token}" if token else basic_header(*basic.split(":", 1)) if basic else None
+        paths = {"CA_FILE": ca_file, "CLIENT_CERT": client_cert, "CLIENT_KEY": client_key}
+        for name in paths:
+            paths[name] = paths[name] or env.get(f"BLIPWATCH_ALERTMANAGER_{name}", "").strip() or None
+            if paths[name] and not Path(paths[name]).is_file():
+                raise ConfigError(f"Alertmanager {name.lower().replace('_', ' ')} {paths[name]!r} does not exist")
+        if paths["CLIENT_KEY"] and not paths["CLIENT_CERT"]:
+            raise ConfigError("Alertmanager client key given without a client certificate")
+        access = cls(authorization, paths["CA_FILE"], paths["CLIENT_CERT"], paths["CLIENT_KEY"])
+        access.ssl_context()  # a wrong file is a clear error now, not at the first post
+        return access
+
+    def ssl_context(self) -> ssl.SSLContext:
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+            if self.client_cert:
+                context.load_cert_chain(self.client_cert, self.client_key)
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise ConfigError(f"Alertmanager TLS files ({self.ca_file or 'system CAs'}, "
+                              f"{self.client_cert or 'no client cert'}): {reason}") from None
+        return context
 
 
 def bridge_from_env(settings: Settings, env: Mapping[str, str] | None = None) -> AlertmanagerBridge | None:
@@ -452,7 +663,7 @@ def bridge_from_env(settings: Settings, env: Mapping[str, str] | None = None) ->
     if not url:
         return None
     dashboard_url = env.get("BLIPWATCH_DASHBOARD_URL", "").strip() or None
-    return AlertmanagerBridge(settings, url, dashboard_url=dashboard_url)
+    return AlertmanagerBridge(settings, url, dashboard_url=dashboard_url, auth=HttpAccess.from_env(env))
 
 
 def run_in_worker(app, settings: Settings, env: Mapping[str, str] | None = None) -> AlertmanagerBridge | None:

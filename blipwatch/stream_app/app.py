@@ -29,6 +29,7 @@ from blipwatch.stream_app.aggregate import PartitionAggregator, StateWriter, dec
 from blipwatch.stream_app.config import Settings
 from blipwatch.stream_app.ingest import IngestBatch, partial_messages, partition_for, sent_positions
 from blipwatch.stream_app.produce import BatchSender, track_topics
+from blipwatch.stream_app.replication import for_cluster as replication_for
 from blipwatch.kafka.raw_records import RAW_RECORDS
 from blipwatch.kafka.raw_records import install as install_raw_records
 
@@ -83,16 +84,15 @@ class KeyHashCache:
 
 
 def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
+    replication = replication_for(settings)  # BLIPWATCH_REPLICATION_FACTOR, lowered on a smaller cluster
     app = faust.App(
         settings.app_id,
         **settings.faust_kwargs(),
         datadir=str(settings.data_path),
         store="memory://",
-        web_port=settings.web_port,
-        web_bind=settings.web_host,
-        web_host=settings.web_host,
+        **settings.faust_web_kwargs(),  # /metrics and a health check only
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=replication.factor,
         table_standby_replicas=1,
         # a 6 s session: joins in ~3 s on the embedded broker (TANSU.md), and a dead worker's
         # partitions move within seconds on any Kafka
@@ -117,7 +117,7 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
     events_topic = app.topic(settings.events_topic, partitions=settings.partitions,
                              key_serializer="raw", value_serializer="raw")
     partials_topic = app.topic(settings.partials_topic, partitions=settings.partitions, internal=True,
-                               key_serializer="raw", value_serializer="raw")
+                               key_serializer="raw", value_serializer="raw", config=replication.topic_configs)
     # the DLQ, points and alerts are written with app.producer.send (no Faust Topic per message);
     # every topic is created below with the others (our_topics)
 
@@ -131,7 +131,7 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
         "detector-state", partitions=settings.partitions,
         changelog_topic=app.topic(changelog_name, partitions=settings.partitions,
                                   key_serializer="raw", value_serializer="raw", compacting=True,
-                                  internal=True, acks=False),
+                                  internal=True, acks=False, config=replication.topic_configs),
     )
     detector_state.key_serializer = detector_state.value_serializer = "raw"
     our_topics = [settings.events_topic, settings.partials_topic, settings.dlq_topic, settings.points_topic,
@@ -242,10 +242,14 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
                     log.warning("blipwatch: topics %s are missing on %s (broker restarted or topics deleted); "
                                 "creating them", ", ".join(missing), settings.broker)
                 elif missing:  # a fresh cluster: outputs nobody has written to yet
-                    log.info("blipwatch: creating topics %s", ", ".join(missing))
+                    log.info("blipwatch: creating topics %s (replication factor %d, min.insync.replicas %d)",
+                             ", ".join(missing), replication.factor, replication.min_insync)
                 if missing:
-                    await self.admin.create_topics([NewTopic(topic, settings.partitions, 1, topic_configs=(
-                        {"cleanup.policy": "compact"} if topic == changelog_name else {})) for topic in missing])
+                    await self.admin.create_topics([
+                        NewTopic(topic, settings.partitions, replication.factor, topic_configs={
+                            **replication.topic_configs,
+                            **({"cleanup.policy": "compact"} if topic == changelog_name else {})})
+                        for topic in missing])
                 self.topics_checked = True
             except Exception as exc:
                 if self.kafka_down_since is None:

@@ -7,6 +7,7 @@ and security settings from here, so one set of variables configures them all.
 
 from __future__ import annotations
 
+import math
 import os
 import ssl
 from dataclasses import dataclass, field, fields
@@ -38,8 +39,11 @@ DEFAULTS: dict[str, str] = {
     "KAFKA_SSL_CAFILE": "",
     "EMBEDDED_BROKER": "",
     "INPUT_PRESET": "",
+    "REPLICATION_FACTOR": "",
+    "MIN_INSYNC_REPLICAS": "",
 }
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -76,6 +80,16 @@ class Settings:
     embedded_broker: bool = False
     #: the input format (blipwatch.schemas.presets); empty: the config file's ``input.preset``, else blipwatch
     input_preset: str = DEFAULTS["INPUT_PRESET"]
+    #: copies of every topic the worker creates; 0 = 3, or fewer on a smaller cluster (``replication.py``)
+    replication_factor: int = 0
+    #: ``min.insync.replicas`` of those topics; 0 = the factor minus one, between 1 and 2
+    min_insync_replicas: int = 0
+
+    def __post_init__(self) -> None:
+        # also runs for dataclasses.replace, e.g. `worker --loglevel DEBUG`
+        object.__setattr__(self, "log_level", str(self.log_level).lower())
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log level {self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -85,7 +99,7 @@ class Settings:
             return env.get(f"BLIPWATCH_{name}", DEFAULTS[name]).strip()
 
         def integer(name: str, low: int, high: int) -> int:
-            raw = get(name)
+            raw = get(name) or "0"
             try:
                 value = int(raw)
             except ValueError:
@@ -114,6 +128,10 @@ class Settings:
         broker = get("BROKER")
         if not broker:
             raise ConfigError("BLIPWATCH_BROKER is empty: set it to e.g. kafka://127.0.0.1:9092")
+        check_broker(broker)
+        log_level = get("LOG_LEVEL").lower()
+        if log_level not in LOG_LEVELS:
+            raise ConfigError(f"BLIPWATCH_LOG_LEVEL={log_level!r}: use one of {', '.join(LOG_LEVELS)}")
         config_path = get("CONFIG")
         if config_path and not Path(config_path).is_file():
             raise ConfigError(f"BLIPWATCH_CONFIG={config_path!r} does not exist")
@@ -138,7 +156,7 @@ class Settings:
             web_host=get("WEB_HOST"),
             config_path=config_path,
             data_dir=get("DATA_DIR"),
-            log_level=get("LOG_LEVEL").lower(),
+            log_level=log_level,
             max_event_bytes=integer("MAX_EVENT_BYTES", 256, 64 * 1024 * 1024),
             security_protocol=protocol,
             sasl_mechanism=mechanism,
@@ -147,6 +165,8 @@ class Settings:
             ssl_cafile=cafile,
             embedded_broker=get("EMBEDDED_BROKER").lower() in ("1", "true", "yes"),
             input_preset=input_preset,
+            replication_factor=integer("REPLICATION_FACTOR", 0, 32),
+            min_insync_replicas=integer("MIN_INSYNC_REPLICAS", 0, 32),
         )
 
     # --- derived -----------------------------------------------------------------
@@ -249,6 +269,17 @@ class Settings:
             kwargs["broker_credentials"] = faust.SSLCredentials(context)
         return kwargs
 
+    def faust_web_kwargs(self) -> dict[str, Any]:
+        """Faust's web server serves ``/metrics`` (added by the Prometheus sensor) and ``/``, a
+        health check answering ``{"status": "OK"}``; nothing else. Faust's ``/router`` (cluster
+        topology) and ``/table`` (any table key's value) routes are off, as are ``/graph``, its
+        sensor stats and ``/performance``. It listens on ``BLIPWATCH_WEB_HOST`` (127.0.0.1 unless set)."""
+        return {
+            "web_port": self.web_port, "web_bind": self.web_host, "web_host": self.web_host,
+            "web_router_enabled": False, "web_tables_enabled": False, "web_graph_enabled": False,
+            "web_stats_enabled": False, "web_metrics_enabled": False,
+        }
+
     def as_env(self) -> dict[str, str]:
         """The ``BLIPWATCH_*`` variables that reproduce these settings (for child processes)."""
         names = {
@@ -262,6 +293,7 @@ class Settings:
             "sasl_username": "KAFKA_SASL_USERNAME", "sasl_password": "KAFKA_SASL_PASSWORD",
             "ssl_cafile": "KAFKA_SSL_CAFILE", "embedded_broker": "EMBEDDED_BROKER",
             "input_preset": "INPUT_PRESET",
+            "replication_factor": "REPLICATION_FACTOR", "min_insync_replicas": "MIN_INSYNC_REPLICAS",
         }
         env = {}
         for f in fields(self):
@@ -272,6 +304,52 @@ class Settings:
         return env
 
 
+def check_broker(broker: str) -> None:
+    """``BLIPWATCH_BROKER`` is a list of ``host:port`` (``kafka://`` optional), or one clear error.
+
+    >>> check_broker("kafka://a:9092;b:9093"); check_broker("127.0.0.1:9092,[::1]:9092")
+    >>> check_broker("nonsense")
+    Traceback (most recent call last):
+    blipwatch.stream_app.config.ConfigError: BLIPWATCH_BROKER='nonsense': 'nonsense' is not host:port; write e.g. kafka://127.0.0.1:9092 (several: kafka://a:9092;b:9092)
+    """
+    for part in broker.replace(";", ",").split(","):
+        server = part.strip()
+        scheme, sep, rest = server.partition("://")
+        if sep and scheme.lower() != "kafka":
+            raise ConfigError(f"BLIPWATCH_BROKER={broker!r}: use kafka://host:port, not {scheme}://")
+        server = (rest if sep else server).rstrip("/")
+        host, colon, port = server.rpartition(":")
+        if not (colon and host.strip("[]") and port.isdigit() and 0 < int(port) < 65536) or "/" in server:
+            raise ConfigError(f"BLIPWATCH_BROKER={broker!r}: {server!r} is not host:port; write e.g. "
+                              "kafka://127.0.0.1:9092 (several: kafka://a:9092;b:9092)")
+
+
+def check_catalogue(catalogue) -> None:
+    """Every metric's detector and policy settings as its series will use them, checked when the
+    config is loaded (unknown names, values out of range, NaN/inf) instead of at the first series."""
+    from blipwatch.detectors import AlertPolicy, SettingsError, resolve_settings
+
+    for metric in catalogue.metrics:
+        detector, policy = catalogue.detector_settings_for(metric), catalogue.policy_settings_for(metric)
+        for section, values in (("detector", detector), ("policy", policy)):
+            for key, value in _leaves(values):
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ConfigError(f"metrics.{metric.name}: {section} setting {key!r}={value} must be finite")
+        try:
+            resolve_settings(metric.detector_kind, detector)
+            AlertPolicy.from_settings(policy)
+        except (SettingsError, TypeError, ValueError) as exc:
+            raise ConfigError(f"metrics.{metric.name}: {exc}") from None
+
+
+def _leaves(mapping: Mapping[str, Any], prefix: str = ""):
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def load_catalogue(settings: Settings | None = None, path: str | None = None):
     """The metric catalogue from ``--config``/``BLIPWATCH_CONFIG`` or the shipped default YAML."""
     from blipwatch.pipeline.catalogue import Catalogue, CatalogueError
@@ -279,14 +357,22 @@ def load_catalogue(settings: Settings | None = None, path: str | None = None):
     path = path or (settings.config_path if settings else "") or ""
     try:
         if not path:
-            return Catalogue.from_dict(None)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from None
-        return Catalogue.from_yaml(text, source=path)
+            catalogue = Catalogue.from_dict(None)
+        else:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise ConfigError(f"the config file {path} is not UTF-8 text") from None
+            catalogue = Catalogue.from_yaml(text, source=path)
     except CatalogueError as exc:
         raise ConfigError(f"{path or 'default config'}: {exc}") from None
+    try:
+        check_catalogue(catalogue)
+    except ConfigError as exc:
+        raise ConfigError(f"{path or 'default config'}: {exc}") from None
+    return catalogue
 
 
 def input_preset(settings: Settings | None, catalogue) -> str:

@@ -30,10 +30,13 @@ incident): those are reported as *related*, neither a detection nor a false aler
 from __future__ import annotations
 
 import json
+import math
 import statistics
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
+
+from blipwatch.schemas import times
+from blipwatch.schemas.outputs import segment_label
 
 DEFAULT_WINDOW_SECONDS = 60.0
 DEFAULT_GRACE_WINDOWS = 3
@@ -45,25 +48,35 @@ class EvaluationError(ValueError):
 
 # --- reading ------------------------------------------------------------------------------
 
-def parse_time(value: Any, where: str) -> float:
-    """Epoch seconds from an RFC 3339 string or epoch milliseconds."""
-    if isinstance(value, bool) or value is None:
-        raise EvaluationError(f"{where}: expected a time, got {value!r}")
-    if isinstance(value, (int, float)):
-        return value / 1000.0
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            raise EvaluationError(f"{where}: {value!r} is not an RFC 3339 time") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.timestamp()
-    raise EvaluationError(f"{where}: expected a time, got {value!r}")
+def epoch_seconds(value: Any, where: str) -> float:
+    """Epoch seconds from an RFC 3339 string or epoch milliseconds (``schemas.times``)."""
+    try:
+        return times.parse_time(value).timestamp()
+    except ValueError as exc:
+        raise EvaluationError(f"{where}: {exc}") from None
 
 
-def format_time(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a number")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number in JSON")
+
+
+def read_json(text: str, where: str) -> Any:
+    """Strict JSON: no NaN/Infinity, no number that overflows to infinity (1e400), bounded nesting."""
+    try:
+        return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise EvaluationError(f"{where}: not JSON ({exc.msg})") from None
+    except RecursionError:
+        raise EvaluationError(f"{where}: JSON nested too deep") from None
+    except ValueError as exc:
+        raise EvaluationError(f"{where}: {exc}") from None
 
 
 def load_alerts(path: str | Path) -> list[dict]:
@@ -74,10 +87,7 @@ def load_alerts(path: str | Path) -> list[dict]:
             for number, line in enumerate(lines, 1):
                 if not line.strip():
                     continue
-                try:
-                    alert = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise EvaluationError(f"{path} line {number}: not JSON ({exc.msg})") from None
+                alert = read_json(line, f"{path} line {number}")
                 if not isinstance(alert, dict):
                     raise EvaluationError(f"{path} line {number}: an alert must be a JSON object")
                 alert.setdefault("_line", number)
@@ -92,12 +102,12 @@ def load_alerts(path: str | Path) -> list[dict]:
 def load_labels(path: str | Path) -> dict:
     """A labels file from ``blipwatch simulate --labels`` (or a bare list of incidents)."""
     try:
-        labels = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise EvaluationError(f"cannot read labels {path}: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EvaluationError(f"labels {path}: not JSON ({exc})") from None
-    return labels
+    except UnicodeDecodeError:
+        raise EvaluationError(f"labels {path}: not UTF-8 text") from None
+    return read_json(text, f"labels {path}")
 
 
 def _incidents(labels: dict | list) -> list[dict]:
@@ -120,19 +130,22 @@ def _incidents(labels: dict | list) -> list[dict]:
         segment = label.get("segment") or {}
         if not isinstance(segment, dict):
             raise EvaluationError(f"{where}: 'segment' must be an object such as {{\"channel\": \"web\"}}")
-        start = parse_time(label["start"], f"{where} start")
-        end = parse_time(label["end"], f"{where} end")
+        start = epoch_seconds(label["start"], f"{where} start")
+        end = epoch_seconds(label["end"], f"{where} end")
         if end < start:
             raise EvaluationError(f"{where}: ends before it starts")
-        incidents.append({**label, "metrics": metrics, "segment": _segment(segment),
+        incidents.append({**label, "metrics": metrics, "segment": _segment(segment, where),
                           "_start": start, "_end": end,
                           "expect_alert": bool(label.get("expect_alert", True)),
                           "subtle": bool(label.get("subtle", False))})
     return incidents
 
 
-def _segment(segment: dict | None) -> dict[str, str]:
-    return {str(k): str(v) for k, v in (segment or {}).items()}
+def _segment(segment: dict | None, where: str = "segment") -> dict[str, str]:
+    segment = segment or {}
+    if not all(isinstance(v, (str, int, float, bool)) for v in segment.values()):
+        raise EvaluationError(f"{where}: segment values must be strings such as {{\"channel\": \"web\"}}")
+    return {str(k): str(v) for k, v in segment.items()}
 
 
 def _firing(alerts: Iterable[dict]) -> list[dict]:
@@ -150,16 +163,21 @@ def _firing(alerts: Iterable[dict]) -> list[dict]:
         segment = alert.get("segment") or {}
         if not isinstance(segment, dict):
             raise EvaluationError(f"{where}: 'segment' must be an object ({{}} for all)")
+        if not isinstance(alert["metric"], str):
+            raise EvaluationError(f"{where}: 'metric' must be a metric name")
+        for name in ("dedup_key", "alert_id"):
+            if not isinstance(alert.get(name) or "", str):
+                raise EvaluationError(f"{where}: {name!r} must be a string")
         related = []
         for entry in alert.get("related") or []:
             if isinstance(entry, dict) and isinstance(entry.get("segment"), dict):
-                related.append((entry.get("metric"), _segment(entry["segment"])))
-        segment = _segment(segment)
+                related.append((entry.get("metric"), _segment(entry["segment"], f"{where} related")))
+        segment = _segment(segment, where)
         key = alert.get("dedup_key") or alert.get("alert_id") or f"{alert['metric']}|{sorted(segment.items())}"
         firing.append({"alert": alert, "key": str(key), "metric": alert["metric"], "segment": segment,
                        "related": related,
-                       "start": parse_time(alert["window_start"], f"{where} window_start"),
-                       "end": parse_time(alert["window_end"], f"{where} window_end")})
+                       "start": epoch_seconds(alert["window_start"], f"{where} window_start"),
+                       "end": epoch_seconds(alert["window_end"], f"{where} window_end")})
     return firing
 
 
@@ -193,11 +211,18 @@ def _related(message: dict, incident: dict) -> bool:
             and message["start"] < incident["_end"] and message["end"] > incident["_start"])
 
 
+def check_parameters(window_seconds: float, grace_windows: float) -> None:
+    """Both change the verdict: NaN, infinite or negative values are refused, not used."""
+    if not (math.isfinite(window_seconds) and 0 < window_seconds <= 86_400):
+        raise EvaluationError(f"--window-seconds {window_seconds:g} must be more than 0 and at most 86400")
+    if not (math.isfinite(grace_windows) and 0 <= grace_windows <= 1_000):
+        raise EvaluationError(f"--grace-windows {grace_windows:g} must be between 0 and 1000")
+
+
 def evaluate(alerts: Iterable[dict], labels: dict | list, window_seconds: float = DEFAULT_WINDOW_SECONDS,
              grace_windows: float = DEFAULT_GRACE_WINDOWS) -> dict:
     """The evaluation report (what ``blipwatch evaluate --json`` prints)."""
-    if not window_seconds > 0:
-        raise EvaluationError(f"window seconds must be more than 0, not {window_seconds}")
+    check_parameters(window_seconds, grace_windows)
     incidents = _incidents(labels)
     alerts = list(alerts)
     firing = _firing(alerts)
@@ -273,7 +298,7 @@ def _brief(message: dict) -> dict:
 def _days(labels: dict | list, firing: list[dict]) -> float:
     """Simulated days covered: the labels' run, else the alerts' span."""
     if isinstance(labels, dict) and labels.get("start") is not None and labels.get("end") is not None:
-        seconds = parse_time(labels["end"], "labels end") - parse_time(labels["start"], "labels start")
+        seconds = epoch_seconds(labels["end"], "labels end") - epoch_seconds(labels["start"], "labels start")
     elif firing:
         seconds = max(m["end"] for m in firing) - min(m["start"] for m in firing)
     else:
@@ -283,10 +308,6 @@ def _days(labels: dict | list, firing: list[dict]) -> float:
 
 # --- the text report ---------------------------------------------------------------------
 
-def _segment_text(segment: dict | None) -> str:
-    return ",".join(f"{k}={v}" for k, v in (segment or {}).items()) or "all"
-
-
 def format_report(report: dict) -> str:
     lines = []
     days = f"{report['days']:.2f} simulated days" if report["days"] else "no time span"
@@ -295,9 +316,9 @@ def format_report(report: dict) -> str:
     lines.append("")
     lines.append(f"{'incident':24} {'start (UTC)':17} {'segment':26} result")
     for incident in report["incidents"]:
-        start = parse_time(incident["start"], "start")
-        head = f"{incident['name']:24} {format_time(start)[:16].replace('T', ' '):17} " \
-               f"{_segment_text(incident['segment']):26} "
+        start = epoch_seconds(incident["start"], "start")
+        head = f"{incident['name']:24} {times.format_time(start * 1000)[:16].replace('T', ' '):17} " \
+               f"{segment_label(incident['segment'] or {}):26} "
         if not incident["expect_alert"]:
             count = incident["false_alerts_during"]
             lines.append(head + ("no alert expected, none fired" if not count else
@@ -306,7 +327,7 @@ def format_report(report: dict) -> str:
             first = incident["first_alert"]
             lines.append(head + f"detected after {incident['delay_seconds']:g} s ({incident['delay_windows']:g} "
                                 f"windows) by {first['metric']} {first.get('direction') or ''} on "
-                                f"{_segment_text(first['segment'])}".replace("  ", " "))
+                                f"{segment_label(first['segment'] or {})}".replace("  ", " "))
         else:
             lines.append(head + ("missed (subtle: may be missed)" if incident["subtle"] else "MISSED"))
     lines.append("")
@@ -323,7 +344,7 @@ def format_report(report: dict) -> str:
                     if report["related_alerts"] else ""))
     for alert in report["false_alert_list"][:20]:
         lines.append(f"  {alert['window_start']}  {alert['metric']} {alert.get('direction') or ''} on "
-                     f"{_segment_text(alert['segment'])}  (dedup_key {alert['dedup_key']})".replace("  on", " on"))
+                     f"{segment_label(alert['segment'] or {})}  (dedup_key {alert['dedup_key']})".replace("  on", " on"))
     if len(report["false_alert_list"]) > 20:
         lines.append(f"  ... and {len(report['false_alert_list']) - 20} more (--json lists them all)")
     return "\n".join(lines)

@@ -11,6 +11,7 @@ import json
 import signal
 import subprocess
 import time
+import urllib.request
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -185,3 +186,168 @@ def test_a_restarted_bridge_keeps_re_sending_an_incident_that_is_still_firing(tm
             # the committed offset still covers the live incident, so the new bridge re-reads and re-posts it
             wait_until(lambda: am.alerts(dedup_key=key)[0]["updatedAt"] > first["updatedAt"], timeout=30,
                        what="re-posted by the restarted bridge")
+
+
+def test_poison_records_are_skipped_counted_and_dead_lettered_and_a_restart_does_not_meet_them_again(
+        tmp_path, produce, bridge, broker, unique_topics):
+    from kafka import KafkaConsumer
+
+    from blipwatch.stream_app.embedded_broker import free_port
+
+    key = f"checkout_conversion_rate|all|{uuid.uuid4().hex[:8]}"
+    deep = ('{"a":' * 5000 + "1" + "}" * 5000).encode()  # RecursionError in json.loads
+    poison = [deep,
+              json.dumps(alert_message(key + "-inf", started_at=float("inf"))).encode(),  # Infinity: OverflowError
+              json.dumps(alert_message(key + "-big", started_at=1e30)).encode(),
+              json.dumps(alert_message(key + "-neg", "resolved", window_end=-1e20)).encode()]  # OSError
+    for value in poison:
+        produce(value, key=key + "-poison")
+    produce(alert_message(key, metric="checkout_conversion_rate", segment={}))
+    port = free_port()
+    with Alertmanager(tmp_path) as am:
+        with bridge(am.url, "--metrics-port", str(port)) as process:
+            wait_until(lambda: am.alerts(dedup_key=key), timeout=30, what="the good alert after the poison")
+            assert process.poll() is None, "the bridge must survive poison records"
+            metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            skipped = {line.split("{")[1].split("}")[0]: float(line.rsplit(" ", 1)[1])
+                       for line in metrics.splitlines() if line.startswith("blipwatch_alertmanager_bridge_skipped_total{")}
+            print("skipped by reason:", skipped)
+            assert skipped == {'reason="not_json"': 0, 'reason="too_deep"': 1, 'reason="not_an_alert"': 0,
+                               'reason="bad_field"': 3}
+        first_log = (tmp_path / "bridge-0.log").read_text()
+        assert first_log.count("skipping alert record") == 4
+        assert "Traceback" not in first_log
+        consumer = KafkaConsumer(unique_topics["BLIPWATCH_ALERTS_TOPIC"] + "-bridge-dlq",
+                                 bootstrap_servers=broker.url.split("://")[-1], auto_offset_reset="earliest",
+                                 consumer_timeout_ms=5000)
+        letters = list(consumer)
+        consumer.close()
+        assert sorted(record.value for record in letters) == sorted(poison)
+        assert {dict(record.headers)["reason"] for record in letters} == {b"too_deep", b"bad_field"}
+        with bridge(am.url) as process:
+            # the commit went past the poison: the restarted bridge re-posts the live incident only
+            before = am.alerts(dedup_key=key)[0]["updatedAt"]
+            wait_until(lambda: am.alerts(dedup_key=key)[0]["updatedAt"] > before, timeout=30, what="re-posted")
+            assert process.poll() is None
+        assert "skipping alert record" not in (tmp_path / "bridge-1.log").read_text()
+
+
+class BasicAuthAlertmanager(Alertmanager):
+    """The real Alertmanager with ``--web.config.file`` requiring basic auth (bcrypt via libcrypt)."""
+
+    user, password = "blip", "s3cret-pass"
+
+    def command(self) -> list[str]:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt
+        digest = crypt.crypt(self.password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
+        web_config = self.workdir / "web.yml"
+        web_config.write_text(json.dumps({"basic_auth_users": {self.user: digest}}))
+        return [*super().command(), f"--web.config.file={web_config}"]
+
+    def _open(self, path: str):
+        import base64
+
+        request = urllib.request.Request(self.url + path, headers={"Authorization": "Basic " + base64.b64encode(
+            f"{self.user}:{self.password}".encode()).decode()})
+        return urllib.request.urlopen(request, timeout=5)
+
+    def start(self, timeout: float = 20.0):
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, cwd=self.workdir)
+        log.close()
+        wait_until(lambda: self._open(self.ready_path).status == 200, timeout=timeout, what="alertmanager ready")
+        return self
+
+    def alerts(self, **filters: str) -> list[dict]:
+        import urllib.parse
+
+        query = urllib.parse.urlencode({"filter": [f'{k}="{v}"' for k, v in filters.items()]}, doseq=True)
+        with self._open("/api/v2/alerts?" + query) as response:
+            return json.loads(response.read())
+
+
+def test_a_401_does_not_drop_a_resolution_and_credentials_never_reach_the_log(tmp_path, produce, bridge):
+    key = f"payment_failure_rate|country=FR|{uuid.uuid4().hex[:8]}"
+    good = tmp_path / "basic-auth"
+    good.write_text(f"{BasicAuthAlertmanager.user}:{BasicAuthAlertmanager.password}\n")
+    with BasicAuthAlertmanager(tmp_path) as am:
+        with _no_auth_status(am) as status:
+            assert status == 401  # Alertmanager really refuses a client without credentials
+        produce(alert_message(key, metric="payment_failure_rate", segment={"country": "FR"}))
+        with bridge(am.url, "--basic-auth-file", str(good)):
+            wait_until(lambda: am.alerts(dedup_key=key), timeout=30, what="posted with basic auth from a file")
+        produce(alert_message(key, "resolved", metric="payment_failure_rate", segment={"country": "FR"}))
+        wrong_url = am.url.replace("http://", "http://blip:Wr0ng-Secret@")
+        with bridge(wrong_url, "--max-backoff", "1"):
+            wait_until(lambda: (tmp_path / "bridge-1.log").read_text().count("HTTP 401") >= 2, timeout=30,
+                       what="401 retried")
+        assert am.alerts(dedup_key=key), "the refused resolution must not have reached Alertmanager"
+        wrong_log = (tmp_path / "bridge-1.log").read_text()
+        assert "Wr0ng-Secret" not in wrong_log
+        with bridge(am.url, "--basic-auth-file", str(good)):
+            # the 401 left the resolution undelivered and its offset uncommitted: this bridge re-reads it
+            wait_until(lambda: not am.alerts(dedup_key=key), timeout=30, what="resolved after the 401")
+
+
+@contextmanager
+def _no_auth_status(am):
+    import urllib.error
+
+    try:
+        urllib.request.urlopen(am.url + "/api/v2/alerts", timeout=5)
+        yield 200
+    except urllib.error.HTTPError as exc:
+        yield exc.code
+
+
+def make_cert(directory, name: str):
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", str(key),
+                    "-out", str(cert), "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+class MutualTLSAlertmanager(BasicAuthAlertmanager):
+    """The real Alertmanager serving https only to clients with a certificate signed by ``client_ca``."""
+
+    def __init__(self, workdir, server, client_ca, client):
+        super().__init__(workdir)
+        self.server, self.client_ca, self.client = server, client_ca, client
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        web_config = self.workdir / "web-tls.yml"
+        web_config.write_text(json.dumps({"tls_server_config": {
+            "cert_file": str(self.server[0]), "key_file": str(self.server[1]),
+            "client_auth_type": "RequireAndVerifyClientCert", "client_ca_file": str(self.client_ca)}}))
+        return [*Alertmanager.command(self), f"--web.config.file={web_config}"]
+
+    def _open(self, path: str):
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(self.server[0]))
+        context.load_cert_chain(str(self.client[0]), str(self.client[1]))
+        return urllib.request.urlopen(self.url + path, timeout=5, context=context)
+
+
+def test_https_with_a_ca_file_and_a_client_certificate(tmp_path, produce, bridge):
+    server, client = make_cert(tmp_path, "alertmanager"), make_cert(tmp_path, "bridge")
+    key = f"error_rate|channel=app|{uuid.uuid4().hex[:8]}"
+    produce(alert_message(key, metric="error_rate", segment={"channel": "app"}))
+    with MutualTLSAlertmanager(tmp_path, server, client_ca=client[0], client=client) as am:
+        with bridge(am.url, "--max-backoff", "1"):  # the system CAs do not trust it: nothing is posted
+            wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in (tmp_path / "bridge-0.log").read_text(), timeout=30,
+                       what="an untrusted certificate reported")
+        assert am.alerts(dedup_key=key) == []
+        with bridge(am.url, "--ca-file", str(server[0]), "--client-cert", str(client[0]),
+                    "--client-key", str(client[1])):
+            wait_until(lambda: am.alerts(dedup_key=key), timeout=30, what="posted over mutual TLS")

@@ -110,3 +110,16 @@ def test_grafana_is_provisioned_with_the_datasource_and_the_dashboards(compose):
     assert mounts["./grafana/dashboards"] == provider["options"]["path"]
     assert sorted(p.name for p in (COMPOSE_DIR / "grafana/dashboards").glob("*.json")) == \
         ["blips.json", "pipeline-health.json"]
+
+
+def test_the_blipwatch_services_set_a_replication_the_kafka_nodes_can_hold(compose):
+    from blipwatch.stream_app.config import Settings
+    from blipwatch.stream_app.replication import decide
+
+    kafka_nodes = sum(1 for service in compose["services"].values()
+                      if str(service.get("image", "")).startswith("apache/kafka"))
+    for name in EXPECTED_COMMANDS:
+        env = {key: str(value) for key, value in compose["services"][name]["environment"].items()}
+        assert "BLIPWATCH_REPLICATION_FACTOR" in env, f"{name}: set BLIPWATCH_REPLICATION_FACTOR"
+        replication = decide(Settings.from_env(env), brokers=kafka_nodes)
+        assert 1 <= replication.min_insync <= replication.factor <= kafka_nodes

@@ -174,3 +174,28 @@ def test_the_command_refuses_unreadable_input_with_one_line_and_exit_2(tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3
     assert "line 2: not JSON" in err[0] and "No such file" in err[1] and "missing 'metrics'" in err[2]
+
+
+DEEP = '{"a":' * 5000 + "1" + "}" * 5000
+
+
+@pytest.mark.parametrize("alert_line, labels_text, extra, message", [
+    (json.dumps(alert(score=float("nan"))), None, [], "NaN is not a number"),
+    (json.dumps(alert()).replace('"2026-01-06T09:02:00Z"', "NaN"), None, [], "NaN is not a number"),
+    (json.dumps(alert()).replace('"2026-01-06T09:02:00Z"', "1e400"), None, [], "1e400 is out of range"),
+    (json.dumps(alert()).replace('"2026-01-06T09:02:00Z"', "1e30"), None, [], "out of range for epoch"),
+    (json.dumps(alert()).replace('"k1"', DEEP, 1), None, [], "nested too deep"),
+    (json.dumps(alert(segment={"country": {"a": [[[1]]]}})), None, [], "segment values must be strings"),
+    (json.dumps(alert()), '{"incidents": [' + DEEP + "]}", [], "nested too deep"),
+    (json.dumps(alert()), None, ["--grace-windows", "nan"], "--grace-windows nan"),
+    (json.dumps(alert()), None, ["--grace-windows", "-100"], "--grace-windows -100"),
+    (json.dumps(alert()), None, ["--window-seconds", "inf"], "--window-seconds inf"),
+])
+def test_hostile_numbers_nesting_and_arguments_are_one_clear_line(tmp_path, capsys, alert_line, labels_text,
+                                                                  extra, message):
+    alerts_path, labels_path = tmp_path / "alerts.jsonl", tmp_path / "labels.json"
+    alerts_path.write_text(alert_line + "\n")
+    labels_path.write_text(labels_text or json.dumps(labels(incident())))
+    assert main(["evaluate", "--alerts", str(alerts_path), "--labels", str(labels_path), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0], err

@@ -77,3 +77,31 @@ def test_a_flush_too_big_for_one_record_is_split_in_order_with_the_watermark_on_
     assert sent_positions([value for _, value in messages], {0, 1}) == {0: 10, 1: 11}
     small = partial_messages({"event_volume|all": {0: [1.0, 0.0]}}, {0: 5}, 1, 2, "a")
     assert len(small) == 2 and orjson.loads(small[0][1])["wm"] == {"0": 5}
+
+
+def test_the_libraries_whose_internals_we_use_are_pinned_to_the_installed_versions():
+    import re
+    import tomllib
+    from importlib.metadata import version
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    pins = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", spec).groups()
+                for spec in pyproject["project"]["dependencies"] if "==" in spec)
+    for name in ("faust-streaming", "mode-streaming", "aiohttp", "aiokafka"):
+        assert name in pins, f"{name} is not pinned with == in pyproject.toml"
+        assert pins[name] == version(name), f"{name}: pinned {pins[name]}, installed {version(name)}"
+
+
+def test_the_worker_creates_its_topics_with_the_replication_asked_and_no_router_or_table_routes():
+    from blipwatch.stream_app.app import create_app
+    from blipwatch.stream_app.config import Settings, load_catalogue
+
+    settings = Settings.from_env({"BLIPWATCH_BROKER": "kafka://127.0.0.1:9", "BLIPWATCH_REPLICATION_FACTOR": "3"})
+    app = create_app(settings, load_catalogue(settings))  # built, not started: no broker needed
+    assert app.conf.topic_replication_factor == 3
+    [table] = app.tables.values()
+    assert table.changelog_topic.config == {"min.insync.replicas": "2"}
+    assert not (app.conf.web_router_enabled or app.conf.web_tables_enabled or app.conf.web_graph_enabled
+                or app.conf.web_stats_enabled)
+    assert app.conf.web_bind == "127.0.0.1"

@@ -271,3 +271,17 @@ def test_millisecond_utc_timestamps_parse_exactly_and_bad_dates_still_fail():
         with pytest.raises(InvalidEvent) as caught:
             parse_timestamp_ms(bad)
         assert caught.value.reason == "bad_timestamp"
+
+
+def test_the_time_and_segment_helpers_are_defined_once_in_the_package():
+    import re
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[2] / "blipwatch"
+    definitions: dict[str, list[str]] = {"parse_time": [], "format_time": [], "segment_label": []}
+    for path in package.rglob("*.py"):
+        for name in re.findall(r"^def (parse_time|format_time|segment_label)\(", path.read_text(), re.M):
+            definitions[name].append(str(path.relative_to(package)))
+    definitions = {name: sorted(paths) for name, paths in definitions.items()}
+    assert definitions == {"parse_time": ["schemas/times.py"], "format_time": ["schemas/times.py"],
+                           "segment_label": ["schemas/outputs.py"]}

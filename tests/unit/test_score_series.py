@@ -99,3 +99,35 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(tmp_path, capsys, content, 
     assert main(["score-series", str(path), "--out", str(tmp_path / "o.csv")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("timestamp,value\n1700000000,1\n1700000060,\xe9\n".encode("latin-1"), "not UTF-8"),
+    (b"timestamp,value\n1700000000,\"" + b"1" * (129 * 1024) + b"\"\n", "line 2 cannot be read as CSV"),
+    (b"timestamp,value\n1700000000,1\n1700000060,inf\n", "line 3"),
+    (b"timestamp,value\n1700000000,1\n1700000060,-Infinity\n", "line 3"),
+    (b"timestamp,value\n1700000000,1\n1700000060,1e20\n", "line 3"),
+    (b"timestamp,value\n2024,1\n", "neither ISO 8601 nor epoch"),
+    (b"timestamp,value\n1700000060,1\n1700000000,2\n", "line 3: timestamp 1700000000 is before line 2's"),
+    (b"timestamp,value\n1700000000,1\n1700000000,2\n", "is the same as line 2's"),
+    (b"timestamp,value,numerator,denominator\n1700000000,,-1,10\n", "must not be negative"),
+    (b"timestamp,value,numerator,denominator\n1700000000,,11,10\n", "more than denominator"),
+])
+def test_what_used_to_be_a_traceback_or_a_silent_wrong_result_is_one_clear_line(tmp_path, capsys, content, message):
+    path = tmp_path / "in.csv"
+    path.write_bytes(content)
+    assert main(["score-series", str(path), "--out", str(tmp_path / "o.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0], err
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_bad_line_late_in_the_input_leaves_the_previous_output_untouched(noisy, tmp_path, capsys):
+    out = tmp_path / "o.csv"
+    assert main(["score-series", str(noisy), "--out", str(out)]) == 0
+    before = out.read_bytes()
+    broken = tmp_path / "broken.csv"
+    broken.write_text(noisy.read_text() + "1800000000,oops\n")
+    assert main(["score-series", str(broken), "--out", str(out)]) == 2
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []

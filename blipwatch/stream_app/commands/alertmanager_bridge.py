@@ -30,6 +30,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--max-backoff", type=float, default=30.0,
                         help="cap in seconds of the retry delay while Alertmanager is down (default: %(default)s)")
+    parser.add_argument("--bearer-token-file", metavar="FILE",
+                        help="file holding a bearer token for Alertmanager or its proxy "
+                             "(or BLIPWATCH_ALERTMANAGER_BEARER_TOKEN[_FILE])")
+    parser.add_argument("--basic-auth-file", metavar="FILE",
+                        help="file holding user:password for basic auth (or BLIPWATCH_ALERTMANAGER_BASIC_AUTH[_FILE]); "
+                             "credentials in the URL work too and are never printed")
+    parser.add_argument("--ca-file", metavar="PEM", help="CA certificate(s) to trust for an https URL "
+                        "(or BLIPWATCH_ALERTMANAGER_CA_FILE; default: the system CAs)")
+    parser.add_argument("--client-cert", metavar="PEM", help="client certificate for mutual TLS "
+                        "(or BLIPWATCH_ALERTMANAGER_CLIENT_CERT)")
+    parser.add_argument("--client-key", metavar="PEM", help="its private key, if not in the certificate file "
+                        "(or BLIPWATCH_ALERTMANAGER_CLIENT_KEY)")
+    parser.add_argument("--dead-letter-topic", default=None,
+                        help="topic for alert records that cannot be posted (default: ALERTS_TOPIC-bridge-dlq; "
+                             "'-' for none)")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve Prometheus metrics (skipped records ...) on 127.0.0.1:PORT/metrics")
     parser.set_defaults(func=run)
 
 
@@ -38,12 +55,18 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from blipwatch.stream_app.alertmanager_bridge import AlertmanagerBridge
+    import math
+
+    from blipwatch.stream_app.alertmanager_bridge import AlertmanagerBridge, HttpAccess, redact
     from blipwatch.stream_app.config import Settings
 
     if not args.url:
         print("blipwatch alertmanager-bridge: no Alertmanager URL: pass --url http://HOST:9093 "
               "or set BLIPWATCH_ALERTMANAGER_URL", file=sys.stderr)
+        return 2
+    if not (math.isfinite(args.max_backoff) and 0.1 <= args.max_backoff <= 3600):
+        print(f"blipwatch alertmanager-bridge: --max-backoff {args.max_backoff:g} must be between 0.1 and 3600 s",
+              file=sys.stderr)
         return 2
     if not 1 <= args.resend_interval <= 180:
         print(f"blipwatch alertmanager-bridge: --resend-interval {args.resend_interval:g} must be between 1 and "
@@ -53,8 +76,16 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper() if settings.log_level.upper() in logging._nameToLevel
                         else "INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    access = HttpAccess.from_env(bearer_token_file=args.bearer_token_file, basic_auth_file=args.basic_auth_file,
+                                 ca_file=args.ca_file, client_cert=args.client_cert, client_key=args.client_key)
+    dead_letters = None if args.dead_letter_topic == "-" else (args.dead_letter_topic or "")
     bridge = AlertmanagerBridge(settings, args.url, dashboard_url=args.dashboard_url, group_id=args.group_id,
-                                resend_interval=args.resend_interval, max_backoff=args.max_backoff)
+                                resend_interval=args.resend_interval, max_backoff=args.max_backoff,
+                                auth=access, dead_letter_topic=dead_letters)
+    if args.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, addr="127.0.0.1")
 
     async def main() -> None:
         task = asyncio.create_task(bridge.run())
@@ -66,14 +97,14 @@ def run(args: argparse.Namespace) -> int:
         except asyncio.CancelledError:
             pass
 
-    print(f"alertmanager-bridge: {settings.alerts_topic} on {settings.broker} -> {bridge.url}/api/v2/alerts "
+    print(f"alertmanager-bridge: {settings.alerts_topic} on {redact(settings.broker)} -> {bridge.url}/api/v2/alerts "
           "(Ctrl-C stops it)", flush=True)
     from aiokafka.errors import KafkaConnectionError
 
     try:
         asyncio.run(main())
     except KafkaConnectionError as exc:
-        print(f"blipwatch alertmanager-bridge: cannot reach Kafka at {settings.broker}: {exc}; "
+        print(f"blipwatch alertmanager-bridge: cannot reach Kafka at {redact(settings.broker)}: {exc}; "
               "check BLIPWATCH_BROKER", file=sys.stderr)
         return 1
     return 0

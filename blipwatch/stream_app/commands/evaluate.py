@@ -27,9 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from blipwatch.tools.evaluation import EvaluationError, evaluate, format_report, load_alerts, load_labels
+    from blipwatch.tools.evaluation import (EvaluationError, check_parameters, evaluate, format_report, load_alerts,
+                                            load_labels)
 
     try:
+        check_parameters(args.window_seconds, args.grace_windows)
         report = evaluate(load_alerts(args.alerts), load_labels(args.labels),
                           window_seconds=args.window_seconds, grace_windows=args.grace_windows)
     except EvaluationError as exc:

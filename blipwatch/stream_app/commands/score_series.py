@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,8 +66,23 @@ def load_detector_settings(path: str) -> dict[str, Any]:
     return section
 
 
+#: Epoch numbers are read as seconds in [1e9, 1e11) (2001-09 to 5138) and as milliseconds in
+#: [1e11, 1e14); anything else (``2024``, ``0``) is ambiguous and refused rather than guessed.
+EPOCH_SECONDS = (1e9, 1e11)
+EPOCH_MILLIS = (1e11, 1e14)
+#: Values beyond this are refused: the detectors' sums of squares lose every digit of them.
+MAX_ABS_VALUE = 1e15
+
+
 def parse_timestamp(text: str) -> float:
-    """Epoch seconds from ISO 8601 (naive = UTC) or epoch seconds / milliseconds."""
+    """Epoch seconds from ISO 8601 (naive = UTC) or epoch seconds / milliseconds.
+
+    >>> parse_timestamp("1700000000"), parse_timestamp("1700000000000"), parse_timestamp("2024-05-01T00:00:00Z")
+    (1700000000.0, 1700000000.0, 1714521600.0)
+    >>> parse_timestamp("2024")
+    Traceback (most recent call last):
+    ValueError: 2024 is neither ISO 8601 nor epoch seconds (1e9..1e11) or milliseconds (1e11..1e14)
+    """
     text = text.strip()
     try:
         number = float(text)
@@ -75,17 +91,23 @@ def parse_timestamp(text: str) -> float:
         if stamp.tzinfo is None:
             stamp = stamp.replace(tzinfo=timezone.utc)
         return stamp.timestamp()
-    if not math.isfinite(number):
-        raise ValueError(text)
-    return number / 1000.0 if abs(number) >= 1e11 else number
+    if EPOCH_SECONDS[0] <= number < EPOCH_SECONDS[1]:
+        return number
+    if EPOCH_MILLIS[0] <= number < EPOCH_MILLIS[1]:
+        return number / 1000.0
+    raise ValueError(f"{text[:40]} is neither ISO 8601 nor epoch seconds (1e9..1e11) or milliseconds (1e11..1e14)")
 
 
-def _number(text: str | None) -> float | None:
+def _number(text: str | None, name: str) -> float | None:
+    """A cell as a finite number; empty, ``nan``, ``null`` or ``none`` are a missing value."""
     if text is None or text.strip() == "" or text.strip().lower() in ("nan", "null", "none"):
         return None
-    value = float(text)
-    if not math.isfinite(value):
-        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} {text.strip()[:40]!r} is not a number") from None
+    if not math.isfinite(value) or abs(value) > MAX_ABS_VALUE:
+        raise ValueError(f"{name} {text.strip()[:40]} is not a finite number within +-{MAX_ABS_VALUE:g}")
     return value
 
 
@@ -95,7 +117,7 @@ def _fmt(value: float | None) -> str:
 
 def score_file(source: Path, target: Path, kind: str | None, settings: dict[str, Any] | None,
                progress: bool = True) -> int:
-    """Score one CSV; returns the number of rows written."""
+    """Score one CSV into ``target`` (written whole or not at all); returns the number of rows written."""
     from blipwatch.detectors import make_detector
 
     try:
@@ -105,12 +127,18 @@ def score_file(source: Path, target: Path, kind: str | None, settings: dict[str,
     except IsADirectoryError:
         raise InputError(f"{source}: is a folder, not a CSV file") from None
     with handle:
-        lines = handle.readlines()
+        try:
+            lines = handle.readlines()
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{source}: not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV") from None
     reader = csv.reader(lines)
-    header = [name.strip().lower() for name in next(reader, [])]
+    try:
+        header = [name.strip().lower() for name in next(reader, [])]
+    except csv.Error as exc:
+        raise InputError(f"{source}: line 1 cannot be read as CSV ({exc})") from None
     if "timestamp" not in header or "value" not in header:
         raise InputError(f"{source}: the header must name timestamp and value columns "
-                         f"(optionally numerator,denominator), found {','.join(header) or 'nothing'}")
+                         f"(optionally numerator,denominator), found {','.join(header)[:200] or 'nothing'}")
     has_ratio = "numerator" in header and "denominator" in header
     if ("numerator" in header) != ("denominator" in header):
         raise InputError(f"{source}: numerator and denominator columns go together")
@@ -125,30 +153,72 @@ def score_file(source: Path, target: Path, kind: str | None, settings: dict[str,
 
         rows = tqdm(reader, total=len(lines) - 1, desc=source.name, unit="row", file=sys.stderr)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # written next to the target and renamed at the end: a bad line never leaves a partial --out
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     written = 0
-    with target.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(OUTPUT_COLUMNS)
-        for line_number, row in enumerate(rows, start=2):
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            try:
-                raw_time = row[columns["timestamp"]]
-                t = parse_timestamp(raw_time)
-                value = _number(row[columns["value"]])
-                numerator = _number(row[columns["numerator"]]) if has_ratio else None
-                denominator = _number(row[columns["denominator"]]) if has_ratio else None
-            except (ValueError, IndexError, OverflowError):
-                raise InputError(f"{source}: line {line_number} cannot be read "
-                                 f"(expected a timestamp and numbers): {','.join(row)[:80]}") from None
-            if value is None and numerator is not None and denominator:
-                value = numerator / denominator
-            scored = detector.score_one(t, value, numerator, denominator)
-            detector.learn_one(t, value, numerator, denominator)
-            writer.writerow([raw_time.strip(), _fmt(value), _fmt(scored.expected), _fmt(scored.lower),
-                             _fmt(scored.upper), f"{scored.score:.6f}", int(scored.is_anomaly)])
-            written += 1
+    previous: tuple[float, int] | None = None
+    try:
+        with partial.open("w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            writer.writerow(OUTPUT_COLUMNS)
+            rows = iter(rows)
+            line_number = 1
+            while True:
+                line_number += 1
+                try:
+                    row = next(rows)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    raise InputError(f"{source}: line {line_number} cannot be read as CSV ({exc})") from None
+                if not row or all(not cell.strip() for cell in row):
+                    continue
+                try:
+                    raw_time = row[columns["timestamp"]]
+                    t = parse_timestamp(raw_time)
+                    value = _number(row[columns["value"]], "value")
+                    numerator = _number(row[columns["numerator"]], "numerator") if has_ratio else None
+                    denominator = _number(row[columns["denominator"]], "denominator") if has_ratio else None
+                    check_rate(numerator, denominator)
+                except IndexError:
+                    raise InputError(f"{source}: line {line_number} has fewer columns than the header: "
+                                     f"{','.join(row)[:80]}") from None
+                except (ValueError, OverflowError) as exc:
+                    raise InputError(f"{source}: line {line_number} cannot be read ({exc}): {','.join(row)[:80]}") \
+                        from None
+                if previous is not None and t <= previous[0]:
+                    raise InputError(f"{source}: line {line_number}: timestamp {raw_time.strip()[:40]} is "
+                                     f"{'the same as' if t == previous[0] else 'before'} line {previous[1]}'s; "
+                                     "rows must be in time order, one per timestamp")
+                previous = (t, line_number)
+                if value is None and numerator is not None and denominator:
+                    value = numerator / denominator
+                scored = detector.score_one(t, value, numerator, denominator)
+                detector.learn_one(t, value, numerator, denominator)
+                writer.writerow([raw_time.strip(), _fmt(value), _fmt(scored.expected), _fmt(scored.lower),
+                                 _fmt(scored.upper), f"{scored.score:.6f}", int(scored.is_anomaly)])
+                written += 1
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
     return written
+
+
+def check_rate(numerator: float | None, denominator: float | None) -> None:
+    """A rate's counts: not negative, and the numerator is part of the denominator.
+
+    >>> check_rate(3, 10); check_rate(None, None)
+    >>> check_rate(11, 10)
+    Traceback (most recent call last):
+    ValueError: numerator 11 is more than denominator 10 (a rate's numerator counts part of its denominator)
+    """
+    if numerator is None or denominator is None:
+        return
+    if numerator < 0 or denominator < 0:
+        raise ValueError(f"numerator {numerator:g} and denominator {denominator:g} must not be negative")
+    if numerator > denominator:
+        raise ValueError(f"numerator {numerator:g} is more than denominator {denominator:g} "
+                         "(a rate's numerator counts part of its denominator)")
 
 
 def run(args: argparse.Namespace) -> int:
