@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 
-from blipwatch.pipeline.catalogue import Catalogue, PartialAggregate
+from blipwatch.pipeline.catalogue import Catalogue
+from blipwatch.pipeline.preaggregate import PartialAggregate
 from blipwatch.schemas.events import InvalidEvent, decode_event_fields
 from blipwatch.stream_app.metrics import event_type_label
 
