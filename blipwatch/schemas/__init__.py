@@ -2,7 +2,8 @@
 
 This package is the only place that knows the bytes on the wire. JSON Schema files for
 consumers in other languages lie beside it: ``customer_event.schema.json``,
-``anomaly_alert.schema.json``, ``metric_point.schema.json``.
+``anomaly_alert.schema.json``, ``metric_point.schema.json``, and for the internal partials topic
+between the two stages of the worker ``partials.schema.json`` (its codec: ``partials.py``).
 """
 
 from pathlib import Path

@@ -19,8 +19,6 @@ import time
 from collections import deque
 from typing import Any, Awaitable, Callable, Iterable
 
-import orjson
-
 from blipwatch.pipeline.catalogue import Catalogue, metric_of
 from blipwatch.pipeline.tracker import ClosedWindow, IncidentBook, SeriesTracker
 from blipwatch.pipeline.windows import GlobalWatermark, closes_at
@@ -300,10 +298,4 @@ def publish_closed(tracker: SeriesTracker, closed: list[ClosedWindow], observed_
     metrics.SERIES.observe(tracker.series, metric, tracker.segment_label, last.point, last.firing)
 
 
-def decode_partials(value: bytes) -> tuple[dict[int, int | None], int, float, dict[str, list[list[float]]]]:
-    document = orjson.loads(value)
-    report = {int(p): v for p, v in document.get("wm", {}).items()}
-    return report, int(document.get("total", 0)), float(document.get("at", 0.0)), document.get("s", {})
-
-
-__all__ = ["PartitionAggregator", "GlobalWatermark", "StateWriter", "decode_partials", "publish_closed"]
+__all__ = ["PartitionAggregator", "GlobalWatermark", "StateWriter", "publish_closed"]

@@ -25,9 +25,10 @@ from blipwatch.pipeline.catalogue import Catalogue
 from blipwatch.pipeline.tracker import IncidentBook
 from blipwatch.pipeline.windows import LocalWatermark
 from blipwatch.stream_app import metrics
-from blipwatch.stream_app.aggregate import PartitionAggregator, StateWriter, decode_partials, publish_closed
+from blipwatch.stream_app.aggregate import PartitionAggregator, StateWriter, publish_closed
 from blipwatch.stream_app.config import Settings
-from blipwatch.stream_app.ingest import IngestBatch, partial_messages, partition_for, sent_positions
+from blipwatch.schemas.partials import decode_partials, partial_messages, partition_for, sent_positions
+from blipwatch.stream_app.ingest import IngestBatch
 from blipwatch.stream_app.produce import BatchSender, track_topics
 from blipwatch.kafka.raw_records import RAW_RECORDS
 from blipwatch.kafka.raw_records import install as install_raw_records

@@ -43,7 +43,8 @@ def capture(events: int, series: int, flush_events: int, out: str) -> None:
     from blipwatch.pipeline.catalogue import Catalogue
     from blipwatch.pipeline.windows import LocalWatermark
     from blipwatch.tools.bench import plan_workload
-    from blipwatch.stream_app.ingest import IngestBatch, partial_messages
+    from blipwatch.schemas.partials import partial_messages
+    from blipwatch.stream_app.ingest import IngestBatch
 
     workload = plan_workload(events, series)
     catalogue = Catalogue.from_dict(workload.config)
@@ -79,7 +80,11 @@ def measure(record: str, state_every: int) -> None:
     from blipwatch.pipeline.tracker import IncidentBook
     from blipwatch.stream_app import aggregate as aggregate_module
     from blipwatch.stream_app import metrics
-    from blipwatch.stream_app.aggregate import PartitionAggregator, decode_partials
+    from blipwatch.stream_app.aggregate import PartitionAggregator
+    try:
+        from blipwatch.schemas.partials import decode_partials
+    except ImportError:  # a tree from before the partials codec
+        from blipwatch.stream_app.aggregate import decode_partials
     from blipwatch.stream_app.app import KeyHashCache
     from blipwatch.stream_app.produce import build_batches
 
