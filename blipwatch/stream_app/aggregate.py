@@ -277,7 +277,7 @@ def publish_closed(tracker: SeriesTracker, closed: list[ClosedWindow], observed_
 
     Not through Faust's ``Topic.send``: its per-message path (FutureMessage, sensors, callbacks)
     cost more than scoring the window (bench: 3.9k -> 6.6k windows/s); nor one
-    ``app.producer.send`` each since perf-produce (``produce.BatchSender``). Same bytes, same key,
+    ``app.producer.send`` each since perf-produce (``kafka.batches.BatchSender``). Same bytes, same key,
     same partitioner (the key's hash); Faust's ``blipwatch_faust_total_sent_messages`` does not
     count them (``blipwatch_windows_scored_total`` and ``blipwatch_alerts_total`` do)."""
     key = tracker.key

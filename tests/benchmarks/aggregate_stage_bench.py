@@ -9,8 +9,8 @@ it: ``decode_partials`` of the partials messages the worker's own ingest code ma
 ``blipwatch bench``'s workload (``plan_workload(events, 1000)``, flushed every ``--flush-events``
 events, then once more with every partition idle), ``PartitionAggregator`` admit / merge /
 watermark / close, the points and alerts as (key, value) records, the per-series Prometheus
-gauges and counters, the records into aiokafka record batches (``produce.build_batches``, the
-producer's partitioner: ``app.KeyHashCache``), the detector state of the series closed
+gauges and counters, the records into aiokafka record batches (``kafka.batches.build_batches``, the
+producer's partitioner: ``kafka.partitioner.KeyHashCache``), the detector state of the series closed
 (``to_bytes``, once per ``--state-every`` messages, as ``StateWriter`` batches them), the
 acknowledgements and the per-message gauges.
 
@@ -85,8 +85,12 @@ def measure(record: str, state_every: int) -> None:
         from blipwatch.schemas.partials import decode_partials
     except ImportError:  # a tree from before the partials codec
         from blipwatch.stream_app.aggregate import decode_partials
-    from blipwatch.stream_app.app import KeyHashCache
-    from blipwatch.stream_app.produce import build_batches
+    try:
+        from blipwatch.kafka.batches import build_batches
+        from blipwatch.kafka.partitioner import KeyHashCache
+    except ImportError:  # a tree from before the kafka package held them
+        from blipwatch.stream_app.app import KeyHashCache
+        from blipwatch.stream_app.produce import build_batches
 
     with open(record, "rb") as f:
         config, messages = pickle.load(f)
