@@ -38,9 +38,16 @@ class IngestRebalance(ConsumerRebalanceListener):
                 log.warning("ingest: flush on rebalance failed (%s); the next owner re-reads", exc)
 
     async def on_partitions_assigned(self, assigned) -> None:
-        self.watermark.assign({tp.partition for tp in assigned}, int(time.time() * 1000))
-        if assigned:
-            await self.skip_sent(assigned)
+        # aiokafka lets getmany return records from the committed offsets while this callback is
+        # still awaiting: paused (before the first await) nothing is read until skip_sent has seeked
+        self.consumer.pause(*assigned)
+        try:
+            self.watermark.assign({tp.partition for tp in assigned}, int(time.time() * 1000))
+            if assigned:
+                await self.skip_sent(assigned)
+        finally:
+            still = self.consumer.assignment()   # a rebalance meanwhile may have taken some away
+            self.consumer.resume(*[tp for tp in assigned if tp in still])
         log.info("ingest: consuming %s partitions %s", self.settings.events_topic,
                  sorted(tp.partition for tp in assigned))
 
