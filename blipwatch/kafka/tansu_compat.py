@@ -2,7 +2,8 @@
 ``BLIPWATCH_EMBEDDED_BROKER=1`` (``blipwatch demo``, ``bench`` and the tests set it).
 
 Tansu 0.6's ListOffsets(latest) returns the base offset of the last record batch + 1, ignoring the
-rest of that batch, while Fetch responses carry the correct high watermark (shared TANSU.md).
+rest of that batch, while Fetch responses carry the correct high watermark (docs/architecture.md,
+"The embedded broker").
 Faust reads end offsets to know where changelog recovery stops, so on Tansu it stops early and
 loses table updates. Here Faust's end-offset lookup is replaced by one that takes the reported
 end offset, fetches from end - 1 with a throw-away consumer and uses that fetch's high watermark.
@@ -13,7 +14,10 @@ so every hop through the partials topic took up to 1.5 s here (produce-to-consum
 median 0.48 s, max 1.23 s at 1.5 s; 0.011 / 0.036 s at 100 ms). ``FETCH_MAX_WAIT_MS`` is used for
 Faust's consumer and for the ingest consumer (``fetch_max_wait_ms``).
 
-Production Kafka needs none of this.
+Production Kafka needs none of this. Faust internals replaced here (tests/unit/test_kafka_compat.py
+checks each): ``AIOKafkaConsumerThread._highwaters(partitions)`` and
+``AIOKafkaConsumerThread._create_worker_consumer(transport)``, and the aiokafka consumer's
+``_fetch_max_wait_ms``, read when it starts.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Any, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from blipwatch.kafka.clients import stop_quietly
 
 log = logging.getLogger(__name__)
 _installed = False
@@ -58,8 +64,6 @@ async def true_end_offsets(partitions: list, connection: dict[str, Any],
         if pending:
             log.warning("tansu_compat: no high watermark for %s; using the reported end offsets", sorted(pending))
     finally:
-        from blipwatch.stream_app.app import stop_quietly
-
         await stop_quietly(probe)
     return corrected
 

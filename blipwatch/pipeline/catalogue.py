@@ -1,5 +1,4 @@
-"""The metric catalogue: metric definitions as data, and the local pre-aggregation of
-events into per-series, per-window partial counts.
+"""The metric catalogue: metric definitions as data (the YAML config, compiled).
 
 A metric is one of three kinds over selected events:
 
@@ -11,20 +10,14 @@ A metric is one of three kinds over selected events:
   converts, counted in the window of their start (``blipwatch.pipeline.journeys`` computes them).
 
 Each metric is computed for the segment ``all`` and for each value of every dimension in
-``segments.dimensions`` (by default channel, country, device).
+``segments.dimensions`` (by default channel, country, device). The events are counted into
+these series by ``blipwatch.pipeline.preaggregate.PartialAggregate``.
 
 >>> catalogue = Catalogue.from_dict(default_config_dict())
 >>> [m.name for m in catalogue.metrics][:3]
 ['event_volume', 'cart_abandonment_rate', 'checkout_conversion_rate']
->>> aggregate = PartialAggregate(catalogue)
->>> from blipwatch.schemas import CustomerEvent
->>> aggregate.add(CustomerEvent("e1", "cart_abandoned", 1767643505000, channel="web"))
->>> aggregate.add(CustomerEvent("e2", "purchase", 1767643510000, channel="web", properties={"order_value": 10}))
->>> partials = aggregate.drain()
->>> partials["cart_abandonment_rate|channel=web"][1767643500000]
-[1.0, 2.0]
->>> partials["average_order_value|all"][1767643500000]
-[10.0, 1.0]
+>>> catalogue.by_name["cart_abandonment_rate"].kind
+'rate'
 """
 
 from __future__ import annotations
@@ -39,7 +32,6 @@ from typing import Any
 
 import yaml
 
-from blipwatch.schemas.events import CustomerEvent
 
 METRIC_KINDS = {"count": "count", "rate": "rate", "mean": "mean", "funnel": "rate"}  # metric kind -> detector kind
 #: what a funnel's value counts: journeys that converted, or those that did not
@@ -349,257 +341,6 @@ def _parse_input(section: Any) -> str | None:
     if preset is not None and preset not in PRESETS:
         raise CatalogueError(f"input.preset={preset!r}: use one of {', '.join(PRESETS)}")
     return preset
-
-
-_UNSEEN = object()
-
-
-class PartialAggregate:
-    """Local pre-aggregation of events into ``{series key: {window start ms: [n, d]}}``.
-
-    For a count, n is the count (d unused, 0); for a rate, n and d are numerator and denominator
-    counts; for a mean, n is the sum of the property and d the number of values. Series beyond
-    ``max_series_per_metric`` for a metric are dropped and counted in ``dropped``.
-
-    Two stages, so that an event costs a few dictionary updates, not one per series it feeds (each
-    event feeds ~2-6 metrics x 4 segments): ``add`` counts events per (type, window, outcome of
-    each ``where``) and, within that, per value of each dimension (the "margins": all the counts
-    and rates need), and keeps the sums and counts of a mean's property per (type, segment values,
-    window, outcomes) as before; ``drain`` fans those out to every metric and segment they feed.
-
-    The partials are the same as when every event was fanned out by itself, in the same order
-    (series, then windows, in the order an event first fed them) and with the same floats: counts
-    are whole numbers, so their sums do not depend on the order; the means' sums are added per
-    combination in the same order as before. The series cap admits series in the order an event
-    first fed them, as before: ``drain`` replays, in event order, what each event fed first.
-    """
-
-    def __init__(self, catalogue: Catalogue):
-        self.catalogue = catalogue
-        self.window_ms = catalogue.window_ms
-        self.dimensions = tuple(catalogue.dimensions)
-        #: (type, window start, where outcomes) -> [count, {value of dimension 0: count}, {dimension 1...}, ...]
-        self.margins: dict[tuple, list] = {}
-        #: means only: (type, segment values, window start, where outcomes) -> [sum, n, sum, n, ...] per mean
-        self.combos: dict[tuple, list[float]] = {}
-        #: in event order, each event that fed a margin or a mean's combination first:
-        #: (type, window start, outcomes, segment values, dimensions first fed (-1: all), mean cell or None)
-        self._firsts: list[tuple] = []
-        self.series_seen: list[set[str]] = [set() for _ in catalogue.metrics]
-        self.dropped: dict[str, int] = {}
-        self._labels: dict[tuple[str, str], str] = {}
-        #: per event type: the contributions with a ``where`` and those reading a property (means)
-        self._plans: dict[str, tuple[list, list, list[Selector]]] = {}
-        self._fan_plans: dict[str, list[tuple[int, int, int, int]]] = {}
-        #: segment values -> their segment labels; per metric, segment label -> series key (None: dropped)
-        self._segments_by: dict[tuple, list[str]] = {}
-        self._metric_keys: list[dict[str, str | None]] = [{} for _ in catalogue.metrics]
-        #: an event's segment values, a tuple in the order of ``dimensions``
-        self._values = (operator.attrgetter(*self.dimensions) if len(self.dimensions) > 1
-                        else (lambda event, name=self.dimensions[0]: (getattr(event, name),)) if self.dimensions
-                        else (lambda event: ()))
-
-    def _plan(self, event_type: str) -> tuple[list, list, list[Selector]]:
-        plan = self._plans.get(event_type)
-        if plan is None:
-            contributions = self.catalogue.contributions(event_type)
-            plan = (contributions,
-                    [selector for _, _, selector in contributions if selector.where is not None],
-                    [selector for _, _, selector in contributions if selector.property is not None])
-            if len(self._plans) < 10_000:  # unknown types are open-ended: keep the cache bounded
-                self._plans[event_type] = plan
-        return plan
-
-    def _fan_plan(self, event_type: str) -> list[tuple[int, int, int, int]]:
-        """Per contribution of the type: (metric index, role, its place among the ``where`` outcomes
-        or -1, its place among the means or -1)."""
-        steps = []
-        wheres = means = 0
-        for metric_index, role, selector in self._plan(event_type)[0]:
-            where_slot = mean_slot = -1
-            if selector.where is not None:
-                where_slot, wheres = wheres, wheres + 1
-            if selector.property is not None:
-                mean_slot, means = means, means + 1
-            steps.append((metric_index, role, where_slot, mean_slot))
-        if len(self._fan_plans) < 10_000:  # unknown types are open-ended: keep the cache bounded
-            self._fan_plans[event_type] = steps
-        return steps
-
-    def _segments(self, values: tuple) -> list[str]:
-        labels = ["all"]
-        for dimension, value in zip(self.dimensions, values):
-            if value is not None:
-                label = self._labels.get((dimension, value))
-                if label is None:
-                    label = self._labels[(dimension, value)] = f"{dimension}={value}"
-                labels.append(label)
-        return labels
-
-    def _series(self, metric_index: int, segment: str) -> str | None:
-        keys = self._metric_keys[metric_index]
-        key = keys.get(segment, _UNSEEN)
-        if key is _UNSEEN:
-            key = None
-            metric = self.catalogue.metrics[metric_index]
-            seen = self.series_seen[metric_index]
-            if len(seen) < self.catalogue.max_series_per_metric or segment == "all":
-                key = f"{metric.name}|{segment}"
-                seen.add(key)
-            keys[segment] = key
-        return key
-
-    def add(self, event: CustomerEvent) -> None:
-        self.add_fields(event, event.occurred_at_ms)
-
-    def add_fields(self, event: Any, occurred_at_ms: int) -> None:
-        """``add`` for anything with an event's ``event_type``, segment dimensions and
-        ``properties`` attributes (the ingest passes its decoded wire struct: no CustomerEvent)."""
-        self.add_to_window(event, occurred_at_ms - occurred_at_ms % self.window_ms)
-
-    def add_to_window(self, event: Any, window_start: int) -> None:
-        """``add_fields`` given the start of the event's window (the ingest knows it: it has just
-        checked the window's lateness)."""
-        event_type = event.event_type
-        plan = self._plans.get(event_type)
-        if plan is None:
-            plan = self._plan(event_type)
-        contributions, filtered, averaged = plan
-        if not contributions:
-            return
-        properties = event.properties
-        matched = tuple([selector.matches(properties) for selector in filtered]) if filtered else ()
-        values = self._values(event)
-        margin_key = (event_type, window_start, matched)
-        margin = self.margins.get(margin_key)
-        if margin is None:
-            margin = self.margins[margin_key] = [1.0, *[{} for _ in values]]
-            fed_first = [-1]
-        else:
-            margin[0] += 1.0
-            fed_first = None
-        for index, value in enumerate(values, 1):
-            if value is not None:
-                counts = margin[index]
-                count = counts.get(value)
-                if count is None:
-                    counts[value] = 1.0
-                    if fed_first is None:
-                        fed_first = [index - 1]
-                    else:
-                        fed_first.append(index - 1)
-                else:
-                    counts[value] = count + 1.0
-        mean_cell = None
-        if averaged:
-            key = (event_type, values, window_start, matched)
-            cell = self.combos.get(key)
-            if cell is None:
-                cell = mean_cell = self.combos[key] = [0.0] * (2 * len(averaged))
-            for i, selector in enumerate(averaged):
-                value = properties.get(selector.property)
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-                    continue
-                cell[2 * i] += value
-                cell[1 + 2 * i] += 1.0
-        if fed_first is not None or mean_cell is not None:
-            self._firsts.append((event_type, window_start, matched, values, fed_first or (), mean_cell))
-
-    def _fan_out(self) -> dict[str, dict[int, list[float]]]:
-        partials: dict[str, dict[int, list[float]]] = {}
-        fan_plans = self._fan_plans
-        margins = self.margins
-        metric_keys = self._metric_keys
-        label = self._label
-        # In event order, what each event fed first: its new margins (a count or rate series' cell is
-        # created, and its series admitted, by the first event that feeds it) and its new mean
-        # combination; per event, metric by metric, segment by segment (the order of the partials).
-        for event_type, window_start, matched, values, fed_first, mean_cell in self._firsts:
-            steps = fan_plans.get(event_type)
-            if steps is None:
-                steps = self._fan_plan(event_type)
-            fed = None  # (segment, count) of each margin fed first
-            for metric_index, role, where_slot, mean_slot in steps:
-                if where_slot >= 0 and not matched[where_slot]:
-                    continue
-                if mean_slot >= 0:  # mean: the values' sum and how many there were
-                    if mean_cell is not None and mean_cell[2 * mean_slot + 1]:
-                        self._fan_out_mean(partials, metric_index, values, window_start,
-                                           mean_cell[2 * mean_slot], mean_cell[2 * mean_slot + 1])
-                    continue
-                if fed is None:
-                    margin = margins[(event_type, window_start, matched)]
-                    fed = []
-                    for dimension in fed_first:
-                        if dimension < 0:
-                            fed.append(("all", margin[0]))
-                        else:
-                            value = values[dimension]
-                            fed.append((label(dimension, value), margin[dimension + 1][value]))
-                keys = metric_keys[metric_index]
-                for segment, count in fed:
-                    key = keys.get(segment, _UNSEEN)
-                    if key is _UNSEEN:
-                        key = self._series(metric_index, segment)
-                    if key is None:
-                        self._drop(metric_index, count)
-                        continue
-                    windows = partials.get(key)
-                    if windows is None:
-                        windows = partials[key] = {}
-                    series_cell = windows.get(window_start)
-                    if series_cell is None:  # the first event to feed it: [count, 0.0] or [0.0, count]
-                        windows[window_start] = [count, 0.0] if role == 0 else [0.0, count]
-                    else:
-                        series_cell[role] += count
-        return partials
-
-    def _fan_out_mean(self, partials: dict[str, dict[int, list[float]]], metric_index: int, values: tuple,
-                      window_start: int, add_numerator: float, add_denominator: float) -> None:
-        """One combination's sum and count of a mean's property, to each of its segments."""
-        segments = self._segments_by.get(values)
-        if segments is None:
-            segments = self._segments(values)
-            if len(self._segments_by) < 100_000:  # segment values are open-ended: keep the cache bounded
-                self._segments_by[values] = segments
-        keys = self._metric_keys[metric_index]
-        for segment in segments:
-            key = keys.get(segment, _UNSEEN)
-            if key is _UNSEEN:
-                key = self._series(metric_index, segment)
-            if key is None:
-                self._drop(metric_index, add_denominator)
-                continue
-            windows = partials.get(key)
-            if windows is None:
-                windows = partials[key] = {}
-            series_cell = windows.get(window_start)
-            if series_cell is None:
-                windows[window_start] = [0.0 + add_numerator, 0.0 + add_denominator]
-            else:
-                series_cell[0] += add_numerator
-                series_cell[1] += add_denominator
-
-    def _label(self, dimension_index: int, value: str) -> str:
-        dimension = self.dimensions[dimension_index]
-        label = self._labels.get((dimension, value))
-        if label is None:
-            label = self._labels[(dimension, value)] = f"{dimension}={value}"
-        return label
-
-    def _drop(self, metric_index: int, n: float) -> None:
-        name = self.catalogue.metrics[metric_index].name
-        self.dropped[name] = self.dropped.get(name, 0) + int(n)
-
-    def drain(self) -> dict[str, dict[int, list[float]]]:
-        """The partials gathered since the last drain (and forget them)."""
-        partials = self._fan_out()
-        self.margins, self.combos, self._firsts = {}, {}, []
-        return partials
-
-    def drain_dropped(self) -> dict[str, int]:
-        dropped, self.dropped = self.dropped, {}
-        return dropped
 
 
 def metric_of(series: str) -> str:

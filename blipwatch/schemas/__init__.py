@@ -4,7 +4,8 @@ feedback on incidents and calendar entries (what people on call tell it, ``schem
 This package is the only place that knows the bytes on the wire. JSON Schema files for
 consumers in other languages lie beside it: ``customer_event.schema.json``,
 ``anomaly_alert.schema.json``, ``metric_point.schema.json``, ``feedback.schema.json``,
-``calendar_entry.schema.json``.
+``calendar_entry.schema.json``, and for the internal partials topic between the two stages of the
+worker ``partials.schema.json`` (its codec: ``partials.py``).
 """
 
 from pathlib import Path

@@ -19,8 +19,6 @@ import time
 from collections import deque
 from typing import Any, Awaitable, Callable, Iterable
 
-import orjson
-
 from blipwatch.pipeline.catalogue import Catalogue, metric_of
 from blipwatch.pipeline.tracker import ClosedWindow, IncidentBook, SeriesTracker
 from blipwatch.pipeline.windows import GlobalWatermark, closes_at
@@ -279,7 +277,7 @@ def publish_closed(tracker: SeriesTracker, closed: list[ClosedWindow], observed_
 
     Not through Faust's ``Topic.send``: its per-message path (FutureMessage, sensors, callbacks)
     cost more than scoring the window (bench: 3.9k -> 6.6k windows/s); nor one
-    ``app.producer.send`` each since perf-produce (``produce.BatchSender``). Same bytes, same key,
+    ``app.producer.send`` each since perf-produce (``kafka.batches.BatchSender``). Same bytes, same key,
     same partitioner (the key's hash); Faust's ``blipwatch_faust_total_sent_messages`` does not
     count them (``blipwatch_windows_scored_total`` and ``blipwatch_alerts_total`` do)."""
     key = tracker.key
@@ -300,10 +298,4 @@ def publish_closed(tracker: SeriesTracker, closed: list[ClosedWindow], observed_
     metrics.SERIES.observe(tracker.series, metric, tracker.segment_label, last.point, last.firing)
 
 
-def decode_partials(value: bytes) -> tuple[dict[int, int | None], int, float, dict[str, list[list[float]]]]:
-    document = orjson.loads(value)
-    report = {int(p): v for p, v in document.get("wm", {}).items()}
-    return report, int(document.get("total", 0)), float(document.get("at", 0.0)), document.get("s", {})
-
-
-__all__ = ["PartitionAggregator", "GlobalWatermark", "StateWriter", "decode_partials", "publish_closed"]
+__all__ = ["PartitionAggregator", "GlobalWatermark", "StateWriter", "publish_closed"]

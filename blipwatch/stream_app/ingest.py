@@ -1,23 +1,18 @@
 """The firehose stage: decode, validate, pre-aggregate — batched, outside Faust's per-message path.
 
 ``IngestBatch`` is the pure part (bytes in; partial counts, DLQ records and counters out), so the
-worker, ``replay`` and the benchmark share it. ``partial_messages`` encodes one flush as one
-message per partials-topic partition: the series partials routed to that partition plus the
-ingest's watermark report (so the aggregate stage sees event-time progress even when a partition
-has no data).
+worker, ``replay`` and the benchmark share it. A flush's partial counts go on the wire through
+``blipwatch.schemas.partials``.
 """
 
 from __future__ import annotations
 
 import time
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
-import orjson
-
-from blipwatch.pipeline.catalogue import Catalogue, PartialAggregate
+from blipwatch.pipeline.catalogue import Catalogue
+from blipwatch.pipeline.preaggregate import PartialAggregate
 from blipwatch.schemas.events import InvalidEvent, decode_event_fields
 from blipwatch.stream_app.metrics import event_type_label
 
@@ -164,73 +159,3 @@ class IngestBatch:
     def drain_dead_letters(self) -> list[DeadLetter]:
         letters, self.dead_letters = self.dead_letters, []
         return letters
-
-
-#: Largest partials message (bytes of JSON) before a flush splits a partition's series over several;
-#: aiokafka refuses records over its max_request_size (1 MiB by default).
-MAX_PARTIALS_BYTES = 512 * 1024
-
-
-def partition_for(series: str, partitions: int) -> int:
-    """Stable routing of a series to a partials partition (crc32: same in every process and run)."""
-    return zlib.crc32(series.encode()) % partitions
-
-
-def partial_messages(partials: dict[str, dict[int, list[float]]], report: dict[int, int | None],
-                     total_input_partitions: int, partitions: int, source: str,
-                     observed_at: float | None = None,
-                     sent_to: dict[int, int] | None = None,
-                     max_bytes: int = MAX_PARTIALS_BYTES) -> list[tuple[int, bytes]]:
-    """One message per partials partition: ``{"s": {series: [[window, n, d], ...]}, "wm": ..., ...}``
-    (several, in order, when one would exceed ``max_bytes``).
-
-    ``sent_to`` (``"to"``: input partition -> next offset) says which input offsets this flush
-    covers, so a worker taking over an input partition skips what was sent but not committed."""
-    by_partition: list[dict[str, list[list[float]]]] = [{} for _ in range(partitions)]
-    for series, windows in partials.items():
-        by_partition[partition_for(series, partitions)][series] = [
-            [window, cell[0], cell[1]] for window, cell in windows.items()]
-    header: dict[str, Any] = {
-        "wm": {str(p): v for p, v in report.items()},
-        "total": total_input_partitions,
-        "at": observed_at if observed_at is not None else time.time(),
-        "src": source,
-    }
-    if sent_to:
-        header["to"] = {str(p): offset for p, offset in sent_to.items()}
-    messages = []
-    for p, series in enumerate(by_partition):
-        value = orjson.dumps({**header, "s": series})
-        if len(value) <= max_bytes or len(series) < 2:
-            messages.append((p, value))
-            continue
-        # Too big for one Kafka record (the producer refuses > 1 MiB: the flush failed and its
-        # partials were lost; seen with 10,000 series once ingest got faster). Split the series
-        # over several messages in the same partition, in order; only the last carries the
-        # watermark report and the coverage ("to"), so no window closes before every chunk of this
-        # flush is merged, and a worker killed between chunks re-reads (duplicates, not a gap).
-        pieces = -(-len(value) // max_bytes) + 1
-        items = list(series.items())
-        step = -(-len(items) // pieces)
-        chunks = [dict(items[i:i + step]) for i in range(0, len(items), step)]
-        lead = {**header, "wm": {}}
-        lead.pop("to", None)
-        for chunk in chunks[:-1]:
-            messages.append((p, orjson.dumps({**lead, "s": chunk})))
-        messages.append((p, orjson.dumps({**header, "s": chunks[-1]})))
-    return messages
-
-
-def sent_positions(values: list[bytes], topic_partitions: set[int]) -> dict[int, int]:
-    """Per input partition, the furthest offset any flush among these partials messages covered."""
-    furthest: dict[int, int] = {}
-    for value in values:
-        try:
-            covered = orjson.loads(value).get("to") or {}
-        except orjson.JSONDecodeError:
-            continue
-        for partition, offset in covered.items():
-            partition = int(partition)
-            if partition in topic_partitions and offset > furthest.get(partition, -1):
-                furthest[partition] = int(offset)
-    return furthest

@@ -9,8 +9,8 @@ it: ``decode_partials`` of the partials messages the worker's own ingest code ma
 ``blipwatch bench``'s workload (``plan_workload(events, 1000)``, flushed every ``--flush-events``
 events, then once more with every partition idle), ``PartitionAggregator`` admit / merge /
 watermark / close, the points and alerts as (key, value) records, the per-series Prometheus
-gauges and counters, the records into aiokafka record batches (``produce.build_batches``, the
-producer's partitioner: ``app.KeyHashCache``), the detector state of the series closed
+gauges and counters, the records into aiokafka record batches (``kafka.batches.build_batches``, the
+producer's partitioner: ``kafka.partitioner.KeyHashCache``), the detector state of the series closed
 (``to_bytes``, once per ``--state-every`` messages, as ``StateWriter`` batches them), the
 acknowledgements and the per-message gauges.
 
@@ -43,7 +43,8 @@ def capture(events: int, series: int, flush_events: int, out: str) -> None:
     from blipwatch.pipeline.catalogue import Catalogue
     from blipwatch.pipeline.windows import LocalWatermark
     from blipwatch.tools.bench.workload import plan_workload
-    from blipwatch.stream_app.ingest import IngestBatch, partial_messages
+    from blipwatch.schemas.partials import partial_messages
+    from blipwatch.stream_app.ingest import IngestBatch
 
     workload = plan_workload(events, series)
     catalogue = Catalogue.from_dict(workload.config)
@@ -79,9 +80,17 @@ def measure(record: str, state_every: int) -> None:
     from blipwatch.pipeline.tracker import IncidentBook
     from blipwatch.stream_app import aggregate as aggregate_module
     from blipwatch.stream_app import metrics
-    from blipwatch.stream_app.aggregate import PartitionAggregator, decode_partials
-    from blipwatch.stream_app.app import KeyHashCache
-    from blipwatch.stream_app.produce import build_batches
+    from blipwatch.stream_app.aggregate import PartitionAggregator
+    try:
+        from blipwatch.schemas.partials import decode_partials
+    except ImportError:  # a tree from before the partials codec
+        from blipwatch.stream_app.aggregate import decode_partials
+    try:
+        from blipwatch.kafka.batches import build_batches
+        from blipwatch.kafka.partitioner import KeyHashCache
+    except ImportError:  # a tree from before the kafka package held them
+        from blipwatch.stream_app.app import KeyHashCache
+        from blipwatch.stream_app.produce import build_batches
 
     with open(record, "rb") as f:
         config, messages = pickle.load(f)

@@ -70,7 +70,11 @@ async def ingest(bootstrap: str, topic: str, partials_topic: str, expected: int,
     from aiokafka import AIOKafkaProducer
 
     from blipwatch.pipeline.catalogue import Catalogue
-    from blipwatch.stream_app.ingest import IngestBatch, partial_messages
+    from blipwatch.stream_app.ingest import IngestBatch
+    try:
+        from blipwatch.schemas.partials import partial_messages
+    except ImportError:  # a tree from before the partials codec
+        from blipwatch.stream_app.ingest import partial_messages
 
     batch = IngestBatch(Catalogue.from_dict(config), 65536)
     add_records = getattr(batch, "add_records", None)

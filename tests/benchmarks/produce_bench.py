@@ -1,5 +1,5 @@
 """The aggregate's produce path alone, against the embedded broker: one ``app.producer.send`` per
-record (main before perf-produce) beside ``produce.BatchSender`` (record batches of our own).
+record (main before perf-produce) beside ``kafka.batches.BatchSender`` (record batches of our own).
 
     .venv/bin/python tests/benchmarks/produce_bench.py [--messages 200] [--points 280] [--rounds 3]
 
@@ -43,8 +43,8 @@ async def run(bootstrap: str, messages: int, points: int, rounds: int) -> None:
     import faust
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    from blipwatch.stream_app.app import KeyHashCache
-    from blipwatch.stream_app.produce import BatchSender
+    from blipwatch.kafka.batches import BatchSender
+    from blipwatch.kafka.partitioner import KeyHashCache
 
     stem = "pb-" + uuid.uuid4().hex[:6]
     topics = {name: f"{stem}-{name}" for name in ("points", "alerts", "state")}

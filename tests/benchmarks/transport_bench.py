@@ -99,7 +99,8 @@ def confluent_ingest(bootstrap: str, topic: str, partials_topic: str, expected: 
     from confluent_kafka import Producer
 
     from blipwatch.pipeline.catalogue import Catalogue
-    from blipwatch.stream_app.ingest import IngestBatch, partial_messages
+    from blipwatch.schemas.partials import partial_messages
+    from blipwatch.stream_app.ingest import IngestBatch
 
     batch = IngestBatch(Catalogue.from_dict(config), 65536)
     add_records = _confluent_add_records()

@@ -1,4 +1,4 @@
-"""produce.BatchSender against the embedded broker: a consumer reads what ``AIOKafkaProducer.send``
+"""batches.BatchSender against the embedded broker: a consumer reads what ``AIOKafkaProducer.send``
 (the worker's path before perf-produce) would have written — same partitions, same records in the
 same order — with batches up to the producer's 1,000,000-byte request limit and split below it."""
 
@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from blipwatch.stream_app.app import KeyHashCache
-from blipwatch.stream_app.produce import BatchSender
+from blipwatch.kafka.batches import BatchSender
+from blipwatch.kafka.partitioner import KeyHashCache
 from tests.helpers import read_topic
 
 pytestmark = pytest.mark.integration

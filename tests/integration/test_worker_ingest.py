@@ -8,6 +8,7 @@ import time
 import orjson
 import pytest
 
+from blipwatch.schemas.partials import covered_offsets
 from tests.helpers import Worker, base_env, produce, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
@@ -105,8 +106,8 @@ def test_ingest_commits_only_offsets_its_acknowledged_partials_cover_and_never_g
     def covered() -> dict[int, int]:
         furthest: dict[int, int] = {}
         for record in read_topic(broker, partials_topic, timeout=10):
-            for partition, offset in (orjson.loads(record.value).get("to") or {}).items():
-                furthest[int(partition)] = max(furthest.get(int(partition), 0), offset)
+            for partition, offset in covered_offsets(record.value).items():
+                furthest[partition] = max(furthest.get(partition, 0), offset)
         return furthest
 
     seen: list[dict[int, int]] = []

@@ -93,7 +93,7 @@ def per_event_reference(catalogue, events):
 def test_two_stage_pre_aggregation_equals_adding_each_event_to_each_series():
     import random
 
-    from blipwatch.pipeline.catalogue import PartialAggregate
+    from blipwatch.pipeline.preaggregate import PartialAggregate
     from blipwatch.schemas.events import CustomerEvent
 
     catalogue = Catalogue.from_dict({"segments": {"max_series_per_metric": 6}})
@@ -133,7 +133,7 @@ def test_two_stage_pre_aggregation_equals_adding_each_event_to_each_series():
 def test_a_mean_whose_where_fails_does_not_shift_the_next_means_sums():
     """add() keeps a sum and count for every mean of the type; a mean skipped by its ``where`` must
     still be counted when finding the next mean's place (it read the skipped mean's sums before)."""
-    from blipwatch.pipeline.catalogue import PartialAggregate
+    from blipwatch.pipeline.preaggregate import PartialAggregate
     from blipwatch.schemas.events import CustomerEvent
 
     catalogue = Catalogue.from_dict({"metrics": {
@@ -292,7 +292,7 @@ class ReferenceAggregate:
     own (``helper``), whose combinations are not used."""
 
     def __init__(self, catalogue: Catalogue):
-        from blipwatch.pipeline.catalogue import PartialAggregate
+        from blipwatch.pipeline.preaggregate import PartialAggregate
 
         self.helper = PartialAggregate(catalogue)
         self.combos: dict[tuple, list[float]] = {}
@@ -361,7 +361,7 @@ class ReferenceAggregate:
 def test_partials_equal_the_reference_in_order_and_floats_with_the_same_cap_and_drops():
     import random
 
-    from blipwatch.pipeline.catalogue import PartialAggregate
+    from blipwatch.pipeline.preaggregate import PartialAggregate
     from blipwatch.schemas.events import CustomerEvent
 
     catalogue = Catalogue.from_dict({"segments": {"max_series_per_metric": 9}, "metrics": {
@@ -407,7 +407,7 @@ def test_partials_equal_the_reference_in_order_and_floats_with_the_same_cap_and_
 
 def test_the_cap_admits_series_in_the_order_events_first_fed_them():
     """Which series the cap lets in depends on the order they are first fed; the margins replay it."""
-    from blipwatch.pipeline.catalogue import PartialAggregate
+    from blipwatch.pipeline.preaggregate import PartialAggregate
     from blipwatch.schemas.events import CustomerEvent
 
     catalogue = Catalogue.from_dict({"segments": {"max_series_per_metric": 3}})

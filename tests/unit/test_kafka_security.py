@@ -1,5 +1,5 @@
-"""SASL client configuration (issue 7). The embedded broker cannot be given a SCRAM user (shared
-TANSU.md: `tansu user create` fails with "early eof"), so SASL is tested as configuration: the
+"""SASL client configuration. The embedded broker cannot be given a SCRAM user (`tansu user create`
+fails with "early eof"), so SASL is tested as configuration: the
 ``BLIPWATCH_KAFKA_*`` variables produce the right settings for kafka-python, aiokafka and Faust, and
 every Kafka client constructed in blipwatch takes them from ``Settings``. TLS is tested for real
 in tests/integration/test_tls.py."""
@@ -76,7 +76,7 @@ def test_every_kafka_client_blipwatch_creates_takes_the_security_settings():
                                  r"AIOKafkaProducer|AIOKafkaAdminClient)\(", text):
             call = text[match.end(): text.find(")\n", match.end()) + 1]
             constructions += 1
-            assert re.search(r"\*\*(settings|self\.settings|connection)\b|_kwargs\(\)", call), \
+            assert re.search(r"\*\*(settings|self\.settings|connection|self\.connection)\b|_kwargs\(\)", call), \
                 f"{path.relative_to(PACKAGE)}: {match.group(1)}(...) without the BLIPWATCH_KAFKA_* settings"
     assert constructions >= 5
     assert "faust_kwargs()" in (PACKAGE / "stream_app" / "app.py").read_text()

@@ -2,7 +2,7 @@
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from blipwatch.stream_app.app import KeyHashCache
+from blipwatch.kafka.partitioner import KeyHashCache
 
 
 def test_same_partition_as_aiokafkas_default_partitioner_for_every_key_and_partition_count():

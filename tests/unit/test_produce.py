@@ -1,4 +1,4 @@
-"""produce.BatchSender: the records ``AIOKafkaProducer.send`` would have sent, as a few batches.
+"""batches.BatchSender: the records ``AIOKafkaProducer.send`` would have sent, as a few batches.
 
 Offline: a stand-in for the producer records what ``send_batch`` is handed; the batches are read
 back with aiokafka's own record-batch reader. tests/integration/test_produce_broker.py sends the
@@ -15,8 +15,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.record.default_records import DefaultRecordBatch
 from faust.exceptions import ProducerSendError
 
-from blipwatch.stream_app.app import KeyHashCache
-from blipwatch.stream_app.produce import BatchSender, build_batches
+from blipwatch.kafka.batches import BatchSender, build_batches
+from blipwatch.kafka.partitioner import KeyHashCache
 
 
 def read(builder) -> list[tuple[bytes | None, bytes | None, list]]:

@@ -8,7 +8,8 @@ import orjson
 
 from blipwatch.pipeline.catalogue import Catalogue
 from blipwatch.pipeline.windows import LocalWatermark
-from blipwatch.stream_app.ingest import IngestBatch, partial_messages, sent_positions
+from blipwatch.schemas.partials import partial_messages, sent_positions
+from blipwatch.stream_app.ingest import IngestBatch
 
 
 def event(occurred_at_ms: int) -> bytes:

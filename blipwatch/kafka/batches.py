@@ -11,7 +11,7 @@ call into aiokafka ``BatchBuilder``s itself, one per partition, and hands each t
 
 What stays as it was:
 
-- the partition: the producer's own partitioner (``producer_partitioner``, ``app.KeyHashCache``:
+- the partition: the producer's own partitioner (``producer_partitioner``, ``partitioner.KeyHashCache``:
   murmur2 of the key, as aiokafka's and the Java client's default) over the same partition list
   ``send`` would use, or the partition given;
 - the bytes: key, value, no headers; the timestamp is the producer's clock when the batch is
@@ -27,6 +27,11 @@ What stays as it was:
 - errors: a refused submission raises ``ProducerSendError`` (Faust wraps ``KafkaError`` so in
   ``send``), a failed delivery fails the returned future of its batch, so whoever awaits the
   futures sees it as before.
+
+aiokafka internals read here (tests/unit/test_kafka_compat.py checks each): the producer's
+``_partitioner``, ``_max_request_size`` and ``_message_accumulator._compression_type``; and, on the
+hot path of ``build_batches``, ``BatchBuilder._builder.append(offset, timestamp, key, value,
+headers)`` at ``BatchBuilder._relative_offset``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,126 @@
+"""The partials message: what the ingest stage sends the aggregate stage on the internal topic
+``blipwatch-metric-partials`` (``partials.schema.json`` describes it for other languages).
+
+One ingest flush is one message per partials partition (several, in order, when one would be too
+big for a Kafka record). A message carries the partial counts of the series routed to its
+partition and the ingest's watermark report, so the aggregate stage sees event-time progress
+even when a partition had no data::
+
+    {"wm": {"0": 1767643560000, "1": null},   input partition -> its watermark (null: none yet)
+     "total": 4,                              partitions of the input topic
+     "at": 1767643561.25,                     the ingest's clock at the flush (alert latency)
+     "src": "ingest-3f2a9c1d",                the ingest that sent it
+     "to": {"0": 1200, "1": 877},             input partition -> next offset this flush covers
+     "s": {"event_volume|all": [[1767643500000, 42.0, 0.0], ...]}}   series -> [window, n, d]
+
+``to`` is absent when the flush covered no offsets, and on every chunk but the last of a split
+flush (as is ``wm``, then ``{}``): no window closes before every chunk of the flush is merged.
+
+>>> [(partition, value)] = partial_messages({"event_volume|all": {1767643500000: [3.0, 0.0]}},
+...                                         {0: 1767643560000}, 1, 1, "ingest-1", observed_at=1.5,
+...                                         sent_to={0: 3})
+>>> value
+b'{"wm":{"0":1767643560000},"total":1,"at":1.5,"src":"ingest-1","to":{"0":3},"s":{"event_volume|all":[[1767643500000,3.0,0.0]]}}'
+>>> decode_partials(value)
+({0: 1767643560000}, 1, 1.5, {'event_volume|all': [[1767643500000, 3.0, 0.0]]})
+>>> sent_positions([value], {0})
+{0: 3}
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from typing import Any
+
+import orjson
+
+#: Largest partials message (bytes of JSON) before a flush splits a partition's series over several;
+#: aiokafka refuses records over its max_request_size (1 MiB by default).
+MAX_PARTIALS_BYTES = 512 * 1024
+
+#: series key -> window start (ms) -> [numerator, denominator], as ``PartialAggregate.drain`` gives them
+Partials = dict[str, dict[int, list[float]]]
+#: series key -> [[window start, numerator, denominator], ...], as a message carries them
+SeriesPartials = dict[str, list[list[float]]]
+
+
+def partition_for(series: str, partitions: int) -> int:
+    """Stable routing of a series to a partials partition (crc32: same in every process and run)."""
+    return zlib.crc32(series.encode()) % partitions
+
+
+def partial_messages(partials: Partials, report: dict[int, int | None], total_input_partitions: int,
+                     partitions: int, source: str, observed_at: float | None = None,
+                     sent_to: dict[int, int] | None = None,
+                     max_bytes: int = MAX_PARTIALS_BYTES) -> list[tuple[int, bytes]]:
+    """One flush as ``(partials partition, message)``: one message per partition, or several, in
+    order, when one would exceed ``max_bytes``.
+
+    ``sent_to`` (input partition -> next offset) says which input offsets this flush covers, so a
+    worker taking over an input partition skips what was sent but not committed."""
+    by_partition: list[SeriesPartials] = [{} for _ in range(partitions)]
+    for series, windows in partials.items():
+        by_partition[partition_for(series, partitions)][series] = [
+            [window, cell[0], cell[1]] for window, cell in windows.items()]
+    header: dict[str, Any] = {
+        "wm": {str(p): v for p, v in report.items()},
+        "total": total_input_partitions,
+        "at": observed_at if observed_at is not None else time.time(),
+        "src": source,
+    }
+    if sent_to:
+        header["to"] = {str(p): offset for p, offset in sent_to.items()}
+    messages = []
+    for p, series in enumerate(by_partition):
+        value = orjson.dumps({**header, "s": series})
+        if len(value) <= max_bytes or len(series) < 2:
+            messages.append((p, value))
+            continue
+        # Too big for one Kafka record (the producer refuses > 1 MiB: the flush failed and its
+        # partials were lost; seen with 10,000 series). Split the series over several messages in
+        # the same partition, in order; only the last carries the watermark report and the
+        # coverage ("to"), so no window closes before every chunk of this flush is merged, and a
+        # worker killed between chunks re-reads (duplicates, not a gap).
+        pieces = -(-len(value) // max_bytes) + 1
+        items = list(series.items())
+        step = -(-len(items) // pieces)
+        chunks = [dict(items[i:i + step]) for i in range(0, len(items), step)]
+        lead = {**header, "wm": {}}
+        lead.pop("to", None)
+        for chunk in chunks[:-1]:
+            messages.append((p, orjson.dumps({**lead, "s": chunk})))
+        messages.append((p, orjson.dumps({**header, "s": chunks[-1]})))
+    return messages
+
+
+def decode_partials(value: bytes) -> tuple[dict[int, int | None], int, float, SeriesPartials]:
+    """What the aggregate stage reads of a message: watermark report (input partition ->
+    watermark), input partitions, the flush's clock, and the series' ``[window, n, d]``."""
+    document = orjson.loads(value)
+    report = {int(p): v for p, v in document.get("wm", {}).items()}
+    return report, int(document.get("total", 0)), float(document.get("at", 0.0)), document.get("s", {})
+
+
+def covered_offsets(value: bytes) -> dict[int, int]:
+    """Input partition -> next offset the flush of this message covers (``{}`` if none, or if the
+    bytes are not a partials message: a takeover never stops on a foreign record)."""
+    try:
+        covered = orjson.loads(value).get("to") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        return {}
+    return {int(partition): int(offset) for partition, offset in covered.items()}
+
+
+def sent_positions(values: list[bytes], input_partitions: set[int]) -> dict[int, int]:
+    """Per input partition, the furthest offset any flush among these partials messages covered."""
+    furthest: dict[int, int] = {}
+    for value in values:
+        for partition, offset in covered_offsets(value).items():
+            if partition in input_partitions and offset > furthest.get(partition, -1):
+                furthest[partition] = offset
+    return furthest
+
+
+__all__ = ["MAX_PARTIALS_BYTES", "covered_offsets", "decode_partials", "partial_messages", "partition_for",
+           "sent_positions"]

@@ -1,0 +1,231 @@
+"""Stage 1 of the worker: a batched consumer of customer-events inside the Faust app.
+
+Decode, validate, dead-letter, pre-aggregate (``ingest.IngestBatch``), send the partials and the
+dead letters, then commit: at-least-once. Faust's per-message path costs ~80 µs an event; this ~4.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+from mode import Service
+
+from blipwatch.kafka import faust_compat
+from blipwatch.kafka.batches import track_topics
+from blipwatch.kafka.raw_records import RAW_RECORDS
+from blipwatch.kafka.raw_records import install as install_raw_records
+from blipwatch.pipeline.catalogue import Catalogue
+from blipwatch.pipeline.windows import LocalWatermark
+from blipwatch.schemas.partials import partial_messages
+from blipwatch.stream_app import metrics
+from blipwatch.stream_app.config import Settings
+from blipwatch.stream_app.ingest import IngestBatch
+from blipwatch.stream_app.rebalance import IngestRebalance
+from blipwatch.stream_app.topic_keeper import TopicKeeper
+
+log = logging.getLogger("blipwatch")
+
+#: How often the ingest stage flushes partials (and its watermark): the floor of alert latency...
+FLUSH_SECONDS = 0.5
+#: ... except that a caught-up ingest flushes as soon as its watermark closes a window, this long at
+#: least after the last flush (live 10k series at 10x: the close waited 0-0.5 s for the next flush).
+MIN_FLUSH_SECONDS = 0.05
+MAX_BATCH = 10_000
+#: How often the worker checks that its topics exist and Kafka answers (a restarted broker may
+#: come back without them); also the pace of the "cannot reach Kafka" warning while it is down.
+TOPIC_CHECK_SECONDS = 5.0
+
+
+class IngestService(Service):
+    """Reads ``settings.events_topic`` in batches; every flush sends one partials message per
+    partials partition (``schemas.partials``) and the dead letters, waits for their acks, commits.
+
+    ``app`` is the Faust app whose producer sends (started before this service: ``app.service``);
+    ``events_topic`` its Faust topic of events (declared at start if missing); ``topics`` keeps the
+    worker's topics present; ``consumer_options`` go to the aiokafka consumer."""
+
+    def __init__(self, app: Any, settings: Settings, catalogue: Catalogue, events_topic: Any,
+                 topics: TopicKeeper, consumer_options: dict[str, Any] | None = None, **kwargs: Any):
+        self.app = app
+        self.settings = settings
+        self.catalogue = catalogue
+        self.events_topic = events_topic
+        self.topics = topics
+        self.consumer: AIOKafkaConsumer | None = None
+        self.batch = IngestBatch(catalogue, settings.max_event_bytes)
+        self.watermark = LocalWatermark(catalogue.window_ms, catalogue.lateness_ms, catalogue.idle_ms)
+        self.positions: dict[TopicPartition, int] = {}
+        self.source = f"ingest-{uuid.uuid4().hex[:8]}"
+        self.total_partitions = 0
+        self.last_flush = time.monotonic()
+        self.flushed_closes: int | None = None  # windows the watermark had closed at the last flush
+        #: aiokafka consumer options beside the connection (the embedded broker's shorter fetch wait)
+        self.consumer_options = consumer_options or {}
+        super().__init__(**kwargs)
+
+    async def on_start(self) -> None:
+        settings = self.settings
+        # create the input topic if it is missing, so a fresh cluster works without admin steps
+        await self.events_topic.maybe_declare()
+        # every topic we write exists, and the producer's metadata covers it, before anything is
+        # sent (batches.track_topics)
+        await self.topics.ensure()
+        await track_topics(faust_compat.aiokafka_producer(self.app),
+                           [topic for topic in self.topics.topics if topic != settings.events_topic])
+        install_raw_records()
+        self.consumer = AIOKafkaConsumer(
+            group_id=f"{settings.app_id}-ingest",
+            value_deserializer=RAW_RECORDS,  # aiokafka's records, no ConsumerRecord each: kafka/raw_records.py
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+            **self.consumer_options,
+            **settings.aiokafka_kwargs(),
+        )
+        await self.consumer.start()
+        self.consumer.subscribe([settings.events_topic], listener=IngestRebalance(
+            self.consumer, self.watermark, self.flush, settings))
+        self.add_future(self.run())
+
+    async def on_stop(self) -> None:
+        if self.consumer is not None:
+            try:
+                await self.flush()
+            except Exception:  # shutting down: the uncommitted tail is re-read by the next owner
+                log.exception("ingest: final flush failed")
+            await self.consumer.stop()
+        await self.topics.close()
+
+    async def run(self) -> None:
+        assert self.consumer is not None
+        while not self.should_stop:
+            try:
+                await self.step()
+            except asyncio.CancelledError:
+                # aiokafka cancels a pending fetch or commit when its group is reset (e.g. the
+                # broker came back without our membership); only a cancel of this task ends it
+                current = asyncio.current_task()
+                if self.should_stop or (current is not None and current.cancelling()):
+                    raise
+                log.warning("ingest: a Kafka request was cancelled by a group reset; continuing")
+                await asyncio.sleep(0.5)
+
+    async def step(self) -> None:
+        try:
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
+        except Exception as exc:  # broker gone: aiokafka reconnects by itself
+            log.warning("ingest: cannot fetch from %s (%s); retrying", self.settings.broker, exc)
+            await asyncio.sleep(1.0)
+            return
+        if batches:
+            self.process(batches)
+        since = time.monotonic() - self.last_flush
+        if since >= FLUSH_SECONDS or (since >= MIN_FLUSH_SECONDS and self.closes_a_window(batches)):
+            try:
+                await self.flush()
+            except Exception as exc:
+                log.warning("ingest: flush failed (%s); will retry", exc)
+                await asyncio.sleep(1.0)
+
+    @Service.timer(TOPIC_CHECK_SECONDS)
+    async def check_kafka(self) -> None:
+        await self.topics.ensure()
+
+    def closes_a_window(self, batches) -> bool:
+        """Caught up (the fetch was not full) and the watermark closed a window since the last
+        flush. A backlog keeps the FLUSH_SECONDS cadence: its watermark closes windows all the
+        time, and fewer, larger partials messages are cheaper to score."""
+        if sum(len(records) for records in batches.values()) >= MAX_BATCH:
+            return False
+        return self.closes(int(time.time() * 1000)) != self.flushed_closes
+
+    def closes(self, now_ms: int) -> int | None:
+        """How many windows the local watermark has closed (a count that only grows)."""
+        watermark = self.watermark.value(now_ms)
+        if watermark is None:
+            return None
+        return (watermark - self.catalogue.lateness_ms) // self.catalogue.window_ms
+
+    def process(self, batches) -> None:
+        """One fetch (partition -> records) into the pre-aggregation and the watermark."""
+        started = time.perf_counter()
+        now_ms = int(time.time() * 1000)
+        watermark = self.watermark.value(now_ms)
+        add_records = self.batch.add_records
+        for tp, records in batches.items():
+            newest = add_records(records, f"{tp.topic}/{tp.partition}/", watermark)
+            if newest is not None:
+                self.watermark.observe(tp.partition, newest, now_ms)
+            elif records:
+                self.watermark.last_active[tp.partition] = now_ms
+            self.positions[tp] = records[-1].offset + 1
+        metrics.INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    async def flush(self) -> None:
+        """Send partials + dead letters, wait for the broker's acks, then commit offsets."""
+        assert self.consumer is not None
+        settings, producer = self.settings, self.app.producer
+        self.last_flush = time.monotonic()
+        now_ms = int(time.time() * 1000)
+        if not self.total_partitions:
+            found = self.consumer.partitions_for_topic(settings.events_topic)
+            self.total_partitions = len(found) if found else 0
+        self.watermark.assign({tp.partition for tp in self.consumer.assignment()}, now_ms)
+        report = self.watermark.report(now_ms)
+        self.flushed_closes = self.closes(now_ms)
+        partials = self.batch.aggregate.drain()
+        letters = self.batch.drain_dead_letters()
+        futures = []
+        offsets, self.positions = dict(self.positions), {}
+        if self.total_partitions and (report or partials):
+            covered = {tp.partition: offset for tp, offset in offsets.items()}
+            for partition, value in partial_messages(partials, report, self.total_partitions,
+                                                     settings.partitions, self.source, sent_to=covered):
+                futures.append(await producer.send(settings.partials_topic, None, value, partition, None, None))
+        for letter in letters:
+            futures.append(await producer.send(settings.dlq_topic, letter.key, letter.value or b"",
+                                               None, None, letter.headers()))
+        if futures:
+            await asyncio.gather(*futures)
+        self.count()
+        if offsets:
+            await self.consumer.commit(offsets)
+        await self.report_lag()
+
+    def count(self) -> None:
+        counts = self.batch.counts
+        for label, n in counts.valid.items():
+            metrics.EVENTS.labels(label).inc(n)
+        for reason, n in counts.invalid.items():
+            metrics.EVENTS_INVALID.labels(reason).inc(n)
+        if counts.late:
+            metrics.EVENTS_LATE.inc(counts.late)
+        for metric, n in self.batch.aggregate.drain_dropped().items():
+            metrics.SERIES_DROPPED.labels(metric).inc(n)
+        counts.clear()
+
+    async def report_lag(self) -> None:
+        """Consumer lag per events partition: the fetch's high watermark minus our position
+        (the fetch's high watermark is right even on the embedded broker, where ListOffsets is not)."""
+        assert self.consumer is not None
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = await self.consumer.position(tp)
+            except Exception:  # mid-rebalance: the partition is gone or not yet positioned
+                continue
+            metrics.INGEST_LAG.labels(str(tp.partition)).set(max(0, highwater - position))
+
+
+__all__ = ["IngestService", "FLUSH_SECONDS", "MIN_FLUSH_SECONDS", "MAX_BATCH", "TOPIC_CHECK_SECONDS"]
