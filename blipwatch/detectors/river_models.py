@@ -21,7 +21,7 @@ direction is the value's side of its running mean.
 >>> spike = det.judge_one({"t": 600 * 60.0, "value": 90.0})
 >>> spike.is_anomaly, spike.direction, spike.expected is not None
 (True, 'up', True)
->>> model_settings({"model": "anomaly.HalfSpaceTree"})
+>>> model_settings({"model": "anomaly.HalfSpaceTree"})  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
 blipwatch.detectors.settings.SettingsError: detector model 'anomaly.HalfSpaceTree': River has no anomaly.HalfSpaceTree; use one of anomaly.HalfSpaceTrees, anomaly.LODA, ...
@@ -66,8 +66,7 @@ def _step_class(spec: str, name: str, last: bool) -> type:
     cls = getattr(_MODULES[module_name], class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, kind[module_name])) or issubclass(cls, base.AnomalyFilter):
         choices = _choices(module_name, kind[module_name])
-        raise SettingsError(f"detector model {spec!r}: River has no {name}; use one of "
-                            f"{', '.join(choices[:2])}, ...")
+        raise SettingsError(f"detector model {spec!r}: River has no {name}; use one of {', '.join(choices)}")
     return cls
 
 
