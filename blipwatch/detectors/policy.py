@@ -127,8 +127,7 @@ class AlertPolicy:
         volume = scored.volume if volume is None else volume
         if scored.value is None or scored.expected is None or volume < self.min_volume:
             return None
-        direction = scored.direction   # self._wanted(direction), written out (once per window)
-        wanted = direction is not None and self.direction in ("both", direction)
+        wanted = self._wanted(scored.direction)
         if self.firing:
             if wanted and scored.direction == self.incident_direction and \
                     scored.score >= self.threshold - self.hysteresis:

@@ -9,8 +9,8 @@ The model sees ``{"value": ...}`` (a rate's numerator / denominator when no valu
 Their raw scores are put on our rarity scale by :class:`~blipwatch.detectors.rarity.RankCalibration`
 over the last ``calibrate_memory`` points, so ``threshold`` means the same rarity as for our
 detectors. No score before ``WARMUP`` raw scores are known. Forecasters give expected values and
-bounds (where the forecast error reaches the threshold); anomaly models give neither, and their
-direction is the value's side of its running mean.
+bounds (where the forecast error reaches the threshold); for anomaly models the expected value is
+the values' running mean (no bounds), and the direction is the value's side of it.
 
 >>> det = make_model_detector("value", {"model": "time_series.SNARIMAX", "params": {"p": 1, "d": 0, "q": 0},
 ...                                     "calibrate_memory": 200})
@@ -118,7 +118,7 @@ class RiverModelDetector(base.AnomalyDetector):
         self.calibration = RankCalibration(self.settings["calibrate_memory"])
         self.n_learned = 0
         self.t_last: float | None = None
-        self.value_mean: float | None = None   # EW mean of the values: an anomaly model's direction
+        self.value_mean: float | None = None   # EW mean of the values: an anomaly model's expected value
         self._cache: tuple | None = None
 
     def __repr__(self) -> str:
@@ -130,6 +130,15 @@ class RiverModelDetector(base.AnomalyDetector):
         if value is None and x.get("numerator") is not None and x.get("denominator"):
             value = x["numerator"] / x["denominator"]
         return float(value) if value is not None and math.isfinite(value) else None
+
+    def _volume(self, x: Mapping[str, Any], value: float | None, expected: float | None) -> float:
+        """The evidence behind the point, as our kinds count it (the policy's ``min_volume``)."""
+        if value is None:
+            return 0.0
+        if self.kind == "count":
+            return max(value, expected or 0.0)
+        denominator = x.get("denominator")
+        return float(denominator) if denominator else 1.0
 
     def _judge(self, x: Mapping[str, Any]) -> tuple[Scored, float | None]:
         """(the judgement, the raw score to learn); the raw score is None without a value."""
@@ -150,14 +159,16 @@ class RiverModelDetector(base.AnomalyDetector):
                 if value is not None:
                     raw = abs(value - expected)
                     direction = "up" if value > expected else "down" if value < expected else None
-        elif value is not None:
-            raw = float(self.model.score_one({"value": value}))
-            if self.value_mean is not None:
-                direction = "up" if value > self.value_mean else "down" if value < self.value_mean else None
+        else:
+            expected = self.value_mean
+            if value is not None:
+                raw = float(self.model.score_one({"value": value}))
+                if expected is not None:
+                    direction = "up" if value > expected else "down" if value < expected else None
         if raw is not None and len(calibration) >= WARMUP:
             score = score_of_p(calibration.p(raw))
         result = (Scored(value, expected, lower, upper, score, direction, score >= self.threshold,
-                         0.0, 0.0 if value is None else 1.0), raw)
+                         0.0, self._volume(x, value, expected)), raw)
         self._cache = (key, result)
         return result
 
