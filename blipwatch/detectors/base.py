@@ -5,7 +5,17 @@ River's two verbs on a dict ``x`` with keys ``value``, ``numerator``, ``denomina
 ``score_one(x)`` says how unusual the point is, before seeing it, as one float on the rarity
 scale (:mod:`blipwatch.detectors.tails`); ``learn_one(x)`` then learns it. ``judge_one(x)``
 gives the whole judgement (:class:`Scored`: expected value, bounds, direction). So River's
-``anomaly.ThresholdFilter``, ``compose.Pipeline`` and ``evaluate`` take these detectors.
+``anomaly.ThresholdFilter``, ``compose.Pipeline`` and ``evaluate`` take these detectors:
+
+>>> from river import anomaly
+>>> from blipwatch.detectors import make_detector
+>>> flagged = anomaly.ThresholdFilter(make_detector("value"), threshold=0.6)
+>>> for minute in range(100):
+...     x = {"value": 50.0 + minute % 3}               # no t: one minute after the last point
+...     _ = flagged.score_one(x)
+...     flagged.learn_one(x)                           # anomalies are not learned
+>>> flagged.classify(flagged.score_one({"value": 51.0})), flagged.classify(flagged.score_one({"value": 90.0}))
+(False, True)
 
 How a point is judged
 ---------------------
@@ -39,6 +49,7 @@ one against the other.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, Mapping
 
 from river import base
@@ -48,8 +59,8 @@ from blipwatch.detectors.page_hinkley import PageHinkley
 from blipwatch.detectors.profile import _BIN_CACHES, DailyProfile
 from blipwatch.detectors.scored import Scored
 from blipwatch.detectors.sequential import SequentialEvidence
-from blipwatch.detectors.settings import resolve_settings
-from blipwatch.detectors.tails import point_score, z_for_score
+from blipwatch.detectors.settings import SettingsError, resolve_settings
+from blipwatch.detectors.tails import t_tail_score, tail_score, z_for_score
 
 _MINUTE = 60.0
 
@@ -64,6 +75,8 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         self.settings = resolve_settings(self.kind, settings)
+        if "model" in self.settings:
+            raise SettingsError(f"{type(self).__name__} is our own model; make_detector runs a River one")
         for key, value in self.settings.items():
             setattr(self, key, value)
         self._band_z = z_for_score(self.threshold)
@@ -71,6 +84,8 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
         self._bins = _BIN_CACHES.setdefault(self.season_bins, {})
         self._pools = self.pool_windows > 1 and bool(self.sequential)
         self._one_bin = self.season_bins == 1
+        #: one point's tail: Student's t with ``tail_dof`` > 0 degrees of freedom, else normal; chosen once
+        self._point_score = partial(t_tail_score, dof=self.tail_dof) if self.tail_dof > 0 else tail_score
         self._reset()
 
     def _reset(self) -> None:
@@ -110,24 +125,25 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
 
     # --- River's verbs ---------------------------------------------------------------------
 
-    def _point(self, x: Mapping[str, Any]) -> tuple:
-        get = x.get
-        t = get("t")
-        if t is None:
-            t = 0.0 if self.t_last is None else self.t_last + _MINUTE
-        return t, get("value"), get("numerator"), get("denominator")
+    def _default_t(self) -> float:
+        return 0.0 if self.t_last is None else self.t_last + _MINUTE
 
     def judge_one(self, x: Mapping[str, Any]) -> Scored:
         """The whole judgement of the point ``x`` (expected, bounds, score, direction), before learning it."""
-        return self._scored(*self._point(x))
+        get = x.get
+        t = get("t")
+        return self._scored(self._default_t() if t is None else t, get("value"), get("numerator"),
+                            get("denominator"))
 
     def score_one(self, x: Mapping[str, Any]) -> float:
         """How rare the point ``x`` is, before learning it: ``judge_one(x).score``."""
-        return self._scored(*self._point(x)).score
+        return self.judge_one(x).score
 
     def learn_one(self, x: Mapping[str, Any]) -> None:
         """Learn the point ``x`` (after scoring it); a point without evidence is skipped."""
-        self._learn(*self._point(x))
+        get = x.get
+        t = get("t")
+        self._learn(self._default_t() if t is None else t, get("value"), get("numerator"), get("denominator"))
 
     # --- kind hooks ------------------------------------------------------------------------
 
@@ -182,7 +198,9 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
         a Pearson residual of 38 but a deviance residual of 3.5)."""
         deviance_z = residual / math.sqrt(self._sampling_var(mu, n))
         clip = 2.0 * self.clip_z
-        deviance_z = max(-clip, min(clip, deviance_z))
+        low = -clip
+        deviance_z = deviance_z if deviance_z < clip else clip
+        deviance_z = deviance_z if deviance_z > low else low
         return deviance_z * deviance_z - 1.0
 
     def _volume(self, x: float, mu: float, n: float) -> float:
@@ -257,8 +275,8 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
         if obs is None:
             return Scored(x, mu, lower, upper, 0.0, None, False, 0.0, 0.0)
         x, n = obs
-        dof = self.tail_dof
-        score = point_score(z, dof)
+        point_score = self._point_score
+        score = point_score(z)
         direction = "up" if z > 0 else "down" if z < 0 else None
         # evidence over several points: a 2-sigma rise held for 6 windows is as rare as one
         # 5-sigma point, and on small segments it is the only way a blip can be seen
@@ -275,15 +293,16 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
         if seasonal_only and not seasoned:
             up = down = 0.0
         peak = down if down > up else up
-        sequential = self._cusum_score(peak)
-        if sequential > score:
-            score, direction = sequential, "up" if up >= down else "down"
-            # the evidence is the run of points behind the CUSUM, not this point alone
-            volume += self.evidence_up if direction == "up" else self.evidence_down
+        if peak > 0.0:
+            sequential = self._cusum_score(peak)
+            if sequential > score:
+                score, direction = sequential, "up" if up >= down else "down"
+                # the evidence is the run of points behind the CUSUM, not this point alone
+                volume += self.evidence_up if direction == "up" else self.evidence_down
         prev = self.pool_prev
         if self._pools and prev is not None and (seasoned or not seasonal_only):
             pooled_z = self._pooled_z(x, n, mu, rho, bias)
-            pooled = point_score(pooled_z, dof)
+            pooled = point_score(pooled_z)
             if pooled > score:
                 score, direction = pooled, "up" if pooled_z > 0 else "down"
                 volume += self._volume(prev[0], prev[2], prev[1])

@@ -75,6 +75,7 @@ class SequentialEvidence:
         return (cap if cap < up else up), (cap if cap < down else down)
 
     def _cusum_score(self, s: float) -> float:
+        """A CUSUM on the rarity scale of one point (:func:`~blipwatch.detectors.tails.cusum_score`)."""
         return cusum_score(s, self.cusum_k)
 
     def _pool(self, prev: list[float], x: float, n: float, mu: float) -> tuple[float, float, float]:

@@ -90,9 +90,11 @@ class SeriesState(NamedTuple):
 # --- fields <-> objects -------------------------------------------------------------------------
 
 def _detector_fields(det: SeriesDetector | RiverModelDetector) -> list:
-    if isinstance(det, RiverModelDetector):
-        return [det.kind, det.settings, det.state(), None]
-    getter = _STATE_GETTERS.get(type(det)) or operator.attrgetter(*det._STATE_FIELDS)
+    getter = _STATE_GETTERS.get(type(det))
+    if getter is None:
+        if isinstance(det, RiverModelDetector):
+            return [det.kind, det.settings, det.state(), None]
+        getter = operator.attrgetter(*det._STATE_FIELDS)
     return [det.kind, det.settings, getter(det), _SHIFT_GET(det.shift)]
 
 

@@ -88,11 +88,6 @@ def t_tail_score(z: float, dof: float) -> float:
     return min(1.0, max(0.0, -math.log10(max(p, 1e-300)) / 10.0))
 
 
-def point_score(z: float, dof: float) -> float:
-    """One residual's score: Student's t tail with ``dof`` > 0 degrees of freedom, else normal."""
-    return t_tail_score(z, dof) if dof > 0 else tail_score(z)
-
-
 def cusum_score(s: float, k: float) -> float:
     """A one-sided CUSUM ``s`` (reference ``k`` sigma) on the same scale as one point: for N(0,1)
     residuals its stationary tail is P(S > s) ~ exp(-2k (s + 0.583)) (Siegmund's overshoot
