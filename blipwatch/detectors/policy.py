@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from blipwatch.detectors.series import Scored, SettingsError
+from blipwatch.detectors.scored import Scored
+from blipwatch.detectors.settings import SettingsError
 
 DIRECTIONS = ("up", "down", "both")
 
@@ -52,7 +53,7 @@ class AlertPolicy:
     evidence are ignored (neither anomalous nor normal). ``direction`` keeps only rises
     ("up"), falls ("down") or both. ``critical_threshold`` separates warning from critical.
 
-    >>> from blipwatch.detectors.series import Scored
+    >>> from blipwatch.detectors.scored import Scored
     >>> policy = AlertPolicy(warmup=0, resolve_after=2, cooldown=0)
     >>> def point(score, direction="up"):
     ...     return Scored(12.0, 5.0, 3.0, 7.0, score, direction, score >= 0.6, 0.0, 100.0)
@@ -126,8 +127,7 @@ class AlertPolicy:
         volume = scored.volume if volume is None else volume
         if scored.value is None or scored.expected is None or volume < self.min_volume:
             return None
-        direction = scored.direction   # self._wanted(direction), written out (once per window)
-        wanted = direction is not None and self.direction in ("both", direction)
+        wanted = self._wanted(scored.direction)
         if self.firing:
             if wanted and scored.direction == self.incident_direction and \
                     scored.score >= self.threshold - self.hysteresis:

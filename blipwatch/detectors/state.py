@@ -6,12 +6,17 @@ Not pickle: River pickles broke between 0.24 and 0.25. A blob is a header line
 layout (or a damaged one) raises :class:`StateVersionError`, so the caller re-warms that
 series on purpose instead of crashing.
 
-Format 5 (since 2026-11-30, docs/performance.md "State codec"): MessagePack instead of
-stdlib JSON + zlib (format 4), ~28x cheaper to encode. Floats are MessagePack float64, so NaN,
-±inf and -0.0 round-trip bit for bit (a restored detector scores byte-identically). Settings
-are stored by name (a setting added later takes its default, as before); the running state
-is stored by position in ``_STATE_FIELDS`` order, and ``LAYOUT``, a checksum of those field
-names, is part of the header: a state written with other fields is refused like an old version.
+Floats are MessagePack float64, so NaN, ±inf and -0.0 round-trip bit for bit (a restored
+detector scores byte-identically). Settings are stored by name (a setting added later takes its
+default); the running state is stored by position in ``_STATE_FIELDS`` order, and ``LAYOUT``, a
+checksum of those field names, is part of the header: a state written with other fields is
+refused like an old version.
+
+Format 6: only our own fields. The Page-Hinkley test is ours (``page_hinkley.STATE_FIELDS``), no
+longer River's private fields (format 5 stored those; a format-5 state is refused and its series
+re-warms). A detector running a River model (``river_models``) stores its own fields, its
+calibration's raw scores and the model as River's pickle tagged with River's version
+(``river_compat``): another River version re-warms the series.
 """
 
 from __future__ import annotations
@@ -23,15 +28,15 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from blipwatch.detectors.base import SeriesDetector
+from blipwatch.detectors.kinds import KIND_CLASSES, make_detector
+from blipwatch.detectors.page_hinkley import STATE_FIELDS as _SHIFT_FIELDS
 from blipwatch.detectors.policy import AlertPolicy, settings_names
-from blipwatch.detectors.series import _KIND_CLASSES, SeriesDetector, make_detector
+from blipwatch.detectors.river_models import RiverModelDetector
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 _MAGIC = b"blipwatch-state/"
 
-#: River's Page-Hinkley fields, in the order they are stored.
-_SHIFT_FIELDS = ("_x_mean.n", "_x_mean._mean", "_sum_increase", "_sum_decrease", "_min_increase",
-                 "_max_decrease", "_drift_detected")
 _POLICY_SETTINGS = tuple(settings_names())
 _POLICY_STATE = tuple(f.name for f in fields(AlertPolicy) if f.name not in _POLICY_SETTINGS)
 
@@ -39,8 +44,9 @@ _POLICY_STATE = tuple(f.name for f in fields(AlertPolicy) if f.name not in _POLI
 def _layout() -> str:
     """Checksum of every name whose position decides what a stored value means."""
     parts = [f"{kind}={cls.__name__}:{','.join(cls._STATE_FIELDS)}"
-             for kind, cls in sorted(_KIND_CLASSES.items())]
+             for kind, cls in sorted(KIND_CLASSES.items())]
     parts += ["shift:" + ",".join(_SHIFT_FIELDS), "policy:" + ",".join(_POLICY_STATE),
+              "model:" + ",".join(RiverModelDetector._STATE_FIELDS) + ",calibration,river",
               "series:last_closed,incident,detector,policy"]
     return f"{zlib.crc32('|'.join(parts).encode()):08x}"
 
@@ -48,7 +54,7 @@ def _layout() -> str:
 #: Changes whenever a running-state field is added, removed, renamed or moved (bump FORMAT_VERSION too).
 LAYOUT = _layout()
 _HEADER = _MAGIC + f"{FORMAT_VERSION} {LAYOUT}\n".encode()
-_STATE_GETTERS = {cls: operator.attrgetter(*cls._STATE_FIELDS) for cls in _KIND_CLASSES.values()}
+_STATE_GETTERS = {cls: operator.attrgetter(*cls._STATE_FIELDS) for cls in KIND_CLASSES.values()}
 _SHIFT_GET = operator.attrgetter(*_SHIFT_FIELDS)
 _POLICY_SETTINGS_GET = operator.attrgetter(*_POLICY_SETTINGS)
 _POLICY_STATE_GET = operator.attrgetter(*_POLICY_STATE)
@@ -77,28 +83,35 @@ class SeriesState(NamedTuple):
 
     last_closed: int | None
     incident: dict | None
-    detector: SeriesDetector
+    detector: SeriesDetector | RiverModelDetector
     policy: AlertPolicy
 
 
 # --- fields <-> objects -------------------------------------------------------------------------
 
-def _detector_fields(det: SeriesDetector) -> list:
-    getter = _STATE_GETTERS.get(type(det)) or operator.attrgetter(*det._STATE_FIELDS)
+def _detector_fields(det: SeriesDetector | RiverModelDetector) -> list:
+    getter = _STATE_GETTERS.get(type(det))
+    if getter is None:
+        if isinstance(det, RiverModelDetector):
+            return [det.kind, det.settings, det.state(), None]
+        getter = operator.attrgetter(*det._STATE_FIELDS)
     return [det.kind, det.settings, getter(det), _SHIFT_GET(det.shift)]
 
 
-def _detector_from(body: list) -> SeriesDetector:
+def _detector_from(body: list) -> SeriesDetector | RiverModelDetector:
     kind, settings, values, shift = body
     detector = make_detector(kind, settings)
+    if isinstance(detector, RiverModelDetector):
+        detector.restore(values)
+        return detector
     names = detector._STATE_FIELDS
     if len(values) != len(names) or len(shift) != len(_SHIFT_FIELDS):
         raise ValueError("field count")
     for name, value in zip(names, values):
         setattr(detector, name, value)
     ph = detector.shift
-    (ph._x_mean.n, ph._x_mean._mean, ph._sum_increase, ph._sum_decrease,
-     ph._min_increase, ph._max_decrease, ph._drift_detected) = shift
+    for name, value in zip(_SHIFT_FIELDS, shift):
+        setattr(ph, name, value)
     return detector
 
 
@@ -115,30 +128,30 @@ def _policy_from(body: list) -> AlertPolicy:
 
 # --- blobs --------------------------------------------------------------------------------------
 
-def dump_state(obj: SeriesDetector | AlertPolicy) -> bytes:
+def dump_state(obj: SeriesDetector | RiverModelDetector | AlertPolicy) -> bytes:
     """Serialise a detector or a policy.
 
     >>> from blipwatch.detectors import make_detector
     >>> det = make_detector("count")
-    >>> det.learn_one(0.0, 12)
+    >>> det.learn_one({"t": 0.0, "value": 12})
     >>> blob = dump_state(det)
-    >>> blob.startswith(b"blipwatch-state/5 "), len(blob) < 20_000
+    >>> blob.startswith(b"blipwatch-state/6 "), len(blob) < 20_000
     (True, True)
-    >>> load_state(blob).score_one(60.0, 12) == det.score_one(60.0, 12)
+    >>> load_state(blob).judge_one({"t": 60.0, "value": 12}) == det.judge_one({"t": 60.0, "value": 12})
     True
     >>> load_state(b"blipwatch-state/0\\n...")
     Traceback (most recent call last):
     ...
-    blipwatch.detectors.state.StateVersionError: stored state has format version 0, this blipwatch reads version 5: re-warm the series
+    blipwatch.detectors.state.StateVersionError: stored state has format version 0, this blipwatch reads version 6: re-warm the series
     """
-    if isinstance(obj, SeriesDetector):
+    if isinstance(obj, (SeriesDetector, RiverModelDetector)):
         return _HEADER + _encode(["detector", *_detector_fields(obj)])
     if isinstance(obj, AlertPolicy):
         return _HEADER + _encode(["policy", *_policy_fields(obj)])
     raise TypeError(f"dump_state takes a detector or an AlertPolicy, not {type(obj).__name__}")
 
 
-def dump_series(last_closed: int | None, incident: dict | None, detector: SeriesDetector,
+def dump_series(last_closed: int | None, incident: dict | None, detector: SeriesDetector | RiverModelDetector,
                 policy: AlertPolicy) -> bytes:
     """One blob for a series: its progress, detector and policy (``SeriesTracker.to_bytes``).
 
@@ -181,7 +194,7 @@ def _body(blob: bytes) -> list:
     return body
 
 
-def load_state(blob: bytes) -> SeriesDetector | AlertPolicy:
+def load_state(blob: bytes) -> SeriesDetector | RiverModelDetector | AlertPolicy:
     """The detector or policy stored by :func:`dump_state`; StateVersionError if unreadable."""
     body = _body(blob)
     if body[0] == "series":

@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from blipwatch.detectors.settings import SettingsError, resolve_settings
 
 METRIC_KINDS = {"count": "count", "rate": "rate", "mean": "mean", "funnel": "rate"}  # metric kind -> detector kind
 #: what a funnel's value counts: journeys that converted, or those that did not
@@ -283,6 +284,11 @@ class Catalogue:
         if not isinstance(detector, dict):
             raise CatalogueError("detector must be a mapping of kind (rate, count, value) to settings")
         self.detector_settings = detector
+        for metric in self.metrics:   # a wrong setting or River model fails here, not at its first window
+            try:
+                resolve_settings(metric.detector_kind, self.detector_settings_for(metric))
+            except SettingsError as exc:
+                raise CatalogueError(f"metrics.{metric.name}.detector: {exc}") from None
         policy = document.get("policy") or {}
         if not isinstance(policy, dict):
             raise CatalogueError("policy must be a mapping of alert policy settings")

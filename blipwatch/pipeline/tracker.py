@@ -169,14 +169,13 @@ class SeriesTracker:
         t = window / 1000.0
         detector = self.detector
         if kind == "rate":
-            scored = detector.score_one(t, value, num, den)
-            detector.learn_one(t, value, num, den)
+            x = {"t": t, "value": value, "numerator": num, "denominator": den}
         elif kind == "mean":
-            scored = detector.score_one(t, value, None, den)
-            detector.learn_one(t, value, None, den)
+            x = {"t": t, "value": value, "denominator": den}
         else:
-            scored = detector.score_one(t, value)
-            detector.learn_one(t, value)
+            x = {"t": t, "value": value}
+        scored = detector.judge_one(x)
+        detector.learn_one(x)
         # the detector knows the evidence behind its score (a run of windows for a sequential one)
         transition = self.policy.update(t, scored, None)
         window_ms = self.window_ms

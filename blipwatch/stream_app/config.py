@@ -326,8 +326,9 @@ def check_broker(broker: str) -> None:
 
 def check_catalogue(catalogue) -> None:
     """Every metric's detector and policy settings as its series will use them, checked when the
-    config is loaded (unknown names, values out of range, NaN/inf) instead of at the first series."""
-    from blipwatch.detectors import AlertPolicy, SettingsError, resolve_settings
+    config is loaded (values that are NaN/inf, the policy's names and ranges) instead of at the first
+    series. The detector's names and ranges are checked by the catalogue itself."""
+    from blipwatch.detectors import AlertPolicy, SettingsError
 
     for metric in catalogue.metrics:
         detector, policy = catalogue.detector_settings_for(metric), catalogue.policy_settings_for(metric)
@@ -336,7 +337,6 @@ def check_catalogue(catalogue) -> None:
                 if isinstance(value, float) and not math.isfinite(value):
                     raise ConfigError(f"metrics.{metric.name}: {section} setting {key!r}={value} must be finite")
         try:
-            resolve_settings(metric.detector_kind, detector)
             AlertPolicy.from_settings(policy)
         except (SettingsError, TypeError, ValueError) as exc:
             raise ConfigError(f"metrics.{metric.name}: {exc}") from None

@@ -2,9 +2,9 @@
 detector state, per kind, over synthetic series (gaps, zeros, NaN, spikes, shifts, low volumes)
 and over the NAB files (as value, count and mean series). For changes that must not move a bit:
 
-    .venv/bin/python tests/benchmarks/detector_bits.py > /tmp/after.txt
+    .venv/bin/python tests/benchmarks/detector_bits.py NAB_FOLDER > /tmp/after.txt
     git archive main blipwatch | tar -x -C /tmp/base
-    cd /tmp && PYTHONPATH=/tmp/base /work/…/.venv/bin/python /work/…/tests/benchmarks/detector_bits.py > /tmp/before.txt
+    cd /tmp && PYTHONPATH=/tmp/base python …/tests/benchmarks/detector_bits.py NAB_FOLDER > /tmp/before.txt
     diff /tmp/before.txt /tmp/after.txt
 
 Each point is scored twice on some windows (the caches must give the same answer).
@@ -42,22 +42,28 @@ def run(kind, points, settings=None):
     det, pol = make_detector(kind, settings), AlertPolicy(warmup=10)
     h = hashlib.md5()
     for t, v, num, den in points:
-        s = det.score_one(t, v, num, den)
+        x = {"t": t, "value": v, "numerator": num, "denominator": den}
+        s = det.judge_one(x)
         if int(t) % 7 == 0:
-            s2 = det.score_one(t, v, num, den)   # scored twice: the caches must give the same
+            s2 = det.judge_one(x)   # judged twice: the caches must give the same
             assert repr(s2) == repr(s), (s, s2)
-        det.learn_one(t, v, num, den)
+            assert det.score_one(x) == s.score
+        det.learn_one(x)
         tr = pol.update(t, s, None)
         h.update(repr((s, tr)).encode())
-    ph = det.shift  # what the state codec stores (state.py: _STATE_FIELDS and _SHIFT_FIELDS), on any tree
+    # what the state codec stores: the detector's _STATE_FIELDS and its Page-Hinkley test's
+    # (the same values as River's PageHinkley held in _x_mean.n, _x_mean._mean, _sum_increase,
+    # _sum_decrease, _min_increase, _max_decrease, _drift_detected before state format 6)
+    ph = det.shift
     state = [getattr(det, f) for f in det._STATE_FIELDS] + [
-        ph._x_mean.n, ph._x_mean._mean, ph._sum_increase, ph._sum_decrease, ph._min_increase,
-        ph._max_decrease, ph._drift_detected]
+        ph.n, ph.mean, ph.sum_increase, ph.sum_decrease, ph.min_increase, ph.max_decrease, ph.drift_detected]
     h.update(repr(state).encode())
     return h.hexdigest()
 
 def main() -> None:
-    NAB = sys.argv[1] if len(sys.argv) > 1 else "/work/shared/nab"
+    if len(sys.argv) != 2:
+        sys.exit("usage: detector_bits.py NAB_FOLDER (the NAB corpus: its data/**/*.csv)")
+    NAB = sys.argv[1]
     out = []
     for kind in ("rate", "count", "mean", "value"):
         for seed in (0, 1):

@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/benchmarks/detectors_bench.py [--points 20000]
 
-Targets (issue 3): <= 50 us per point, <= 20 KB of state per series (detector + policy).
+Targets: <= 50 us per point, <= 20 KB of state per series (detector + policy).
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ def main() -> None:
         detector, policy = make_detector(kind), AlertPolicy()
         start = time.perf_counter()
         for t, value, num, den in points:
-            scored = detector.score_one(t, value, num, den)
-            detector.learn_one(t, value, num, den)
+            x = {"t": t, "value": value, "numerator": num, "denominator": den}
+            scored = detector.judge_one(x)
+            detector.learn_one(x)
             policy.update(t, scored, den)
         elapsed = time.perf_counter() - start
         print(f"{kind:6} {elapsed / len(points) * 1e6:9.1f} {len(dump_state(detector)):15d} "

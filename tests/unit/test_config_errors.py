@@ -46,7 +46,7 @@ def test_the_worker_refuses_an_unknown_detector_setting_before_it_starts(tmp_pat
     result = run_cli("worker", "--config", str(path), env={"BLIPWATCH_BROKER": "kafka://127.0.0.1:9"})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"blipwatch: configuration error: {path}: metrics.cart_abandonment_rate: unknown detector setting "
+        f"blipwatch: configuration error: {path}: metrics.cart_abandonment_rate.detector: unknown detector setting "
         "'treshold'; known: " + result.stderr.split("known: ", 1)[1].strip()]
 
 

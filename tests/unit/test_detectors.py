@@ -1,4 +1,4 @@
-"""The detectors and the alert policy, specified on synthetic series (issue 3)."""
+"""The detectors and the alert policy, specified on synthetic series."""
 
 from __future__ import annotations
 
@@ -21,12 +21,18 @@ MINUTE = 60.0
 DAY = 86400.0
 
 
+def point(t, value, numerator=None, denominator=None):
+    """River's input: one dict per point."""
+    return {"t": t, "value": value, "numerator": numerator, "denominator": denominator}
+
+
 def feed(detector, points, policy=None):
-    """Score then learn each (t, value, numerator, denominator); return the Scored and transitions."""
+    """Judge then learn each (t, value, numerator, denominator); return the Scored and transitions."""
     scored, transitions = [], []
     for t, value, numerator, denominator in points:
-        s = detector.score_one(t, value, numerator, denominator)
-        detector.learn_one(t, value, numerator, denominator)
+        x = point(t, value, numerator, denominator)
+        s = detector.judge_one(x)
+        detector.learn_one(x)
         scored.append(s)
         if policy is not None:
             tr = policy.update(t, s, None)
@@ -106,8 +112,8 @@ def test_four_carts_are_weak_evidence_and_four_thousand_are_strong():
     detector = make_detector("rate")
     feed(detector, rate_points(rng, 300, p=0.7, carts=lambda t: 4000))
     t = 300 * MINUTE
-    few = detector.score_one(t, 4 / 4, 4, 4)
-    many = detector.score_one(t, 3200 / 4000, 3200, 4000)  # 80 % instead of 70 %
+    few = detector.judge_one(point(t, 4 / 4, 4, 4))
+    many = detector.judge_one(point(t, 3200 / 4000, 3200, 4000))  # 80 % instead of 70 %
     assert not few.is_anomaly and few.score < 0.2
     assert many.is_anomaly and many.direction == "up"
 
@@ -135,9 +141,9 @@ def test_a_spike_is_not_learned():
     rng = np.random.default_rng(7)
     detector = make_detector("count")
     feed(detector, [(m * MINUTE, float(c), None, None) for m, c in enumerate(rng.poisson(100, 600))])
-    before = detector.score_one(600 * MINUTE, 100).expected
+    before = detector.judge_one(point(600 * MINUTE, 100)).expected
     spike, _ = feed(detector, [(600 * MINUTE, 1000.0, None, None)])
-    after = detector.score_one(601 * MINUTE, 100).expected
+    after = detector.judge_one(point(601 * MINUTE, 100)).expected
     assert spike[0].is_anomaly
     assert abs(after - before) < 0.1 * before
     again, _ = feed(detector, [(601 * MINUTE, 1000.0, None, None)])
@@ -195,7 +201,7 @@ def test_a_recurring_spike_pattern_on_a_value_series_stops_scoring_as_rare():
     assert np.mean([s.score >= 0.2 for s in calibrated[2001:2049]]) < 0.1
     detector = make_detector("value")
     feed(detector, points)
-    assert detector.score_one(3000 * MINUTE, 300.0).is_anomaly
+    assert detector.judge_one(point(3000 * MINUTE, 300.0)).is_anomaly
 
 # --- state ---------------------------------------------------------------------------------------
 
@@ -241,8 +247,8 @@ def test_unknown_settings_are_refused_with_their_name():
 
 def scored_point(score, direction="up", value=10.0, volume=100.0):
     detector_point = make_detector("value")
-    detector_point.learn_one(0.0, 5.0)
-    base = detector_point.score_one(60.0, value)
+    detector_point.learn_one(point(0.0, 5.0))
+    base = detector_point.judge_one(point(60.0, value))
     return type(base)(value, 5.0, 4.0, 6.0, score, direction, score >= 0.6, 0.0, volume)
 
 

@@ -1,4 +1,4 @@
-"""The series state codec (detectors/state.py, format 5): a restored tracker scores byte-identically,
+"""The series state codec (detectors/state.py, format 6): a restored tracker scores byte-identically,
 floats round-trip bit for bit, and anything else re-warms the series on purpose."""
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def bits(x):
 def test_nan_inf_and_negative_zero_round_trip_bit_for_bit():
     det = make_detector("value")
     for minute in range(50):
-        det.learn_one(minute * 60.0, 10.0 + minute % 3)
+        det.learn_one({"t": minute * 60.0, "value": 10.0 + minute % 3})
     odd = [math.nan, math.inf, -math.inf, -0.0, 5e-324, struct.unpack("<d", struct.pack("<Q", 0x7FF8000000000123))[0]]
     det.level, det.trend, det.cusum_up, det.cusum_down, det.last_z, det.offset = odd
     det.profile[:len(odd)] = odd
@@ -107,7 +107,38 @@ def test_numpy_scalars_are_stored_as_the_numbers_they_equal():
 def test_the_layout_is_pinned():
     # Changed the running-state fields of a detector, Page-Hinkley or the policy? Bump
     # FORMAT_VERSION in detectors/state.py, then update both values here.
-    assert (FORMAT_VERSION, LAYOUT) == (5, "029daa39")
+    assert (FORMAT_VERSION, LAYOUT) == (6, "896c5c6e")
+
+
+def test_a_format_5_state_holding_river_page_hinkley_fields_is_refused_and_rewarms():
+    blob = dump_state(make_detector("rate"))
+    old = blob.replace(f"blipwatch-state/{FORMAT_VERSION} ".encode(), b"blipwatch-state/5 ", 1)
+    with pytest.raises(StateVersionError, match="format version 5"):
+        load_state(old)
+
+
+def test_a_river_model_detector_round_trips_and_scores_identically():
+    det = make_detector("count", {"model": "preprocessing.MinMaxScaler | anomaly.HalfSpaceTrees",
+                                  "params": {"seed": 3, "n_trees": 5}})
+    points = [{"t": m * 60.0, "value": float(20 + (m * 7) % 11)} for m in range(300)]
+    for x in points[:200]:
+        det.learn_one(x)
+    copy = load_series(dump_series(None, None, det, AlertPolicy())).detector
+    for x in points[200:]:
+        assert repr(copy.judge_one(x)) == repr(det.judge_one(x))
+        copy.learn_one(x)
+        det.learn_one(x)
+    assert copy.n_learned == det.n_learned == 300
+    assert list(copy.calibration.history) == list(det.calibration.history)
+
+
+def test_a_river_model_stored_by_another_river_version_rewarms():
+    det = make_detector("value", {"model": "time_series.SNARIMAX", "params": {"p": 1, "d": 0, "q": 0}})
+    det.learn_one({"t": 0.0, "value": 1.0})
+    fields, history, (version, model) = det.state()
+    det.state = lambda: [fields, history, ["0.0.1", model]]
+    with pytest.raises(StateVersionError, match="RiverVersionError"):
+        load_state(dump_state(det))
 
 
 def test_a_state_of_another_layout_is_refused_like_an_old_version():

@@ -193,8 +193,9 @@ def score_file(source: Path, target: Path, kind: str | None, settings: dict[str,
                 previous = (t, line_number)
                 if value is None and numerator is not None and denominator:
                     value = numerator / denominator
-                scored = detector.score_one(t, value, numerator, denominator)
-                detector.learn_one(t, value, numerator, denominator)
+                x = {"t": t, "value": value, "numerator": numerator, "denominator": denominator}
+                scored = detector.judge_one(x)
+                detector.learn_one(x)
                 writer.writerow([raw_time.strip(), _fmt(value), _fmt(scored.expected), _fmt(scored.lower),
                                  _fmt(scored.upper), f"{scored.score:.6f}", int(scored.is_anomaly)])
                 written += 1

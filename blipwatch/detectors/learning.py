@@ -1,0 +1,181 @@
+"""Robust learning of a series' normal: spikes are not learned, lasting shifts are adopted.
+
+A point moves the level and the noise estimates by at most ``clip_z`` sigma. While a CUSUM is
+above ``slow_at`` the level learns at a tenth of its rate; above ``freeze_at`` nothing is
+learned (a blip stays visible for as long as it lasts) but the level still follows the daily
+profile. A blip that lasts ``adopt_after`` points is the new normal; so is a shift that the
+Page-Hinkley test on the clipped residuals confirms (:mod:`~blipwatch.detectors.page_hinkley`).
+After a re-level the previous normal is remembered for ``remember`` points.
+
+A mixin of :class:`blipwatch.detectors.base.SeriesDetector`.
+
+>>> from blipwatch.detectors import make_detector
+>>> det = make_detector("value")
+>>> for minute in range(200):
+...     value = 10.0 if minute < 100 else 50.0           # a lasting shift at minute 100
+...     det.learn_one({"t": minute * 60.0, "value": value})
+>>> round(det.level)                                  # the new normal, adopted
+50
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class RobustLearning:
+    """``_learn`` and the level's updates (a mixin; see the module docstring)."""
+
+    def _learn(self, t: float, value, numerator, denominator) -> None:
+        """Learn the point (after scoring it); a point without evidence is skipped."""
+        judged = self._judge(t, value, numerator, denominator)
+        obs, mu, var_total, z, returning, seasoned = judged
+        self._cache = None
+        cusums, self._cusum_cache = self._cusum_cache, None
+        if obs is None:
+            self.pool_prev = None   # nothing to pool with: the next window is judged on its own
+            return
+        x, n = obs
+        self.pool_prev = None if mu is None else [x, n, mu]
+        if mu is None:
+            self._start_level(x, n)
+            self.volume_mean = n
+            self.t_last = t
+            self.n_learned = 1
+            self._start_noise(x)
+            self._commit_profile(t, x)
+            return
+        if returning:
+            self._apply_relevel(-self.prev_delta)
+            self.prev_delta, self.prev_left = None, 0
+            self.shift.reset()
+        elif self.prev_delta is not None:
+            self.prev_left -= 1
+            if self.prev_left <= 0:
+                self.prev_delta = None
+
+        if cusums is not None and cusums[0] is judged:   # the scoring's, for this very judgement
+            _, up, down, point_volume = cusums
+        else:
+            up, down = self._cusum_next(z)
+            point_volume = self._volume(x, mu, n)
+        if self.sequential_seasoned and not seasoned:   # as when scoring: no run builds up (nor freezes)
+            up = down = 0.0
+        self.evidence_up = self.evidence_up + point_volume if up > 0 else 0.0
+        self.evidence_down = self.evidence_down + point_volume if down > 0 else 0.0
+        recent = self.recent
+        recent.append(x)
+        del recent[:-5]
+        if self.n_learned < self.learn_freely:
+            up = down = 0.0
+        self.cusum_up, self.cusum_down = up, down
+        peak = down if down > up else up
+        slow = peak >= self.slow_at
+        # a blip that outlasts adopt_after points (of evidence above slow_at) is the new normal
+        if slow:
+            self.frozen_run += 1
+            if self.frozen_run >= self.adopt_after:
+                self._adopt()
+                self.t_last = t
+                self.n_learned += 1
+                self._commit_profile(t, x)
+                return
+        else:
+            self.frozen_run = 0
+        if peak >= self.freeze_at:
+            # evidence of a blip is building: learn nothing from it, so the blip stays visible
+            # for as long as it lasts; but normal moves on along the daily curve (a 40-minute
+            # tracking drop in the morning ramp must not leave the level where the ramp began)
+            self._follow_profile(t)
+            self.t_last = t
+            self.n_learned += 1
+            self._commit_profile(t, None)   # nor does the profile learn the blip's values
+            return
+        clip_z = self.clip_z
+        alpha_var = self.alpha_var
+        keep = 1 - alpha_var
+        low = -clip_z
+        z_clipped = z if z < clip_z else clip_z
+        z_clipped = z_clipped if z_clipped > low else low
+        self.ac_cross = keep * self.ac_cross + alpha_var * z_clipped * self.last_z
+        self.ac_square = keep * self.ac_square + alpha_var * z_clipped * z_clipped
+        self.ac_mean = keep * self.ac_mean + alpha_var * z_clipped
+        self.last_z = z_clipped
+        sd = math.sqrt(var_total)
+        e = x - mu
+        high, low = clip_z * sd, -clip_z * sd
+        e_clipped = e if e < high else high
+        e_clipped = e_clipped if e_clipped > low else low
+        factor = 1.0
+        if seasoned and self.alpha_seasoned is not None:
+            factor = self.alpha_seasoned / self.alpha
+        if abs(z) >= clip_z:
+            # out of band: barely move until Page-Hinkley says the shift lasts, so an incident
+            # keeps looking like one (and its end is not a new incident)
+            factor *= 0.25
+        if slow:
+            # evidence of a blip may be building: learn it slowly, so the blip is not absorbed
+            # before it can be confirmed
+            factor *= 0.1
+        self._update_level(mu, n, e_clipped, factor)
+        if peak < self.slow_at:
+            # a blip in the making must not widen the bands that should catch it; otherwise the
+            # noise sees up to twice the learning clip, so heavy-tailed series get wider bands
+            high, low = 2.0 * clip_z * sd, -2.0 * clip_z * sd
+            e_noise = e if e < high else high
+            e_noise = e_noise if e_noise > low else low
+            sample = self._noise_sample(e_noise, mu, n, z * sd)
+            self.extra_sum = keep * self.extra_sum + sample
+            self.extra_weight = keep * self.extra_weight + 1.0
+        self.volume_mean += alpha_var * (n - self.volume_mean)
+        self.t_last = t
+        self.n_learned += 1
+
+        clip = self.relevel_clip
+        low = -clip
+        clipped = z if z < clip else clip
+        shift = self.shift
+        shift.update(clipped if clipped > low else low)
+        if shift.drift_detected and not returning:
+            self._relevel_to_recent()
+        self._commit_profile(t, x)
+
+    def _relevel_to_recent(self) -> None:
+        """Jump the level to the median of the last few observations, remembering the old normal."""
+        new_level = sorted(self.recent)[len(self.recent) // 2]
+        if self.multiplicative:
+            delta = math.log(max(new_level, 0.5)) - math.log(max(self.level, 0.5))
+        else:
+            delta = new_level - self.level
+        self._apply_relevel(delta)
+        self.prev_delta, self.prev_left = delta, self.remember
+        self.trend = 0.0
+
+    def _adopt(self) -> None:
+        """A blip that lasted ``adopt_after`` points is the new normal: re-level to the recent
+        median, remember the old normal (its return is not a new incident), restart the CUSUMs."""
+        self._relevel_to_recent()
+        self.cusum_up = self.cusum_down = 0.0
+        self.evidence_up = self.evidence_down = 0.0
+        self.frozen_run = 0
+        self.shift.reset()
+
+    def _update_level(self, mu: float, n: float, e_clipped: float, factor: float) -> None:
+        """Move level and trend towards the (clipped) observation; ``factor`` slows learning."""
+        weight = 1.0
+        if self.kind != "count" and self.volume_mean > 0:
+            weight = min(n / self.volume_mean, 4.0)
+        alpha = (1.0 - (1.0 - self.alpha) ** weight) * factor
+        self.level = self._clamp(mu + alpha * e_clipped)
+        self.trend = self.phi * self.trend + alpha * self.beta * e_clipped
+
+    def _start_level(self, x: float, n: float) -> None:
+        self.level = x
+
+    def _start_noise(self, x: float) -> None:
+        """Prior for the extra noise before any residual is seen (none: sampling noise is known)."""
+
+    def _apply_relevel(self, delta: float) -> None:
+        self.level = self._clamp(self.level * math.exp(delta) if self.multiplicative
+                                 else self.level + delta)
+        self.offset += delta

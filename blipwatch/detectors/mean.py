@@ -1,0 +1,75 @@
+"""Kind ``mean``: the mean of a window's observations (average order value)."""
+
+from __future__ import annotations
+
+from blipwatch.detectors.base import SeriesDetector
+
+
+class MeanDetector(SeriesDetector):
+    """Means over a window's observations; ``denominator`` = the number of observations.
+
+    The level is the ratio of exponentially weighted sums (sum of values / number of values),
+    so every observation weighs the same and a window of 2 orders cannot drag it; the noise is
+    the per-observation variance, so a window's band narrows with its number of observations.
+    One window is judged with Student's t (``tail_dof`` 4: one big basket is not an incident).
+
+    >>> det = MeanDetector()
+    >>> for minute in range(300):
+    ...     x = {"t": minute * 60.0, "value": 50.0 + (minute % 7 - 3) * 1.5, "denominator": 40}
+    ...     _ = det.score_one(x)
+    ...     det.learn_one(x)
+    >>> det.judge_one({"t": 300 * 60.0, "value": 52.0, "denominator": 40}).is_anomaly
+    False
+    >>> for minute in range(300, 310):           # orders at half price, window after window
+    ...     x = {"t": minute * 60.0, "value": 25.0, "denominator": 40}
+    ...     drop = det.judge_one(x)
+    ...     det.learn_one(x)
+    >>> drop.is_anomaly, drop.direction
+    (True, 'down')
+    """
+
+    kind = "mean"
+    _STATE_FIELDS = SeriesDetector._STATE_FIELDS + ("ew_num", "ew_den")
+
+    def _reset(self) -> None:
+        super()._reset()
+        self.ew_num = 0.0
+        self.ew_den = 0.0
+
+    def _start_level(self, x: float, n: float) -> None:
+        self.ew_num, self.ew_den = x * n, n
+        self.level = x
+
+    def _start_noise(self, x: float) -> None:
+        # per-observation spread unknown: assume half the first mean, worth two points
+        self.extra_sum, self.extra_weight = 2.0 * (0.5 * x) ** 2, 2.0
+
+    def _update_level(self, mu: float, n: float, e_clipped: float, factor: float) -> None:
+        keep = (1.0 - self.alpha) ** factor
+        self.ew_num = keep * self.ew_num + factor * (mu + e_clipped) * n
+        self.ew_den = keep * self.ew_den + factor * n
+        if self.ew_den > 0:
+            self.level = self.ew_num / self.ew_den
+
+    def _apply_relevel(self, delta: float) -> None:
+        super()._apply_relevel(delta)
+        self.ew_num = self.level * self.ew_den
+
+    def _extra_sample(self, e: float, mu: float, n: float) -> float:
+        return e * e * n          # a window mean of n values: n e^2 estimates one value's variance
+
+    def _extra_var(self, mu: float, n: float) -> float:
+        est = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0
+        return max(est, 0.0) / n
+
+    def _floor_var(self, mu: float) -> float:
+        est = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0
+        return max(est, 0.0) / (self.ew_den + 1.0) + (1e-3 * abs(mu)) ** 2 + 1e-12
+
+    def _var_total(self, mu: float, n: float) -> float:
+        weight = self.extra_weight
+        est = self.extra_sum / weight if weight > 0 else 0.0
+        est = 0.0 if 0.0 > est else est
+        extra = est / n
+        extra *= 1.0 + 4.0 / (weight + 1.0)
+        return 0.0 + extra + (est / (self.ew_den + 1.0) + (1e-3 * abs(mu)) ** 2 + 1e-12)

@@ -1,0 +1,104 @@
+"""The daily profile: what a series does at each time of day, learned over days.
+
+``season_bins`` bins of a day (288 = five minutes) hold the mean of the series in that bin,
+averaged over days (the newest day weighs ``season_gamma``); counts keep it in logs
+(multiplicative: the evening is three times the night). The profile predicts the *change*
+between the bin of the last point and the bin of ``t``: piecewise constant, so a step at 09:00
+seen yesterday is expected today. Re-level jumps (``offset``) are kept out of it.
+
+A mixin of :class:`blipwatch.detectors.base.SeriesDetector`.
+
+>>> from blipwatch.detectors import make_detector
+>>> det = make_detector("value")
+>>> det._bin(9 * 3600.0), det._bin(9 * 3600.0 + 299.0), det._bin(9 * 3600.0 + 300.0)
+(108, 108, 109)
+"""
+
+from __future__ import annotations
+
+import math
+
+DAY_SECONDS = 86400.0
+#: Per number of profile bins: window start (seconds) -> its bin. Every series closes the same
+#: window starts, and a window's bin is needed three times per point (a pure function of both).
+_BIN_CACHES: dict[int, dict[float, int]] = {}
+
+
+class DailyProfile:
+    """Bins, steps and learning of the daily profile (a mixin; see the module docstring)."""
+
+    multiplicative = False   # additive (level + profile) or multiplicative (level * exp(profile))
+
+    def _bin(self, t: float) -> int:
+        bins = self._bins
+        b = bins.get(t)
+        if b is None:
+            b = int((t % DAY_SECONDS) / DAY_SECONDS * self.season_bins) % self.season_bins
+            if len(bins) >= 4096:
+                bins.clear()
+            bins[t] = b
+        return b
+
+    def _bases(self, t: float) -> tuple[float, float | None]:
+        """Level moved to ``t`` by the damped trend; and also by the daily profile, if known."""
+        base = self.level + self.phi * self.trend
+        step = self._profile_step(t)
+        return base, None if step is None else self._moved(base, step)
+
+    def _profile_step(self, t: float) -> float | None:
+        """The daily profile's change from the last point's bin to ``t``'s; None if either is unseen."""
+        t_last = self.t_last
+        # one bin (rates, means): every window falls in bin 0, so the step is None while that bin
+        # was never folded in, whatever t and t_last are
+        if t_last is None or (self._one_bin and not self.profile_days[0]):
+            return None
+        bins = self._bins
+        now = bins.get(t)
+        if now is None:
+            now = self._bin(t)
+        before = bins.get(t_last)
+        if before is None:
+            before = self._bin(t_last)
+        days = self.profile_days
+        if not (days[now] and days[before]):
+            return None
+        profile = self.profile
+        return profile[now] - profile[before]
+
+    def _moved(self, level: float, step: float) -> float:
+        """``level`` moved by a profile step (a log-ratio for multiplicative profiles, within +-5)."""
+        if self.multiplicative:
+            step = step if step < 5.0 else 5.0
+            return level * math.exp(step if step > -5.0 else -5.0)
+        return level + step
+
+    def _profile_key(self, x: float) -> float:
+        """What the profile averages for an observation (its log for multiplicative profiles)."""
+        return math.log(0.5 if 0.5 > x else x) if self.multiplicative else x
+
+    def _follow_profile(self, t: float) -> None:
+        """Move the level by the daily profile's step from the last point's bin to ``t``'s."""
+        step = self._profile_step(t)
+        if step:   # None (unseen) or 0.0 (same bin): nothing to move
+            self.level = self._clamp(self._moved(self.level, step))
+
+    def _commit_profile(self, t: float, x: float | None) -> None:
+        """Accumulate observations per bin; at a bin change fold the bin into the profile.
+        ``x`` None: only move on to ``t``'s bin (a point not learned)."""
+        b = self._bins.get(t)
+        if b is None:
+            b = self._bin(t)
+        if b != self.bin_current:
+            if self.bin_count:
+                i = self.bin_current
+                mean = self.bin_sum / self.bin_count
+                if self.profile_days[i]:
+                    gamma = max(self.season_gamma, 1.0 / (1 + self.profile_days[i]))
+                    self.profile[i] += gamma * (mean - self.profile[i])
+                else:
+                    self.profile[i] = mean
+                self.profile_days[i] = min(self.profile_days[i] + 1, 1000)
+            self.bin_current, self.bin_sum, self.bin_count = b, 0.0, 0
+        if x is not None:
+            self.bin_sum += self._profile_key(x) - self.offset
+            self.bin_count += 1

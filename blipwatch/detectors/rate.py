@@ -1,0 +1,106 @@
+"""Kind ``rate``: numerator / denominator per window (cart abandonment, payment failures)."""
+
+from __future__ import annotations
+
+import math
+
+from blipwatch.detectors.base import SeriesDetector
+from blipwatch.detectors.tails import xlogy
+
+
+class RateDetector(SeriesDetector):
+    """Rates: binomial noise in the denominator plus a learned extra variance (quasi-binomial);
+    the level is the ratio of exponentially weighted sums of numerators and denominators, so
+    every trial weighs the same.
+
+    >>> det = RateDetector()
+    >>> for minute in range(300):
+    ...     abandoned = 2800 + (minute % 5 - 2) * 20     # ~70 % of 4,000 carts
+    ...     x = {"t": minute * 60.0, "numerator": abandoned, "denominator": 4000}
+    ...     _ = det.score_one(x)
+    ...     det.learn_one(x)
+    >>> det.judge_one({"t": 300 * 60.0, "numerator": 4, "denominator": 4}).is_anomaly        # weak evidence
+    False
+    >>> det.judge_one({"t": 300 * 60.0, "numerator": 3600, "denominator": 4000}).is_anomaly  # strong
+    True
+    """
+
+    kind = "rate"
+    _STATE_FIELDS = SeriesDetector._STATE_FIELDS + ("ew_num", "ew_den")
+
+    def _reset(self) -> None:
+        super()._reset()
+        self.ew_num = 0.0   # exponentially weighted sums of numerators and denominators: the
+        self.ew_den = 0.0   # level is their ratio, so every trial weighs the same (volume-weighted)
+
+    def _estimate(self) -> float:
+        # Jeffreys-style half a success in one trial: a new or quiet series is not certain of
+        # a rate of exactly 0 or 1 (0 of 1 cart at night must not make the next abandon a miracle)
+        return (self.ew_num + 0.5) / (self.ew_den + 1.0)
+
+    def _start_level(self, x: float, n: float) -> None:
+        self.ew_num, self.ew_den = x * n, n
+        self.level = self._clamp(self._estimate())
+
+    def _update_level(self, mu: float, n: float, e_clipped: float, factor: float) -> None:
+        keep = (1.0 - self.alpha) ** factor
+        self.ew_num = keep * self.ew_num + factor * (mu + e_clipped) * n
+        self.ew_den = keep * self.ew_den + factor * n
+        self.level = self._clamp(self._estimate())
+
+    def _apply_relevel(self, delta: float) -> None:
+        super()._apply_relevel(delta)
+        self.ew_num = self.level * self.ew_den
+
+    def _observe(self, value, numerator, denominator):
+        if numerator is not None and denominator is not None:
+            if denominator <= 0 or numerator < 0:
+                return None
+            x = float(numerator) / float(denominator)
+            x = 0.0 if 0.0 > x else x
+            return (1.0 if 1.0 < x else x), float(denominator)
+        if value is None or not math.isfinite(value):
+            return None
+        return min(max(float(value), 0.0), 1.0), float(denominator) if denominator else 1.0
+
+    def _clamp(self, mu: float) -> float:
+        mu = 1e-6 if 1e-6 > mu else mu
+        return (1.0 - 1e-6) if (1.0 - 1e-6) < mu else mu
+
+    def _sampling_var(self, mu: float, n: float) -> float:
+        return mu * (1.0 - mu) / n
+
+    def _extra_var(self, mu: float, n: float) -> float:
+        # quasi-binomial: trials come in clusters (a session's page views, a customer's retries),
+        # so the extra variance is a multiple of the binomial one at every volume
+        est = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0
+        return max(est, 0.0) * self._sampling_var(mu, n)
+
+    def _extra_sample(self, e: float, mu: float, n: float) -> float:
+        sampling = self._sampling_var(mu, n)
+        return (e * e - sampling) / sampling
+
+    def _noise_sample(self, e: float, mu: float, n: float, residual: float) -> float:
+        return self._dispersion_sample(mu, n, residual)
+
+    def _floor_var(self, mu: float) -> float:
+        # the level itself is uncertain when few trials back it
+        return mu * (1.0 - mu) / (self.ew_den + 1.0)
+
+    def _var_total(self, mu: float, n: float) -> float:
+        sampling = mu * (1.0 - mu) / n
+        weight = self.extra_weight
+        est = self.extra_sum / weight if weight > 0 else 0.0
+        extra = (0.0 if 0.0 > est else est) * sampling
+        extra *= 1.0 + 4.0 / (weight + 1.0)
+        return sampling + extra + mu * (1.0 - mu) / (self.ew_den + 1.0)
+
+    def _residual_z(self, x: float, mu: float, n: float, var_total: float) -> float:
+        k = x * n
+        deviance = 2.0 * (xlogy(k, n * mu) + xlogy(n - k, n * (1.0 - mu)))
+        z = math.copysign(math.sqrt(0.0 if 0.0 > deviance else deviance), x - mu)
+        return z * math.sqrt(mu * (1.0 - mu) / n / var_total)
+
+    def _bounds(self, mu: float, half: float) -> tuple[float, float]:
+        lower, upper = mu - half, mu + half
+        return (lower if lower > 0.0 else 0.0), (upper if upper < 1.0 else 1.0)

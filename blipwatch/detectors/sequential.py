@@ -1,0 +1,95 @@
+"""Sequential evidence: a run of windows can be rare where no single window is.
+
+Two one-sided CUSUMs of the residuals (a 2-sigma rise held for six windows is as rare as one
+5-sigma point) and, with ``pool_windows`` 2, the last two windows judged as one. Both are put on
+the rarity scale of one point (:func:`blipwatch.detectors.tails.cusum_score`), both add up
+departures from the residuals' recent bias, and both are shrunk by the residuals' lag-1
+autocorrelation (a session spans several windows; a level lags a daily ramp).
+
+A mixin of :class:`blipwatch.detectors.base.SeriesDetector`: it reads the detector's
+``cusum_*`` settings, its ``ac_*`` residual statistics and its noise hooks.
+
+>>> from blipwatch.detectors import make_detector
+>>> det = make_detector("rate")
+>>> det.cusum_up = 0.0
+>>> for _ in range(6):                                 # six 2-sigma residuals in a row
+...     det.cusum_up, det.cusum_down = det._cusum_step(2.0, 0.0, 0.0)
+>>> det.cusum_up, round(det._cusum_score(det.cusum_up), 2)
+(6.0, 0.57)
+"""
+
+from __future__ import annotations
+
+import math
+
+from blipwatch.detectors.tails import SQRT2, cusum_score
+
+
+class SequentialEvidence:
+    """CUSUMs and pooled windows of a detector (a mixin; see the module docstring)."""
+
+    def _residual_rho(self) -> float:
+        """Lag-1 autocorrelation of the learned residuals, in [0, 0.9]."""
+        m = self.ac_mean
+        variance = self.ac_square - m * m
+        rho = (self.ac_cross - m * m) / variance if variance > 1e-9 else 0.0
+        rho = 0.0 if 0.0 > rho else rho
+        return 0.9 if 0.9 < rho else rho
+
+    def _residual_bias(self) -> float:
+        """The learned residuals' recent mean (a level lagging a ramp), within one sigma."""
+        m = self.ac_mean
+        bias = m if m < 1.0 else 1.0
+        return bias if bias > -1.0 else -1.0
+
+    def _cusum_next(self, z: float) -> tuple[float, float]:
+        """The two one-sided CUSUMs after a point with residual ``z`` (0, 0 when not sequential)."""
+        if not self.sequential:
+            return 0.0, 0.0
+        return self._cusum_step(z, self._residual_rho(), self._residual_bias())
+
+    def _cusum_step(self, z: float, rho: float, bias: float) -> tuple[float, float]:
+        """The CUSUMs after residual ``z``, given the residuals' correlation and bias.
+
+        A sum of n AR(1) residuals has variance n (1+rho)/(1-rho), so each step is shrunk to keep
+        the CUSUM's tail calibrated. A point that does not lean its way (by half a sigma) halves a
+        CUSUM: an incident that ended stops counting within a few points (this only makes the
+        statistic more conservative).
+        """
+        centred = z - bias
+        clip = self.cusum_clip
+        low = -clip
+        centred = centred if centred < clip else clip
+        centred = centred if centred > low else low
+        step = centred * math.sqrt((1.0 - rho) / (1.0 + rho))
+        k = self.cusum_k
+        up = self.cusum_up + step - k
+        up = up if up > 0.0 else 0.0
+        down = self.cusum_down - step - k
+        down = down if down > 0.0 else 0.0
+        if z < 0.5:
+            up *= 0.5
+        if z > -0.5:
+            down *= 0.5
+        cap = self.cusum_cap
+        return (cap if cap < up else up), (cap if cap < down else down)
+
+    def _cusum_score(self, s: float) -> float:
+        """A CUSUM on the rarity scale of one point (:func:`~blipwatch.detectors.tails.cusum_score`)."""
+        return cusum_score(s, self.cusum_k)
+
+    def _pool(self, prev: list[float], x: float, n: float, mu: float) -> tuple[float, float, float]:
+        """Two windows as one: (observation, evidence, expected). Means of trials (rates) pool
+        weighted by their evidence; counts override this and add up."""
+        total = prev[1] + n
+        return (prev[0] * prev[1] + x * n) / total, total, (prev[2] * prev[1] + mu * n) / total
+
+    def _pooled_z(self, x: float, n: float, mu: float, rho: float, bias: float) -> float:
+        """The residual of this window and the last one pooled, as one window of their summed
+        evidence (exact-ish deviance tails for small counts, the same learned dispersion), shrunk
+        by the residuals' lag-1 correlation (two neighbouring windows are not independent) and
+        centred on the level's recent bias, as the CUSUM is."""
+        x_p, n_p, mu_p = self._pool(self.pool_prev, x, n, mu)
+        mu_p = self._clamp(mu_p)
+        z = self._residual_z(x_p, mu_p, n_p, self._var_total(mu_p, n_p))
+        return (z - SQRT2 * bias) / math.sqrt(1.0 + rho)

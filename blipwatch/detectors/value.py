@@ -1,0 +1,72 @@
+"""Kind ``value``: generic real values (machine metrics, NAB series, ``score-series``)."""
+
+from __future__ import annotations
+
+from blipwatch.detectors.base import SeriesDetector
+from blipwatch.detectors.calibration import ResidualCalibration
+from blipwatch.detectors.scored import Scored
+
+
+class ValueDetector(ResidualCalibration, SeriesDetector):
+    """Generic values; ``denominator`` = observations behind a value (default 1).
+
+    The noise is learned from the residuals; a window with fewer observations than usual is
+    weaker evidence, one with more is not taken as stronger (a busy evening stays quiet). One
+    point at a time with Page-Hinkley re-levelling, and the residuals' own history
+    (:mod:`~blipwatch.detectors.calibration`).
+
+    >>> det = ValueDetector()
+    >>> for minute in range(300):
+    ...     x = {"t": minute * 60.0, "value": 50.0 + (minute % 7) * 0.5, "denominator": 40}
+    ...     _ = det.score_one(x)
+    ...     det.learn_one(x)
+    >>> det.judge_one({"t": 300 * 60.0, "value": 51.0, "denominator": 40}).is_anomaly
+    False
+    >>> drop = det.judge_one({"t": 300 * 60.0, "value": 30.0, "denominator": 40})
+    >>> drop.is_anomaly, drop.direction
+    (True, 'down')
+    """
+
+    kind = "value"
+    _STATE_FIELDS = SeriesDetector._STATE_FIELDS + ResidualCalibration._CALIBRATION_FIELDS
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._reset_calibration()
+
+    def _extra_sample(self, e: float, mu: float, n: float) -> float:
+        return e * e * min(n / self.volume_mean, 1.0) if self.volume_mean > 0 else e * e
+
+    def _extra_var(self, mu: float, n: float) -> float:
+        est = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0
+        return est * max(self.volume_mean / n, 1.0)
+
+    def _start_noise(self, x: float) -> None:
+        # nothing is known about the noise of a new value series: assume 10 % of the first
+        # value, worth two points, so the second point is not a one-in-a-billion event
+        self.extra_sum, self.extra_weight = 2.0 * (0.1 * x) ** 2, 2.0
+
+    def _floor_var(self, mu: float) -> float:
+        # a perfectly flat series must not turn every rounding error into an alert
+        return (1e-3 * abs(mu)) ** 2 + 1e-12
+
+    def _scored(self, t, value, numerator, denominator) -> Scored:
+        scored = super()._scored(t, value, numerator, denominator)
+        if not self.calibrate_memory:
+            return scored
+        final, _ = self._calibrated((t, value, numerator, denominator), scored)
+        return Scored(scored.value, scored.expected, scored.lower, scored.upper, final, scored.direction,
+                      final >= self.threshold, scored.z, scored.volume)
+
+    def _learn(self, t, value, numerator, denominator) -> None:
+        if self.calibrate_memory:
+            key = (t, value, numerator, denominator)
+            cache = self._calib_cache
+            if cache is not None and cache[0] == key:
+                b = cache[1][1]   # the scoring's: _calibrated would return it without reading a Scored
+            else:
+                _, b = self._calibrated(key, super()._scored(t, value, numerator, denominator))
+            self._calib_cache = None
+            if b is not None and self.calibrate_memory > 0:
+                self._learn_calibration(b)
+        super()._learn(t, value, numerator, denominator)
