@@ -129,7 +129,7 @@ def read_topic(broker, topic: str, expected: int | None = None, timeout: float =
                idle: float = 2.0) -> list:
     """Every record of a topic from the start (no consumer group): until ``expected`` records, or,
     without ``expected``, until every partition is read up to its high watermark (taken from fetch
-    responses: the embedded broker's ListOffsets is wrong after batched produce, shared TANSU.md)."""
+    responses: the embedded broker's ListOffsets is wrong after batched produce, docs/architecture.md)."""
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
                              auto_offset_reset="earliest", fetch_max_bytes=16 * 1024 * 1024)
     deadline = time.monotonic() + timeout

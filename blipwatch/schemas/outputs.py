@@ -1,4 +1,4 @@
-"""What blipwatch publishes: metric points and anomaly alerts (DESIGN.md "Contracts").
+"""What blipwatch publishes: metric points and anomaly alerts (docs/architecture.md, "Contracts").
 
 Both are plain dataclasses with ``to_json()`` (bytes, via orjson) and ``from_dict()``
 with validation, so consumers in Python and the JSON Schema files in this folder

@@ -331,7 +331,7 @@ class AlertmanagerBridge:
             enable_auto_commit=False,
             # a new group reads the whole topic: incidents fired before the bridge existed still page
             auto_offset_reset="earliest",
-            # short session: fast joins and takeovers (see TANSU.md; fine for Kafka too)
+            # short session: fast joins and takeovers (docs/architecture.md, the embedded broker; fine for Kafka too)
             session_timeout_ms=6000,
             heartbeat_interval_ms=1000,
             metadata_max_age_ms=10_000,

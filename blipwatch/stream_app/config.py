@@ -76,7 +76,7 @@ class Settings:
     sasl_password: str = field(default=DEFAULTS["KAFKA_SASL_PASSWORD"], repr=False)
     ssl_cafile: str = DEFAULTS["KAFKA_SSL_CAFILE"]
     #: "1" when the broker is the embedded Tansu one: enables the isolated
-    #: compatibility layer in ``stream_app.tansu_compat`` (see shared TANSU.md).
+    #: compatibility layer in ``blipwatch.kafka.tansu_compat`` (docs/architecture.md).
     embedded_broker: bool = False
     #: the input format (blipwatch.schemas.presets); empty: the config file's ``input.preset``, else blipwatch
     input_preset: str = DEFAULTS["INPUT_PRESET"]

@@ -5,7 +5,7 @@ checkout, payment, purchase or abandoned cart, errors, complaints) across channe
 countries and devices. Traffic follows a daily and weekly rhythm with day-to-day and
 minute-to-minute noise. Named incident scenarios change one behaviour in one segment for
 a while; :func:`scenario_labels` says what was injected, where and when, in the metric
-names of DESIGN.md, so ``blipwatch evaluate`` can score a detector against it.
+names of the default catalogue, so ``blipwatch evaluate`` can score a detector against it.
 
 Everything is seeded: the same arguments give the same events, byte for byte.
 ``tracker_encoder`` writes them as a tracker sends them (Segment, GA4, Snowplow: see
@@ -340,7 +340,7 @@ def run_labels(scenario: str = "none", start: datetime | str | None = None, hour
 def generate_events(scenario: str = "none", start: datetime | str | None = None, hours: float | None = None,
                     seed: int = 0, sessions_per_minute: float | None = None,
                     incident_offset_hours: float | None = None) -> Iterator[dict]:
-    """Customer events in ``occurred_at`` order (to the millisecond), as DESIGN.md's contract.
+    """Customer events in ``occurred_at`` order (to the millisecond), as the customer event contract (schemas/customer_event.schema.json).
 
     scenario: a name from :data:`SCENARIOS` (``blipwatch simulate --list-scenarios``).
     start: the first event time (default: the scenario's, Monday 2026-01-05 00:00 UTC for most).

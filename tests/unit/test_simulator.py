@@ -22,7 +22,7 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 def metrics_of(events, segment=None, start=None, end=None) -> dict[str, float]:
-    """DESIGN.md's metric catalogue, computed the obvious way over the selected events."""
+    """The default metric catalogue, computed the obvious way over the selected events."""
     counts = Counter()
     zero_results = order_value = 0.0
     for event in events:

@@ -10,7 +10,7 @@ import time
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "simulate", help="write realistic customer events, with labelled incidents, to a file or to Kafka",
-        description="Generates customer-behaviour events (DESIGN.md contract): sessions walking a shop funnel "
+        description="Generates customer-behaviour events (the customer event contract): sessions walking a shop funnel "
                     "across channels, countries and devices, with daily and weekly seasonality and noise, "
                     "plus a named incident scenario (--list-scenarios). Event time runs from --start for "
                     "--hours, independent of the wall clock. The same arguments give byte-identical output. "
@@ -165,7 +165,7 @@ def _to_kafka(events, args: argparse.Namespace, labels: dict) -> int:
     try:
         producer = KafkaProducer(
             **settings.kafka_python_kwargs(),
-            # not idempotent: it would fail on every send after a broker restart (see TANSU.md)
+            # not idempotent: it would fail on every send after a broker restart (docs/architecture.md, the embedded broker)
             enable_idempotence=False, acks=1, linger_ms=20, batch_size=256 * 1024, max_block_ms=15_000,
             compression_type="gzip",   # measured on the embedded broker: 35k events/s, 23k without
             bootstrap_timeout_ms=10_000,
