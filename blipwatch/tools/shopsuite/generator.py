@@ -185,7 +185,8 @@ def draw_shop(seed: int, index: int, hours: float = 30.0) -> Shop:
 
 
 def _draw_incidents(rng: np.random.Generator, shop: Shop) -> list[ShopIncident]:
-    zone_start = min(24 * 60.0, 0.6 * shop.hours * 60)
+    # after a day of learning when the run is long enough, else after 60 % of it
+    zone_start = 24 * 60.0 if shop.hours >= 26 else 0.6 * shop.hours * 60
     zone_end = shop.hours * 60 - 30.0
     incidents = []
     t = zone_start + float(rng.uniform(0, 30))

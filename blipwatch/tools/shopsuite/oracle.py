@@ -32,9 +32,11 @@ class RateHypothesis:
         self.p1 = np.clip(np.asarray(p1, float), 1e-9, 1 - 1e-9)
         self.trials0, self.trials1 = np.asarray(trials0, float), np.asarray(trials1, float)
 
-    def sample(self, rng, w: int, replicates: int, shifted: bool):
-        n = rng.poisson(self.trials1[w] if shifted else self.trials0[w], replicates)
-        return rng.binomial(n, self.p1[w] if shifted else self.p0[w]).astype(float), n.astype(float)
+    def sample(self, rng, w: np.ndarray, replicates: int, shifted: bool):
+        """Observations of windows ``w`` (an array of indexes): arrays [window, replicate]."""
+        trials, p = (self.trials1, self.p1) if shifted else (self.trials0, self.p0)
+        n = rng.poisson(trials[w][:, None], (len(w), replicates))
+        return rng.binomial(n, p[w][:, None]).astype(float), n.astype(float)
 
     def llr(self, w, x, n):
         x = np.minimum(x, n)
@@ -48,9 +50,9 @@ class CountHypothesis:
         self.mu1 = np.maximum(np.asarray(mu1, float), 1e-9)
         self.d = max(1.0, float(dispersion))
 
-    def sample(self, rng, w: int, replicates: int, shifted: bool):
-        mu = self.mu1[w] if shifted else self.mu0[w]
-        return self.d * rng.poisson(mu / self.d, replicates).astype(float), np.ones(replicates)
+    def sample(self, rng, w: np.ndarray, replicates: int, shifted: bool):
+        mu = (self.mu1 if shifted else self.mu0)[w][:, None]
+        return self.d * rng.poisson(mu / self.d, (len(w), replicates)).astype(float), np.ones((len(w), replicates))
 
     def llr(self, w, x, n):
         mu0, mu1 = self.mu0[w], self.mu1[w]
@@ -65,10 +67,10 @@ class MeanHypothesis:
         self.m1, self.v1 = np.asarray(m1, float), np.asarray(v1, float)
         self.count0, self.count1 = np.asarray(count0, float), np.asarray(count1, float)
 
-    def sample(self, rng, w: int, replicates: int, shifted: bool):
-        n = rng.poisson(self.count1[w] if shifted else self.count0[w], replicates).astype(float)
-        m, v = (self.m1[w], self.v1[w]) if shifted else (self.m0[w], self.v0[w])
-        x = m + rng.standard_normal(replicates) * np.sqrt(v / np.maximum(n, 1.0))
+    def sample(self, rng, w: np.ndarray, replicates: int, shifted: bool):
+        count, m, v = (self.count1, self.m1, self.v1) if shifted else (self.count0, self.m0, self.v0)
+        n = rng.poisson(count[w][:, None], (len(w), replicates)).astype(float)
+        x = m[w][:, None] + rng.standard_normal(n.shape) * np.sqrt(v[w][:, None] / np.maximum(n, 1.0))
         return np.where(n > 0, x, 0.0), n
 
     def llr(self, w, x, n):
@@ -83,11 +85,13 @@ def calibrate(hypothesis, windows: np.ndarray, alpha: float, rng: np.random.Gene
     """The CUSUM threshold at which a day of null windows (``windows``: their indexes, ~1,440)
     raises an alarm with probability ``alpha``: the empirical quantile of the day's maximum where
     the replicates reach it, else an exponential tail fitted to the top tenth of the maxima."""
+    windows = np.asarray(windows)
+    x, n = hypothesis.sample(rng, windows, replicates, False)
+    steps = hypothesis.llr(windows[:, None], x, n)
     s = np.zeros(replicates)
     peak = np.zeros(replicates)
-    for w in windows:
-        x, n = hypothesis.sample(rng, int(w), replicates, False)
-        s = np.maximum(0.0, s + hypothesis.llr(int(w), x, n))
+    for step in steps:
+        s = np.maximum(0.0, s + step)
         np.maximum(peak, s, out=peak)
     peak.sort()
     if alpha * replicates >= 10:
@@ -103,9 +107,11 @@ def delay(hypothesis, windows: np.ndarray, x: np.ndarray, n: np.ndarray, thresho
     """Windows from ``start`` (1 = the alarm is on the first window at or after it) until the CUSUM
     over ``windows`` (with observations ``x``, ``n``) reaches ``threshold``; an alarm before
     ``start`` restarts it. None: no alarm."""
+    windows = np.asarray(windows)
+    steps = hypothesis.llr(windows, np.asarray(x, float), np.asarray(n, float)).tolist()
     s = 0.0
-    for i, w in enumerate(windows):
-        s = max(0.0, s + float(hypothesis.llr(int(w), np.asarray(x[i], float), np.asarray(n[i], float))))
+    for i, w in enumerate(windows.tolist()):
+        s = max(0.0, s + steps[i])
         if s >= threshold:
             if w >= start:
                 return int(w - start + 1)
@@ -117,10 +123,14 @@ def expected_delay(hypothesis, windows: np.ndarray, threshold: float, rng: np.ra
                    replicates: int = 300) -> float:
     """The median delay (windows) of the CUSUM started at 0 on the first of ``windows``, over
     replicates drawn under the shift; ``inf`` when most replicates raise no alarm within them."""
+    windows = np.asarray(windows)
+    if not len(windows):
+        return float("inf")
+    x, n = hypothesis.sample(rng, windows, replicates, True)
+    steps = hypothesis.llr(windows[:, None], x, n)
     s = np.zeros(replicates)
     alarm = np.full(replicates, np.inf)
-    for i, w in enumerate(windows):
-        x, n = hypothesis.sample(rng, int(w), replicates, True)
-        s = np.maximum(0.0, s + hypothesis.llr(int(w), x, n))
+    for i, step in enumerate(steps):
+        s = np.maximum(0.0, s + step)
         alarm = np.where(np.isinf(alarm) & (s >= threshold), i + 1, alarm)
     return float(np.median(alarm))

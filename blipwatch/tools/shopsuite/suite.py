@@ -336,9 +336,10 @@ def run_suite(seeds, shops: int, hours: float, catalogue: Catalogue | None = Non
             result = run_shop(shop, catalogue)
             results.append(result)
             caught = sum(1 for i in result.incidents if i["detected"])
-            print(f"[{len(results)}/{total}] {shop.describe()}: {caught}/{len(result.incidents)} caught, "
-                  f"{result.false_alerts} false alerts, {result.seconds:.0f}s "
-                  f"({time.perf_counter() - started:.0f}s in all)", file=log, flush=True)
+            if log is not None:
+                print(f"[{len(results)}/{total}] {shop.describe()}: {caught}/{len(result.incidents)} caught, "
+                      f"{result.false_alerts} false alerts, {result.seconds:.0f}s "
+                      f"({time.perf_counter() - started:.0f}s in all)", file=log, flush=True)
     return summarise(results, seeds, shops, hours)
 
 
