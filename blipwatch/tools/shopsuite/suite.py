@@ -97,6 +97,7 @@ class ShopResult:
     incidents: list[dict] = field(default_factory=list)
     bias: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
 
 def labels_of(shop: Shop) -> dict:
@@ -208,7 +209,7 @@ def _truth_series(metric, truth: Truth, segment: dict) -> tuple[np.ndarray, np.n
 
 
 def run_shop(shop: Shop, catalogue: Catalogue) -> ShopResult:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     extra = [i.segment for i in shop.incidents if len(i.segment) > 1]
     cells = count_cells(shop, catalogue, extra)
     replay = CellReplay(catalogue, shop.windows, shop.start_ms)
@@ -265,6 +266,7 @@ def run_shop(shop: Shop, catalogue: Catalogue) -> ShopResult:
         })
     result.bias = _bias(shop, truth, replay, catalogue)
     result.seconds = time.perf_counter() - started
+    result.cpu_seconds = time.process_time() - cpu
     return result
 
 
@@ -325,7 +327,9 @@ def _bias(shop: Shop, truth: Truth, replay: CellReplay, catalogue: Catalogue) ->
     return rows
 
 
-def run_suite(seeds, shops: int, hours: float, catalogue: Catalogue | None = None, log=sys.stderr) -> dict:
+def run_suite(seeds, shops: int, hours: float, catalogue: Catalogue | None = None, log=sys.stderr,
+              keep=None) -> dict:
+    """Every shop of every seed; ``keep(result)`` is called with each shop's result as it is done."""
     catalogue = catalogue or Catalogue.from_dict(None)
     results = []
     started = time.perf_counter()
@@ -335,10 +339,12 @@ def run_suite(seeds, shops: int, hours: float, catalogue: Catalogue | None = Non
             shop = draw_shop(seed, index, hours)
             result = run_shop(shop, catalogue)
             results.append(result)
+            if keep is not None:
+                keep(result)
             caught = sum(1 for i in result.incidents if i["detected"])
             if log is not None:
                 print(f"[{len(results)}/{total}] {shop.describe()}: {caught}/{len(result.incidents)} caught, "
-                      f"{result.false_alerts} false alerts, {result.seconds:.0f}s "
+                      f"{result.false_alerts} false alerts, {result.seconds:.0f}s ({result.cpu_seconds:.0f}s CPU) "
                       f"({time.perf_counter() - started:.0f}s in all)", file=log, flush=True)
     return summarise(results, seeds, shops, hours)
 
@@ -393,9 +399,11 @@ def summarise(results: list[ShopResult], seeds, shops: int, hours: float) -> dic
         "learned": {"incidents": len(learned), "within_10pct": sum(1 for v in learned if v <= 0.10),
                     "median": _median(learned)},
         "seconds_per_shop": _median([r.seconds for r in results]),
+        "cpu_seconds": round(sum(r.cpu_seconds for r in results), 1),
         "incident_list": incidents,
         "shop_list": [{k: getattr(r, k) for k in ("shop", "sessions_per_minute", "series", "false_alerts",
-                                                   "false_alerts_day2", "seconds")} for r in results],
+                                                   "false_alerts_day2", "seconds", "cpu_seconds")}
+                      for r in results],
         "bias_list": [b for r in results for b in r.bias],
     }
 
@@ -428,4 +436,5 @@ def format_table(summary: dict) -> str:
     learned = summary["learned"]
     lines.append(f"expected during incidents (oracle <= 10 windows): {learned['within_10pct']}/{learned['incidents']} "
                  f"within 10% of pre-incident, median largest move {learned['median']}")
+    lines.append(f"CPU: {summary['cpu_seconds']} s in all")
     return "\n".join(lines)
