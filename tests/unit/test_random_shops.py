@@ -157,3 +157,24 @@ def test_quick_suite_reports_every_figure():
         assert incident["oracle_series"]
     assert summary["rate_bias_day1"]["series"] > 20
     assert "false alerts" in format_table(summary)
+
+
+def test_suite_oracle_tests_the_shift_at_any_time_with_a_real_threshold():
+    """The oracle's alternative holds in every window (its threshold comes from null days before
+    the incident, where a shift tested only during the incident would make every LLR zero)."""
+    from blipwatch.tools.shopsuite.suite import _hypothesis
+
+    shop = draw_shop(0, 2, hours=8)
+    truth = Truth(shop)
+    checked = 0
+    for incident in shop.incidents:
+        metric = CATALOGUE.by_name[incident.metrics[0]]
+        hypothesis = _hypothesis(metric, truth, incident.segment, incident, {})
+        onset = (incident.onset_ms - shop.start_ms) // 60_000
+        null = np.arange(max(0, onset - 240), onset)
+        steps = hypothesis.llr(null, *hypothesis.sample(np.random.default_rng(0), null, 1, False))
+        assert np.abs(steps).sum() > 0
+        threshold = oracle.calibrate(hypothesis, np.resize(null, 1440), 0.01, np.random.default_rng(1))
+        assert threshold > 1.0
+        checked += 1
+    assert checked

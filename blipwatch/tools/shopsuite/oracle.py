@@ -81,10 +81,12 @@ class MeanHypothesis:
 
 
 def calibrate(hypothesis, windows: np.ndarray, alpha: float, rng: np.random.Generator,
-              replicates: int = 400) -> float:
+              replicates: int = 1000) -> float:
     """The CUSUM threshold at which a day of null windows (``windows``: their indexes, ~1,440)
     raises an alarm with probability ``alpha``: the empirical quantile of the day's maximum where
-    the replicates reach it, else an exponential tail fitted to the top tenth of the maxima."""
+    ten replicates reach it, else an exponential tail fitted to the largest 5 % of the maxima
+    that are above zero (a sparse series' CUSUM mostly stays at 0 all day: the tail starts from
+    the share of days it leaves 0 at all). With fewer than five such days, the largest maximum."""
     windows = np.asarray(windows)
     x, n = hypothesis.sample(rng, windows, replicates, False)
     steps = hypothesis.llr(windows[:, None], x, n)
@@ -96,10 +98,14 @@ def calibrate(hypothesis, windows: np.ndarray, alpha: float, rng: np.random.Gene
     peak.sort()
     if alpha * replicates >= 10:
         return float(np.quantile(peak, 1 - alpha))
-    q90 = float(np.quantile(peak, 0.9))
-    above = peak[peak > q90] - q90
-    scale = float(above.mean()) if len(above) else 1.0
-    return q90 + max(scale, 1e-6) * math.log(0.1 / alpha)
+    positive = peak[peak > 0]
+    if len(positive) < 5:
+        return float(peak[-1]) if peak[-1] > 0 else float("inf")
+    k = max(5, min(len(positive), replicates // 20))
+    base = float(positive[-k - 1]) if k < len(positive) else 0.0
+    above = positive[positive > base] - base
+    share = len(above) / replicates
+    return base + float(above.mean()) * max(0.0, math.log(share / alpha))
 
 
 def delay(hypothesis, windows: np.ndarray, x: np.ndarray, n: np.ndarray, threshold: float,

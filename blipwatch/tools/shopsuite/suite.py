@@ -122,8 +122,11 @@ def _label(segment: dict) -> str:
 
 
 def _hypothesis(metric, truth: Truth, segment: dict, incident, dispersion_cache: dict):
+    """The oracle's test on one series: its true baseline against the incident's shift, the
+    shift as it would be in every window (the CUSUM looks for it at any time; its null days are
+    the windows before the incident)."""
     base = truth.expected(segment)
-    shifted = truth.with_incident(segment, incident)
+    shifted = truth.with_incident(segment, incident, everywhere=True)
     if metric.kind == "rate":
         num0, den0 = selector_expectation(metric.numerator, base), selector_expectation(metric.denominator, base)
         num1, den1 = selector_expectation(metric.numerator, shifted), selector_expectation(metric.denominator, shifted)
@@ -141,10 +144,8 @@ def _hypothesis(metric, truth: Truth, segment: dict, incident, dispersion_cache:
     orders1 = shifted["purchase"]
     m0, v0 = truth.order_mean, truth.order_var
     f = incident.factor if incident.kind == "order_value_shift" else 1.0
-    inside = np.zeros(truth.shop.windows, dtype=bool)
-    inside[(incident.onset_ms - truth.shop.start_ms) // WINDOW_MS:(incident.end_ms - truth.shop.start_ms) // WINDOW_MS] = True
-    in_segment = truth.with_incident(incident.segment, incident)["purchase"]
-    share = np.where(inside, in_segment / np.maximum(orders1, 1e-12), 0.0)
+    in_segment = truth.with_incident(incident.segment, incident, everywhere=True)["purchase"]
+    share = in_segment / np.maximum(orders1, 1e-12)
     m1 = m0 * (1 + (f - 1) * share)
     second = share * f * f * (v0 + m0 * m0) + (1 - share) * (v0 + m0 * m0)
     ones = np.ones(truth.shop.windows)

@@ -146,10 +146,11 @@ class Truth:
             out.setdefault(key, zeros)
         return out
 
-    def with_incident(self, segment: dict, incident: ShopIncident) -> dict[str, np.ndarray]:
+    def with_incident(self, segment: dict, incident: ShopIncident, everywhere: bool = False) -> dict[str, np.ndarray]:
         """Expected events per window of a series whose segment contains the incident's: the
         baseline, plus the change in the incident's segment while it lasts (abandoned carts a
-        little later: they are flagged ``abandon_minutes`` after the last action)."""
+        little later: they are flagged ``abandon_minutes`` after the last action), or in every
+        window (``everywhere``: the shifted hypothesis an oracle tests at any time)."""
         base = self.expected(segment)
         before = self.expected(incident.segment)
         after = self.expected(incident.segment, incident)
@@ -158,7 +159,7 @@ class Truth:
         out = {}
         for key in base:
             shift = int(round(self.shop.abandon_minutes)) if key == "cart_abandoned" else 0
-            inside = np.zeros(self.shop.windows, dtype=bool)
+            inside = np.full(self.shop.windows, everywhere)
             inside[min(start + shift, len(inside)):min(end + shift, len(inside))] = True
             out[key] = base[key] + np.where(inside, after[key] - before[key], 0.0)
         return out
