@@ -140,6 +140,9 @@ def test_oracle_detects_a_big_shift_at_once_and_no_shift_never():
     assert oracle.expected_delay(big, np.arange(100, 130), threshold, np.random.default_rng(6)) <= 2
     x = np.concatenate([np.full(60, 50.0), np.full(30, 10.0)])
     assert oracle.delay(big, np.arange(40, 130), x, np.ones(90), threshold, 100) in (1, 2)
+    huge = oracle.CountHypothesis(np.full(days, 800.0), np.full(days, 80.0))         # a null never near it
+    threshold = oracle.calibrate(huge, np.arange(days), 0.01, np.random.default_rng(11))
+    assert oracle.expected_delay(huge, np.arange(100, 130), threshold, np.random.default_rng(12)) == 1
     tiny = oracle.CountHypothesis(np.full(days, 50.0), np.full(days, 50.5))
     threshold = oracle.calibrate(tiny, np.arange(days), 0.01, np.random.default_rng(7))
     assert oracle.expected_delay(tiny, np.arange(100, 110), threshold, np.random.default_rng(8)) == float("inf")

@@ -86,7 +86,9 @@ def calibrate(hypothesis, windows: np.ndarray, alpha: float, rng: np.random.Gene
     raises an alarm with probability ``alpha``: the empirical quantile of the day's maximum where
     ten replicates reach it, else an exponential tail fitted to the largest 5 % of the maxima
     that are above zero (a sparse series' CUSUM mostly stays at 0 all day: the tail starts from
-    the share of days it leaves 0 at all). With fewer than five such days, the largest maximum."""
+    the share of days it leaves 0 at all). With fewer than five such days, just above the largest
+    maximum (a shift so large that the null's log-likelihood ratio is never positive: any
+    positive evidence is an alarm)."""
     windows = np.asarray(windows)
     x, n = hypothesis.sample(rng, windows, replicates, False)
     steps = hypothesis.llr(windows[:, None], x, n)
@@ -100,7 +102,7 @@ def calibrate(hypothesis, windows: np.ndarray, alpha: float, rng: np.random.Gene
         return float(np.quantile(peak, 1 - alpha))
     positive = peak[peak > 0]
     if len(positive) < 5:
-        return float(peak[-1]) if peak[-1] > 0 else float("inf")
+        return float(peak[-1]) + 1e-9
     k = max(5, min(len(positive), replicates // 20))
     base = float(positive[-k - 1]) if k < len(positive) else 0.0
     above = positive[positive > base] - base
