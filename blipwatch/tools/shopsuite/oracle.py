@@ -127,6 +127,19 @@ def delay(hypothesis, windows: np.ndarray, x: np.ndarray, n: np.ndarray, thresho
     return None
 
 
+def alarms(hypothesis, windows: np.ndarray, x: np.ndarray, n: np.ndarray, threshold: float) -> int:
+    """Alarms of the CUSUM over ``windows`` (restarted after each): on windows known to be
+    normal, the oracle's real false alarms."""
+    windows = np.asarray(windows)
+    steps = hypothesis.llr(windows, np.asarray(x, float), np.asarray(n, float)).tolist()
+    s, count = 0.0, 0
+    for step in steps:
+        s = max(0.0, s + step)
+        if s >= threshold:
+            count, s = count + 1, 0.0
+    return count
+
+
 def expected_delay(hypothesis, windows: np.ndarray, threshold: float, rng: np.random.Generator,
                    replicates: int = 300) -> float:
     """The median delay (windows) of the CUSUM started at 0 on the first of ``windows``, over

@@ -169,6 +169,9 @@ def oracle_for(incident, shop: Shop, cells: Cells, truth: Truth, catalogue: Cata
     null_days = np.arange(max(0, onset - oracle.DAY_WINDOWS), onset)
     null_days = np.resize(null_days, oracle.DAY_WINDOWS)       # a short run: its windows, cyclically
     best_expected, best_realised, best_where = float("inf"), None, None
+    # windows known to be normal (before every incident): the oracle's false alarms on real data
+    quiet = np.arange(0, max(0, min(i.onset_ms for i in shop.incidents) - shop.start_ms) // WINDOW_MS - 30)
+    null_alarms, quiet_days = 0, 0.0
     for number, name in enumerate(incident.metrics):
         metric = catalogue.by_name.get(name)
         if metric is None:
@@ -181,11 +184,15 @@ def oracle_for(incident, shop: Shop, cells: Cells, truth: Truth, catalogue: Cata
             x, n = _observed(metric, cells, cells.index[_label(segment)])
             windows = np.arange(max(0, onset - 60), end)
             realised = oracle.delay(hypothesis, windows, x[windows], n[windows], threshold, onset)
+            if np.isfinite(threshold) and len(quiet):
+                null_alarms += oracle.alarms(hypothesis, quiet, x[quiet], n[quiet], threshold)
+                quiet_days += len(quiet) / oracle.DAY_WINDOWS
             if expected < best_expected or best_where is None:
                 best_expected, best_where = expected, f"{name} on {_label(segment)}"
             if realised is not None and (best_realised is None or realised < best_realised):
                 best_realised = realised
-    return {"oracle_delay": best_expected, "oracle_realised_delay": best_realised, "oracle_series": best_where}
+    return {"oracle_delay": best_expected, "oracle_realised_delay": best_realised, "oracle_series": best_where,
+            "oracle_null_alarms": null_alarms, "oracle_null_budget": round(quiet_days * alpha, 4)}
 
 
 def _class(oracle_delay: float) -> str:
@@ -387,6 +394,8 @@ def summarise(results: list[ShopResult], seeds, shops: int, hours: float) -> dic
         "oracle_within_10": {"incidents": len(within10), "detected": len(caught10),
                              "recall": round(len(caught10) / len(within10), 3) if within10 else None,
                              "median_delay_ratio": _median([i["delay"] / i["oracle_delay"] for i in caught10])},
+        "oracle_null_alarms": sum(i.get("oracle_null_alarms", 0) for i in incidents),
+        "oracle_null_budget": round(sum(i.get("oracle_null_budget", 0.0) for i in incidents), 2),
         "false_alerts": sum(r.false_alerts for r in results),
         "false_alerts_per_shop_day": round(sum(r.false_alerts for r in results) / days, 3) if days else None,
         "false_alerts_per_shop_day_after_day1": round(sum(r.false_alerts_day2 for r in results) / later_days, 3)
@@ -423,6 +432,8 @@ def format_table(summary: dict) -> str:
     w = summary["oracle_within_10"]
     lines += ["", f"oracle within 10 windows: recall {w['recall']} ({w['detected']}/{w['incidents']}), "
                   f"median delay / oracle {w['median_delay_ratio']}",
+              f"oracle alarms on the real windows before the incidents: {summary['oracle_null_alarms']} "
+              f"(its budget there: {summary['oracle_null_budget']})",
               f"false alerts: {summary['false_alerts']} = {summary['false_alerts_per_shop_day']} per shop-day "
               f"({summary['false_alerts_per_shop_day_after_day1']} after the first day); "
               f"shops over 1 a day: {summary['shops_over_1_false_alert_a_day']}",
