@@ -1,8 +1,11 @@
 """Our "value" detector against River models on the NAB corpus, scored by NAB's scorer.
 
-    .venv/bin/python tests/benchmarks/nab_run.py NAB_FOLDER [--detector NAME=YAML ...] [--results DIR] [--per-file]
+    .venv/bin/python tests/benchmarks/nab_run.py NAB_FOLDER [--detector NAME=YAML ...] [--results DIR] [--per-file] [--by-category]
+        [--scorer NAB/nab_score.py]
 
-NAB_FOLDER holds NAB's ``data/``, ``labels/``, ``config/`` and ``nab_score.py``. Every detector
+NAB_FOLDER is laid out as numenta/NAB: data/<category>/<file>.csv, labels/combined_windows.json,
+config/profiles.json (the whole corpus: 58 files; docs/detectors.md says how to build it from the
+public repository); the scorer takes ``--data NAB --results DIR...`` (default NAB_FOLDER/nab_score.py). Every detector
 runs through the same code as a metric series: ``make_detector("value", settings)``, each row
 judged (``judge_one``) before it is learned, the same defaults on every file (no per-file
 tuning), River models' raw scores calibrated to our rarity scale. Without ``--detector``:
@@ -64,24 +67,31 @@ def main() -> int:
     parser.add_argument("--detector", action="append", default=[], metavar="NAME=YAML",
                         help="a detector's settings, e.g. 'hw={model: time_series.HoltWinters, params: "
                              "{alpha: 0.3, beta: 0.1, gamma: 0.5, seasonality: 288}}' (NAME alone: ours)")
+    parser.add_argument("--scorer", default=None, help="NAB scoring script (default: NAB/nab_score.py)")
     parser.add_argument("--results", default=None, help="results folder (default: a temporary one)")
     parser.add_argument("--per-file", action="store_true")
+    parser.add_argument("--by-category", action="store_true", help="also score each category on its own")
     args = parser.parse_args()
     data = Path(args.nab)
     detectors = dict(parse_detector(d) for d in args.detector) if args.detector else DEFAULT_DETECTORS
     results = Path(args.results or tempfile.mkdtemp(prefix="nab-results-"))
+    scorer = Path(args.scorer) if args.scorer else data / "nab_score.py"
     sources = sorted((data / "data").glob("*/*.csv"))
-    if not sources:
-        raise SystemExit(f"{data}/data has no */*.csv: give the NAB folder")
+    if not sources or not scorer.is_file():
+        print(f"nab_run: {data} has no data/<category>/*.csv or no scorer {scorer}", file=sys.stderr)
+        return 2
     for name, settings in detectors.items():
         started, rows = time.process_time(), 0
-        for source in sources:
+        for number, source in enumerate(sources, 1):
+            print(f"[{name} {number}/{len(sources)}] {source.parent.name}/{source.name}", file=sys.stderr, flush=True)
             rows += score_file(source, results / name / source.parent.name / source.name, settings)
         print(f"{name}: {rows} rows, {(time.process_time() - started) / rows * 1e6:.1f} us/row", flush=True)
-    command = [sys.executable, str(data / "nab_score.py"), "--data", str(data), "--results",
+    command = [sys.executable, str(scorer), "--data", str(data), "--results",
                *[str(results / name) for name in detectors]]
     if args.per_file:
         command.append("--per-file")
+    if args.by_category:
+        command.append("--by-category")
     return subprocess.call(command)
 
 

@@ -1,0 +1,453 @@
+"""The randomized-shop evaluation: many random shops through the real pipeline, against the oracle.
+
+For each shop: its window counts (``generator.count_cells``), the pipeline over them
+(``CellReplay``: ``Replay``'s trackers, detectors, policy and alerts, fed the same partials its
+ingest would make from the events), ``blipwatch evaluate``'s matching for detections, delays and
+false alerts, and per incident the oracle's delay at the same false-alarm budget. The report
+(``summarise``) has recall by the oracle's delay, delay ratios, false alerts, resolution, the
+bias of ``expected`` against the truth, and whether incidents are learned.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+from blipwatch.pipeline.catalogue import Catalogue
+from blipwatch.pipeline.tracker import ClosedWindow, SeriesTracker
+from blipwatch.stream_app.replay import Replay
+from blipwatch.schemas.outputs import segment_label
+from blipwatch.tools import evaluation
+from blipwatch.tools.shopsuite import oracle
+from blipwatch.tools.shopsuite.generator import WINDOW_MS, Cells, Shop, _iso, count_cells, draw_shop, segment_labels
+from blipwatch.tools.shopsuite.truth import Truth, selector_expectation, volume_dispersion
+
+#: oracle classes by its median delay, in windows
+CLASSES = (("<=2", 2.0), ("3-5", 5.0), ("6-10", 10.0), (">10", float("inf")), ("undetectable", None))
+RESOLVE_WITHIN = 10     # windows after an incident's end by which its alerts should have resolved
+WARMUP_WINDOWS = 120    # windows before the bias of ``expected`` is measured
+
+
+class CellReplay(Replay):
+    """``Replay`` fed window counts instead of event lines: the trackers, detectors, policy,
+    incident book and alerts are Replay's own; what changes is only how the partials are made
+    (``Cells`` counts what ``IngestBatch`` + ``PartialAggregate`` count, tested equal on events).
+    Keeps every point's expected value, value and score by series and window."""
+
+    def __init__(self, catalogue: Catalogue, windows: int, start_ms: int):
+        super().__init__(catalogue, lambda point: None, self._keep_alert)
+        self.start_ms = start_ms
+        self.n_windows = windows
+        self.alert_dicts: list[dict] = []
+        self.expected: dict[str, np.ndarray] = {}
+        self.score: dict[str, np.ndarray] = {}
+
+    def _keep_alert(self, alert) -> None:
+        self.alert_dicts.append(orjson.loads(alert.to_json()))
+
+    def _emit(self, tracker: SeriesTracker, window: ClosedWindow) -> None:
+        w = (window.closed_at_ms - self.catalogue.window_ms - self.catalogue.lateness_ms - self.start_ms) \
+            // self.catalogue.window_ms
+        expected = self.expected.get(tracker.series)
+        if expected is None:
+            expected = self.expected[tracker.series] = np.full(self.n_windows, np.nan)
+            self.score[tracker.series] = np.zeros(self.n_windows)
+        if 0 <= w < self.n_windows:
+            point = window.point
+            expected[w] = np.nan if point.expected is None else point.expected
+            self.score[tracker.series][w] = point.score
+        super()._emit(tracker, window)
+
+    def feed_cells(self, cells: Cells) -> None:
+        if self.catalogue.window_ms != WINDOW_MS:
+            raise evaluation.EvaluationError("the random shops are counted in one-minute windows")
+        pipeline_rows = len(segment_labels(cells.shop, self.catalogue.dimensions))
+        labels = [label for label, _ in cells.segments[:pipeline_rows]]
+        metrics = [m.name for m in self.catalogue.metrics]
+        for w in range(cells.shop.windows):
+            window_start = self.start_ms + w * WINDOW_MS
+            fed = False
+            for name in metrics:
+                rows = np.flatnonzero(cells.seen[name][:pipeline_rows, w])
+                if not len(rows):
+                    continue
+                fed = True
+                num, den = cells.num[name], cells.den[name]
+                for row in rows.tolist():
+                    tracker = self._tracker(f"{name}|{labels[row]}")
+                    if tracker is not None:
+                        tracker.merge(window_start, float(num[row, w]), float(den[row, w]))
+            if fed:
+                self.watermark.observe(0, window_start + WINDOW_MS - 1, 0)
+            self._close(self.watermark.value(0))
+
+
+@dataclass
+class ShopResult:
+    shop: str
+    sessions_per_minute: float
+    days: float
+    series: int
+    false_alerts: int
+    false_alerts_day2: int
+    incidents: list[dict] = field(default_factory=list)
+    bias: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+
+def labels_of(shop: Shop) -> dict:
+    return {"start": _iso(shop.start_ms), "end": _iso(shop.end_ms), "incidents": [
+        {"name": i.name, "metrics": list(i.metrics), "segment": dict(i.segment), "direction": i.directions[0],
+         "directions": dict(zip(i.metrics, i.directions)), "start": _iso(i.onset_ms), "end": _iso(i.end_ms),
+         "expect_alert": True, "subtle": False} for i in shop.incidents]}
+
+
+def _supersets(segment: dict, pipeline_labels: set[str]) -> list[dict]:
+    """The incident's segment and every segment the pipeline has that contains it."""
+    out = [dict(segment)]
+    if segment:
+        out.append({})
+    if len(segment) > 1:
+        out += [{k: v} for k, v in segment.items() if f"{k}={v}" in pipeline_labels]
+    return out
+
+
+def _label(segment: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in segment.items()) or "all"
+
+
+def _hypothesis(metric, truth: Truth, segment: dict, incident, dispersion_cache: dict):
+    """The oracle's test on one series: its true baseline against the incident's shift, the
+    shift as it would be in every window (the CUSUM looks for it at any time; its null days are
+    the windows before the incident)."""
+    base = truth.expected(segment)
+    shifted = truth.with_incident(segment, incident, everywhere=True)
+    if metric.kind == "rate":
+        num0, den0 = selector_expectation(metric.numerator, base), selector_expectation(metric.denominator, base)
+        num1, den1 = selector_expectation(metric.numerator, shifted), selector_expectation(metric.denominator, shifted)
+        return oracle.RateHypothesis(num0 / np.maximum(den0, 1e-12), num1 / np.maximum(den1, 1e-12), den0, den1)
+    if metric.kind == "count":
+        mu0, mu1 = selector_expectation(metric.numerator, base), selector_expectation(metric.numerator, shifted)
+        d = 1.0
+        if metric.numerator.event_types is None or len(metric.numerator.event_types) > 1:
+            key = _label(segment)
+            if key not in dispersion_cache:
+                dispersion_cache[key] = volume_dispersion(truth.shop, truth.channel_weights(segment))
+            d = dispersion_cache[key]
+        return oracle.CountHypothesis(mu0, mu1, d)
+    orders0 = base["purchase"]
+    orders1 = shifted["purchase"]
+    m0, v0 = truth.order_mean, truth.order_var
+    f = incident.factor if incident.kind == "order_value_shift" else 1.0
+    in_segment = truth.with_incident(incident.segment, incident, everywhere=True)["purchase"]
+    share = in_segment / np.maximum(orders1, 1e-12)
+    m1 = m0 * (1 + (f - 1) * share)
+    second = share * f * f * (v0 + m0 * m0) + (1 - share) * (v0 + m0 * m0)
+    ones = np.ones(truth.shop.windows)
+    return oracle.MeanHypothesis(m0 * ones, v0 * ones, m1, np.maximum(second - m1 * m1, 1e-9), orders0, orders1)
+
+
+def _observed(metric, cells: Cells, row: int):
+    num, den = cells.num[metric.name][row], cells.den[metric.name][row]
+    if metric.kind == "count":
+        return num, np.ones_like(num)
+    if metric.kind == "mean":
+        return np.where(den > 0, num / np.maximum(den, 1), 0.0), den
+    return num, den
+
+
+def oracle_for(incident, shop: Shop, cells: Cells, truth: Truth, catalogue: Catalogue, alpha: float,
+               pipeline_labels: set[str], cache: dict) -> dict:
+    """The oracle's best over the incident's metrics and the series that contain its segment."""
+    onset = (incident.onset_ms - shop.start_ms) // WINDOW_MS
+    end = (incident.end_ms - shop.start_ms) // WINDOW_MS
+    null_days = np.arange(max(0, onset - oracle.DAY_WINDOWS), onset)
+    null_days = np.resize(null_days, oracle.DAY_WINDOWS)       # a short run: its windows, cyclically
+    best_expected, best_realised, best_where = float("inf"), None, None
+    # windows known to be normal (before every incident): the oracle's false alarms on real data
+    quiet = np.arange(0, max(0, min(i.onset_ms for i in shop.incidents) - shop.start_ms) // WINDOW_MS - 30)
+    null_alarms, quiet_days = 0, 0.0
+    for number, name in enumerate(incident.metrics):
+        metric = catalogue.by_name.get(name)
+        if metric is None:
+            continue
+        for segment in _supersets(incident.segment, pipeline_labels):
+            hypothesis = _hypothesis(metric, truth, segment, incident, cache)
+            rng = np.random.default_rng([shop.seed, shop.index, onset, number, len(segment)])
+            threshold = oracle.calibrate(hypothesis, null_days, alpha, rng)
+            expected = oracle.expected_delay(hypothesis, np.arange(onset, end), threshold, rng)
+            x, n = _observed(metric, cells, cells.index[_label(segment)])
+            windows = np.arange(max(0, onset - 60), end)
+            realised = oracle.delay(hypothesis, windows, x[windows], n[windows], threshold, onset)
+            if np.isfinite(threshold) and len(quiet):
+                null_alarms += oracle.alarms(hypothesis, quiet, x[quiet], n[quiet], threshold)
+                quiet_days += len(quiet) / oracle.DAY_WINDOWS
+            if expected < best_expected or best_where is None:
+                best_expected, best_where = expected, f"{name} on {_label(segment)}"
+            if realised is not None and (best_realised is None or realised < best_realised):
+                best_realised = realised
+    return {"oracle_delay": best_expected, "oracle_realised_delay": best_realised, "oracle_series": best_where,
+            "oracle_null_alarms": null_alarms, "oracle_null_budget": round(quiet_days * alpha, 4)}
+
+
+def _class(oracle_delay: float) -> str:
+    if not np.isfinite(oracle_delay):
+        return "undetectable"
+    for name, limit in CLASSES:
+        if limit is not None and oracle_delay <= limit:
+            return name
+    return ">10"
+
+
+def _truth_series(metric, truth: Truth, segment: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(true value per window, its volume: trials of a rate, the count, orders of a mean)."""
+    base = truth.expected(segment)
+    if metric.kind == "rate":
+        num, den = selector_expectation(metric.numerator, base), selector_expectation(metric.denominator, base)
+        return num / np.maximum(den, 1e-12), den
+    if metric.kind == "count":
+        mu = selector_expectation(metric.numerator, base)
+        return mu, mu
+    return np.full(truth.shop.windows, truth.order_mean), base["purchase"]
+
+
+def run_shop(shop: Shop, catalogue: Catalogue) -> ShopResult:
+    started, cpu = time.perf_counter(), time.process_time()
+    extra = [i.segment for i in shop.incidents if len(i.segment) > 1]
+    cells = count_cells(shop, catalogue, extra)
+    replay = CellReplay(catalogue, shop.windows, shop.start_ms)
+    replay.feed_cells(cells)
+    replay.finish()
+    labels = labels_of(shop)
+    report = evaluation.evaluate(replay.alert_dicts, labels)
+    truth = Truth(shop)
+    n_series = len(replay.trackers)
+    alpha = 1.0 / max(1, n_series)
+    pipeline_labels = {label for label, _ in segment_labels(shop, catalogue.dimensions)}
+    day2_ms = shop.start_ms + 1440 * WINDOW_MS
+    false_day2 = sum(1 for a in report["false_alert_list"]
+                     if evaluation.epoch_seconds(a["window_start"], "alert") * 1000 >= day2_ms)
+    result = ShopResult(f"{shop.seed}/{shop.index}", shop.sessions_per_minute, shop.hours / 24, n_series,
+                        report["false_alerts"], false_day2)
+
+    # episodes: first firing and resolution, to see which end
+    episodes: dict[str, dict] = {}
+    messages = evaluation._firing(replay.alert_dicts)
+    for alert in replay.alert_dicts:
+        episode = episodes.setdefault(alert["dedup_key"], {"resolved": None})
+        if alert["status"] == "resolved":
+            episode["resolved"] = evaluation.epoch_seconds(alert["window_end"], "alert")
+    incidents = evaluation._incidents(labels)
+    cache: dict = {}
+    for incident, label, row in zip(shop.incidents, incidents, report["incidents"]):
+        found = oracle_for(incident, shop, cells, truth, catalogue, alpha, pipeline_labels, cache)
+        keys = {m["key"] for m in messages if evaluation.matches(m, label, 3 * 60.0)}
+        end_s = incident.end_ms / 1000
+        late = [k for k in keys if episodes[k]["resolved"] is None
+                or episodes[k]["resolved"] > end_s + RESOLVE_WITHIN * 60]
+        never = [k for k in keys if episodes[k]["resolved"] is None]
+        primary = catalogue.by_name.get(incident.metrics[0])
+        learned = _learned(primary, incident, shop, truth, replay, pipeline_labels) if primary else None
+        base = _truth_series(primary, truth, incident.segment)[0] if primary else None
+        shifted = None
+        if primary is not None:
+            onset = (incident.onset_ms - shop.start_ms) // WINDOW_MS
+            end = (incident.end_ms - shop.start_ms) // WINDOW_MS
+            hyp = _hypothesis(primary, truth, incident.segment, incident, cache)
+            after = hyp.p1 if primary.kind == "rate" else hyp.mu1 if primary.kind == "count" else hyp.m1
+            shifted = float(np.mean(after[onset:end]) / max(np.mean(base[onset:end]), 1e-12) - 1)
+        result.incidents.append({
+            "shop": result.shop, "name": incident.name, "metric": incident.metrics[0],
+            "segment": _label(incident.segment), "minutes": (incident.end_ms - incident.onset_ms) // WINDOW_MS,
+            "onset_hour": round(((incident.onset_ms // 1000) % 86400) / 3600, 2), "factor": round(incident.factor, 3),
+            "true_change": None if shifted is None else round(shifted, 4),
+            "detected": row["detected"], "delay": row["delay_windows"],
+            "first_alert": None if not row["detected"] else
+            f"{row['first_alert']['metric']} on {segment_label(row['first_alert']['segment'])}",
+            **found, "class": _class(found["oracle_delay"]), "episodes": len(keys), "late_resolved": len(late),
+            "never_resolved": len(never), "learned": learned,
+        })
+    result.bias = _bias(shop, truth, replay, catalogue)
+    result.seconds = time.perf_counter() - started
+    result.cpu_seconds = time.process_time() - cpu
+    return result
+
+
+def _most_specific(segment: dict, pipeline_labels: set[str], truth: Truth) -> dict:
+    if _label(segment) in pipeline_labels:
+        return dict(segment)
+    parents = [{k: v} for k, v in segment.items() if f"{k}={v}" in pipeline_labels]
+    if not parents:
+        return {}
+    return min(parents, key=lambda s: float(truth.channel_weights(s).sum()))
+
+
+def _learned(metric, incident, shop: Shop, truth: Truth, replay: CellReplay, pipeline_labels) -> float | None:
+    """How far ``expected`` moved during the incident from its pre-incident value (moved along the
+    true baseline), as the largest relative change: 0 = not learned at all."""
+    segment = _most_specific(incident.segment, pipeline_labels, truth)
+    expected = replay.expected.get(f"{metric.name}|{_label(segment)}")
+    if expected is None:
+        return None
+    base, _ = _truth_series(metric, truth, segment)
+    onset = (incident.onset_ms - shop.start_ms) // WINDOW_MS
+    end = (incident.end_ms - shop.start_ms) // WINDOW_MS
+    before = slice(max(0, onset - 5), onset)
+    pre = np.nanmean(expected[before]) if np.isfinite(expected[before]).any() else np.nan
+    if not np.isfinite(pre) or pre <= 0:
+        return None
+    predicted = pre * base[onset:end] / max(float(np.mean(base[before])), 1e-12)
+    during = expected[onset:end]
+    ok = np.isfinite(during) & (predicted > 0)
+    if not ok.any():
+        return None
+    return round(float(np.max(np.abs(during[ok] / predicted[ok] - 1))), 4)
+
+
+def _bias(shop: Shop, truth: Truth, replay: CellReplay, catalogue: Catalogue) -> list[dict]:
+    """Per series: the mean relative bias of ``expected`` against the truth, on day 1 (after the
+    warm-up) and after it, outside incidents on that metric (and an hour after them)."""
+    rows = []
+    segments = dict(segment_labels(shop, catalogue.dimensions))
+    blocked = {m.name: np.zeros(shop.windows, dtype=bool) for m in catalogue.metrics}
+    for incident in shop.incidents:
+        onset = (incident.onset_ms - shop.start_ms) // WINDOW_MS
+        end = (incident.end_ms - shop.start_ms) // WINDOW_MS
+        for name in incident.metrics + ("event_volume",):
+            if name in blocked:
+                blocked[name][onset:end + 60] = True
+    for series, expected in replay.expected.items():
+        name, label = series.split("|", 1)
+        metric = catalogue.by_name[name]
+        value, volume = _truth_series(metric, truth, segments[label])
+        row = {"series": series, "kind": metric.kind, "volume": round(float(np.mean(volume)), 3)}
+        for period, window in (("day1", slice(WARMUP_WINDOWS, min(1440, shop.windows))),
+                               ("later", slice(1440, shop.windows))):
+            e, v = expected[window], value[window]
+            ok = np.isfinite(e) & (v > 0) & ~blocked[name][window]
+            row[period] = round(float(np.mean(e[ok] / v[ok] - 1)), 4) if ok.sum() >= 30 else None
+        rows.append(row)
+    return rows
+
+
+def run_suite(seeds, shops: int, hours: float, catalogue: Catalogue | None = None, log=sys.stderr,
+              keep=None) -> dict:
+    """Every shop of every seed; ``keep(result)`` is called with each shop's result as it is done."""
+    catalogue = catalogue or Catalogue.from_dict(None)
+    results = []
+    started = time.perf_counter()
+    total = len(seeds) * shops
+    for seed in seeds:
+        for index in range(shops):
+            shop = draw_shop(seed, index, hours)
+            result = run_shop(shop, catalogue)
+            results.append(result)
+            if keep is not None:
+                keep(result)
+            caught = sum(1 for i in result.incidents if i["detected"])
+            if log is not None:
+                print(f"[{len(results)}/{total}] {shop.describe()}: {caught}/{len(result.incidents)} caught, "
+                      f"{result.false_alerts} false alerts, {result.seconds:.0f}s ({result.cpu_seconds:.0f}s CPU) "
+                      f"({time.perf_counter() - started:.0f}s in all)", file=log, flush=True)
+    return summarise(results, seeds, shops, hours)
+
+
+def _median(values):
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return round(statistics.median(values), 2) if values else None
+
+
+def summarise(results: list[ShopResult], seeds, shops: int, hours: float) -> dict:
+    incidents = [i for r in results for i in r.incidents]
+    by_class = {}
+    for name, _ in CLASSES:
+        rows = [i for i in incidents if i["class"] == name]
+        detected = [i for i in rows if i["detected"]]
+        ratios = [i["delay"] / i["oracle_delay"] for i in detected if np.isfinite(i["oracle_delay"])]
+        by_class[name] = {"incidents": len(rows), "detected": len(detected),
+                          "recall": round(len(detected) / len(rows), 3) if rows else None,
+                          "median_delay": _median([i["delay"] for i in detected]),
+                          "median_oracle_delay": _median([i["oracle_delay"] for i in rows]),
+                          "median_delay_ratio": _median(ratios)}
+    within10 = [i for i in incidents if i["class"] in ("<=2", "3-5", "6-10")]
+    caught10 = [i for i in within10 if i["detected"]]
+    days = sum(r.days for r in results)
+    later_days = sum(max(0.0, r.days - 1) for r in results)
+    episodes = sum(i["episodes"] for i in incidents)
+    rate_bias = [b for r in results for b in r.bias if b["kind"] == "rate" and b["volume"] >= 1]
+    count_bias = [b for r in results for b in r.bias if b["kind"] == "count"]
+
+    def within(rows, period, limit):
+        values = [abs(b[period]) for b in rows if b[period] is not None]
+        return {"series": len(values), "within": sum(1 for v in values if v <= limit),
+                "median_abs": _median(values), "median": _median([b[period] for b in rows if b[period] is not None])}
+
+    learned = [i["learned"] for i in within10 if i["learned"] is not None]
+    return {
+        "seeds": list(seeds), "shops": shops, "hours": hours, "shop_days": round(days, 2),
+        "incidents": len(incidents), "by_class": by_class,
+        "oracle_within_10": {"incidents": len(within10), "detected": len(caught10),
+                             "recall": round(len(caught10) / len(within10), 3) if within10 else None,
+                             "median_delay_ratio": _median([i["delay"] / i["oracle_delay"] for i in caught10])},
+        "oracle_null_alarms": sum(i.get("oracle_null_alarms", 0) for i in incidents),
+        "oracle_null_budget": round(sum(i.get("oracle_null_budget", 0.0) for i in incidents), 2),
+        "false_alerts": sum(r.false_alerts for r in results),
+        "false_alerts_per_shop_day": round(sum(r.false_alerts for r in results) / days, 3) if days else None,
+        "false_alerts_per_shop_day_after_day1": round(sum(r.false_alerts_day2 for r in results) / later_days, 3)
+        if later_days else None,
+        "shops_over_1_false_alert_a_day": sum(1 for r in results if r.false_alerts / r.days > 1),
+        "alert_episodes_on_incidents": episodes,
+        "resolved_late": sum(i["late_resolved"] for i in incidents),
+        "never_resolved": sum(i["never_resolved"] for i in incidents),
+        "rate_bias_day1": within(rate_bias, "day1", 0.02), "rate_bias_later": within(rate_bias, "later", 0.02),
+        "count_bias_day1": within(count_bias, "day1", 0.10), "count_bias_later": within(count_bias, "later", 0.10),
+        "learned": {"incidents": len(learned), "within_10pct": sum(1 for v in learned if v <= 0.10),
+                    "median": _median(learned)},
+        "seconds_per_shop": _median([r.seconds for r in results]),
+        "cpu_seconds": round(sum(r.cpu_seconds for r in results), 1),
+        "incident_list": incidents,
+        "shop_list": [{k: getattr(r, k) for k in ("shop", "sessions_per_minute", "series", "false_alerts",
+                                                   "false_alerts_day2", "seconds", "cpu_seconds")}
+                      for r in results],
+        "bias_list": [b for r in results for b in r.bias],
+    }
+
+
+def format_table(summary: dict) -> str:
+    lines = [f"{len(summary['seeds'])} seed(s) {summary['seeds']} x {summary['shops']} shops x "
+             f"{summary['hours']:g} h = {summary['shop_days']} shop-days, {summary['incidents']} incidents", "",
+             "| oracle delay (windows) | incidents | detected | recall | median delay | median oracle delay "
+             "| median delay / oracle |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, row in summary["by_class"].items():
+        def show(v):
+            return "-" if v is None else f"{v:g}"
+        lines.append(f"| {name} | {row['incidents']} | {row['detected']} | {show(row['recall'])} | "
+                     f"{show(row['median_delay'])} | {show(row['median_oracle_delay'])} | "
+                     f"{show(row['median_delay_ratio'])} |")
+    w = summary["oracle_within_10"]
+    lines += ["", f"oracle within 10 windows: recall {w['recall']} ({w['detected']}/{w['incidents']}), "
+                  f"median delay / oracle {w['median_delay_ratio']}",
+              f"oracle alarms on the real windows before the incidents: {summary['oracle_null_alarms']} "
+              f"(its budget there: {summary['oracle_null_budget']})",
+              f"false alerts: {summary['false_alerts']} = {summary['false_alerts_per_shop_day']} per shop-day "
+              f"({summary['false_alerts_per_shop_day_after_day1']} after the first day); "
+              f"shops over 1 a day: {summary['shops_over_1_false_alert_a_day']}",
+              f"alert episodes on incidents: {summary['alert_episodes_on_incidents']}, resolved later than "
+              f"{RESOLVE_WITHIN} windows after the end (or never): {summary['resolved_late']}, never: "
+              f"{summary['never_resolved']}"]
+    for key, limit in (("rate_bias", "2%"), ("count_bias", "10%")):
+        for period in ("day1", "later"):
+            b = summary[f"{key}_{period}"]
+            lines.append(f"{key.replace('_', ' ')} ({period}): {b['within']}/{b['series']} series within {limit}, "
+                         f"median {b['median']}, median |bias| {b['median_abs']}")
+    learned = summary["learned"]
+    lines.append(f"expected during incidents (oracle <= 10 windows): {learned['within_10pct']}/{learned['incidents']} "
+                 f"within 10% of pre-incident, median largest move {learned['median']}")
+    lines.append(f"CPU: {summary['cpu_seconds']} s in all")
+    return "\n".join(lines)

@@ -1,0 +1,183 @@
+"""The randomized shops (issue 17's yardstick): the generator against its own truth, the window
+counts against the real ingest, and the oracle against its promises."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import orjson
+import pytest
+
+from blipwatch.pipeline.catalogue import Catalogue
+from blipwatch.schemas.events import validate_event
+from blipwatch.stream_app.replay import Replay
+from blipwatch.schemas.times import parse_time
+from blipwatch.tools.shopsuite import oracle
+from blipwatch.tools.shopsuite.generator import Events, count_cells, draw_shop, event_dicts, generate
+from blipwatch.tools.shopsuite.suite import CellReplay, format_table, run_suite
+from blipwatch.tools.shopsuite.truth import Truth, selector_expectation
+
+CATALOGUE = Catalogue.from_dict(None)
+
+
+def test_shops_are_deterministic_and_varied():
+    a, b = draw_shop(3, 1, hours=30), draw_shop(3, 1, hours=30)
+    assert a.describe() == b.describe() and a.incidents == b.incidents
+    shops = [draw_shop(0, i, hours=30) for i in range(30)]
+    volumes = [s.sessions_per_minute for s in shops]
+    assert 10 <= min(volumes) < 60 and 600 < max(volumes) <= 3000
+    incidents = [i for s in shops for i in s.incidents]
+    assert {i.kind for i in incidents} >= {"tracking_drop", "abandonment_up", "complaints_up"}
+    assert any(len(i.segment) == 2 for i in incidents) and any(not i.segment for i in incidents)
+    assert all(5 <= (i.end_ms - i.onset_ms) / 60_000 <= 90 for i in incidents)
+    # onsets after a day of learning, at every hour of the shop's day (its peak hour is random)
+    assert all(i.onset_ms - s.start_ms >= 24 * 3_600_000 for s in shops for i in s.incidents)
+
+
+@pytest.mark.parametrize("index", [0, 2, 5])
+def test_generator_matches_its_truth_within_noise(index):
+    """Over six hours of a shop without incidents, every series' count is within 4.5 sigma of
+    the truth (sigma: Poisson, times the true dispersion for event volume)."""
+    shop = replace(draw_shop(1, index, hours=6), incidents=[])
+    cells = count_cells(shop, CATALOGUE)
+    truth = Truth(shop)
+    checked = 0
+    for label, segment in cells.segments:
+        expected = truth.expected(segment)
+        row = cells.index[label]
+        for metric in CATALOGUE.metrics:
+            if metric.kind == "mean":
+                continue
+            selectors = [metric.numerator] + ([metric.denominator] if metric.kind == "rate" else [])
+            for selector, observed in zip(selectors, (cells.num, cells.den)):
+                true = selector_expectation(selector, expected)[30:].sum()
+                seen = observed[metric.name][row, 30:].sum()
+                spread = np.sqrt(max(true, 1.0) * (12.0 if selector.event_types is None else 2.0))
+                assert abs(seen - true) < 4.5 * spread, (label, metric.name, seen, true)
+                checked += 1
+    assert checked > 100
+
+
+def test_events_follow_the_contract_and_counts_match_replay():
+    """The suite's window counts fed to Replay's trackers give the same points and alerts as
+    Replay itself reading the shop's events (JSON lines in the customer-event contract)."""
+    shop = draw_shop(2, 0, hours=3)
+    shop = replace(shop, sessions_per_minute=40.0, incidents=[])
+    events = Events.concat(list(generate(shop)))
+    dicts = event_dicts(shop, events)
+    for event in dicts[:2000]:
+        validate_event(event)
+    points, alerts = [], []
+    replay = Replay(CATALOGUE, points.append, alerts.append)
+    replay.feed(orjson.dumps(event) for event in dicts)
+    replay.finish()
+    cells = count_cells(shop, CATALOGUE)
+    mirror = CellReplay(CATALOGUE, shop.windows, shop.start_ms)
+    mirror.feed_cells(cells)
+    mirror.finish()
+    assert set(mirror.trackers) == set(replay.trackers)
+    by_series: dict[str, list] = {}
+    for point in points:
+        by_series.setdefault(point.series, []).append(point)
+    compared = 0
+    for series, rows in by_series.items():
+        expected = mirror.expected[series]
+        for point in rows:
+            w = int(parse_time(point.window_start).timestamp() * 1000 - shop.start_ms) // 60_000
+            if not 0 <= w < shop.windows:
+                continue
+            if point.expected is None:
+                assert np.isnan(expected[w])
+            else:
+                assert expected[w] == pytest.approx(point.expected, rel=1e-9)
+                assert mirror.score[series][w] == pytest.approx(point.score, abs=1e-9)
+            compared += 1
+    assert compared > 10_000
+    assert [(a["dedup_key"], a["status"], a["window_start"]) for a in mirror.alert_dicts] == \
+        [(a.dedup_key, a.status, a.window_start) for a in alerts] or \
+        sorted((a["dedup_key"], a["status"], a["window_start"]) for a in mirror.alert_dicts) == \
+        sorted((a.dedup_key, a.status, a.window_start) for a in alerts)
+
+
+def test_oracle_keeps_its_false_alarm_rate_on_the_null():
+    """Calibrated for 5 % of days with an alarm, fresh null days alarm on about 5 % of them."""
+    days = 1440
+    p0 = 0.2 + 0.05 * np.sin(np.arange(days) / 200)
+    hypothesis = oracle.RateHypothesis(p0, p0 * 1.5, 30 + 20 * np.cos(np.arange(days) / 300), np.full(days, 30.0))
+    threshold = oracle.calibrate(hypothesis, np.arange(days), 0.05, np.random.default_rng(1), replicates=800)
+    rng = np.random.default_rng(2)
+    x, n = hypothesis.sample(rng, np.arange(days), 1000, False)
+    steps = hypothesis.llr(np.arange(days)[:, None], x, n)
+    s = np.zeros(1000)
+    peak = np.zeros(1000)
+    for step in steps:
+        s = np.maximum(0.0, s + step)
+        peak = np.maximum(peak, s)
+    assert 0.025 < np.mean(peak >= threshold) < 0.09
+
+
+def test_oracle_extrapolated_threshold_is_conservative_enough():
+    """For a budget the replicates cannot reach (1 in 200 days), the fitted tail's threshold
+    gives an alarm rate of that order on many fresh days."""
+    days = 1440
+    hypothesis = oracle.CountHypothesis(np.full(days, 20.0), np.full(days, 30.0))
+    threshold = oracle.calibrate(hypothesis, np.arange(days), 0.005, np.random.default_rng(3), replicates=400)
+    x, n = hypothesis.sample(np.random.default_rng(4), np.arange(days), 4000, False)
+    steps = hypothesis.llr(np.arange(days)[:, None], x, n)
+    s = np.zeros(4000)
+    peak = np.zeros(4000)
+    for step in steps:
+        s = np.maximum(0.0, s + step)
+        peak = np.maximum(peak, s)
+    assert np.mean(peak >= threshold) < 0.015
+
+
+def test_oracle_detects_a_big_shift_at_once_and_no_shift_never():
+    days = 1440
+    big = oracle.CountHypothesis(np.full(days, 50.0), np.full(days, 10.0))          # a tracking drop to a fifth
+    threshold = oracle.calibrate(big, np.arange(days), 0.01, np.random.default_rng(5))
+    assert oracle.expected_delay(big, np.arange(100, 130), threshold, np.random.default_rng(6)) <= 2
+    x = np.concatenate([np.full(60, 50.0), np.full(30, 10.0)])
+    assert oracle.delay(big, np.arange(40, 130), x, np.ones(90), threshold, 100) in (1, 2)
+    huge = oracle.CountHypothesis(np.full(days, 800.0), np.full(days, 80.0))         # a null never near it
+    threshold = oracle.calibrate(huge, np.arange(days), 0.01, np.random.default_rng(11))
+    assert oracle.expected_delay(huge, np.arange(100, 130), threshold, np.random.default_rng(12)) == 1
+    tiny = oracle.CountHypothesis(np.full(days, 50.0), np.full(days, 50.5))
+    threshold = oracle.calibrate(tiny, np.arange(days), 0.01, np.random.default_rng(7))
+    assert oracle.expected_delay(tiny, np.arange(100, 110), threshold, np.random.default_rng(8)) == float("inf")
+    mean = oracle.MeanHypothesis(np.full(days, 50.0), np.full(days, 400.0), np.full(days, 25.0),
+                                 np.full(days, 100.0), np.full(days, 20.0), np.full(days, 20.0))
+    threshold = oracle.calibrate(mean, np.arange(days), 0.01, np.random.default_rng(9))
+    assert oracle.expected_delay(mean, np.arange(100, 130), threshold, np.random.default_rng(10)) <= 2
+
+
+def test_quick_suite_reports_every_figure():
+    summary = run_suite([0], shops=2, hours=8.0, log=None)
+    assert summary["incidents"] == sum(r["incidents"] for r in summary["by_class"].values())
+    for incident in summary["incident_list"]:
+        assert incident["class"] in ("<=2", "3-5", "6-10", ">10", "undetectable")
+        assert incident["oracle_series"]
+    assert summary["rate_bias_day1"]["series"] > 20
+    assert "false alerts" in format_table(summary)
+
+
+def test_suite_oracle_tests_the_shift_at_any_time_with_a_real_threshold():
+    """The oracle's alternative holds in every window (its threshold comes from null days before
+    the incident, where a shift tested only during the incident would make every LLR zero)."""
+    from blipwatch.tools.shopsuite.suite import _hypothesis
+
+    shop = draw_shop(0, 2, hours=8)
+    truth = Truth(shop)
+    checked = 0
+    for incident in shop.incidents:
+        metric = CATALOGUE.by_name[incident.metrics[0]]
+        hypothesis = _hypothesis(metric, truth, incident.segment, incident, {})
+        onset = (incident.onset_ms - shop.start_ms) // 60_000
+        null = np.arange(max(0, onset - 240), onset)
+        steps = hypothesis.llr(null, *hypothesis.sample(np.random.default_rng(0), null, 1, False))
+        assert np.abs(steps).sum() > 0
+        threshold = oracle.calibrate(hypothesis, np.resize(null, 1440), 0.01, np.random.default_rng(1))
+        assert threshold > 1.0
+        checked += 1
+    assert checked
