@@ -406,8 +406,8 @@ def gate_window(book: FeedbackBook, series: SeriesFeedback | None, metric: str, 
         entry = book.calendar_for(metric, segment, window_start_ms, window_end_ms)
         if entry is not None:
             return Gate(suppressed_text("calendar", entry.reason), False, "skip")
-    if not rare:
-        return OPEN
+    if not rare or (point_direction is not None and metric_direction not in ("both", point_direction)):
+        return OPEN     # nothing to say: the policy does not count it anyway
     if series is not None and series.patterns:
         pattern = series.recurs(window_start_ms, point_direction, relative_change(value, expected))
         if pattern is not None:
