@@ -101,6 +101,12 @@ POINTS_SUPPRESSED = Counter("blipwatch_points_suppressed",
                             "Rare points that did not alert, by cause: calendar, false_positive, min_change",
                             ["metric", "cause"])
 
+for _verdict in ("false_positive", "expected", "confirmed"):   # bounded labels: exported at 0 from the start
+    for _action in ("resolved", "kept"):
+        FEEDBACK_ACTIONS.labels(_verdict, _action)
+for _topic in ("feedback", "calendar"):
+    FEEDBACK_REJECTED.labels(_topic)
+
 
 def count_suppressed(metric: str, suppressed: str) -> None:
     POINTS_SUPPRESSED.labels(metric, suppressed.split(":", 1)[0]).inc()
