@@ -289,6 +289,10 @@ class AlertmanagerBridge:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= low):
                 raise ConfigError(f"alertmanager bridge: the {name} must be a number of seconds >= {low:g}, "
                                   f"got {value!r}")
+        if silence_interval is not None and not (isinstance(silence_interval, (int, float))
+                                                 and math.isfinite(silence_interval) and silence_interval >= 0.05):
+            raise ConfigError(f"alertmanager bridge: the silence interval must be a number of seconds >= 0.05 "
+                              f"(or 0 for never), got {silence_interval!r}")
         self.resend_interval = resend_interval
         self.firing_ttl = max(firing_ttl, 2 * resend_interval)
         self.max_backoff = max_backoff
