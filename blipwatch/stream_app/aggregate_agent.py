@@ -158,6 +158,13 @@ class AggregateAgent:
             log.warning("feedback: the feedback and calendar topics were not read within %.0f s; scoring without "
                         "waiting for them", FEEDBACK_WAIT_SECONDS)
             self.feedback_ready = None
+            asyncio.ensure_future(self._act_once_read(ready))
+
+    async def _act_once_read(self, ready: asyncio.Event) -> None:
+        """Verdicts read after the wait gave up are not announced one by one: act on all of them."""
+        await ready.wait()
+        for aggregator in list(self.aggregators.values()):
+            await self.act_on_takeover(aggregator)
 
     def on_verdict(self, feedback: Any) -> None:
         """A new or changed verdict (``FeedbackFollower``): acted on by this worker if it owns the series."""
