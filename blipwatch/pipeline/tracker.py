@@ -13,7 +13,7 @@ from typing import Any
 from blipwatch.pipeline.catalogue import Catalogue, MetricDefinition
 from blipwatch.detectors.state import StateVersionError, dump_series, load_series
 from blipwatch.pipeline.feedback import (FeedbackBook, FeedbackStateError, SeriesFeedback, gate_window,
-                                         relative_change)
+                                         relative_change, suppressed_text)
 from blipwatch.pipeline.windows import closes_at
 from blipwatch.schemas.outputs import AnomalyAlert, MetricPoint, iso_from_ms, segment_from_label
 
@@ -214,6 +214,17 @@ class SeriesTracker:
             learn, may_alert, suppressed = gate.learn, gate.may_alert, gate.suppressed
         else:   # the common case, written out: gate_window would return OPEN
             learn, may_alert, suppressed = "normal", True, None
+        record = self.record
+        if record is not None and record.get("held_by"):
+            # an incident people resolved does not page again while it lasts
+            if scored.is_anomaly and scored.direction == record["direction"]:
+                record["held"] = 0
+                if may_alert:
+                    may_alert, suppressed = False, suppressed_text(record["held_by"], record["dedup_key"])
+            else:
+                record["held"] += 1
+                if record["held"] >= self.policy.resolve_after:
+                    record["held_by"] = None
         if learn == "normal":
             detector.learn_one(x)
         elif learn == "force":
@@ -340,6 +351,11 @@ class SeriesTracker:
         incident = self.incident
         self.incident = None
         self.policy.quiet()
+        if self.record is None or self.record["dedup_key"] != incident["dedup_key"]:
+            self.record = {"dedup_key": incident["dedup_key"], "direction": incident["direction"],
+                           "last_anomalous_end": None, "peak_deviation": None, "windows": []}
+        # held until resolve_after points in a row are not anomalous that way
+        self.record["held_by"], self.record["held"] = feedback.verdict, 0
         point = self.last_point
         end = (self.last_closed + self.window_ms) if self.last_closed is not None else incident["started_at"]
         start = end - self.window_ms

@@ -133,7 +133,8 @@ class MetricPoint:
     is_anomaly: bool
     direction: str | None = None
     #: why a rare point did not alert (and, for a planned event, was not learned): "calendar: REASON",
-    #: "false_positive: DEDUP_KEY" or "min_change: RULE" (``pipeline.feedback``); None: nothing said
+    #: "false_positive: DEDUP_KEY", "expected: DEDUP_KEY" or "min_change: RULE" (``pipeline.feedback``,
+    #: ``pipeline.tracker``); None: nothing said
     suppressed: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
