@@ -154,10 +154,25 @@ def run_in_worker(app, settings: Settings, aggregation) -> FeedbackFollower:
                 metrics.FEEDBACK_REJECTED.labels(topic).inc(seen - counted[topic])
                 counted[topic] = seen
 
+    async def follow() -> None:
+        # not in on_start: a broker not reachable yet must not stop the worker from starting (the
+        # windows wait FEEDBACK_WAIT_SECONDS at most, then score without and act once it is read)
+        failures = 0
+        while True:
+            try:
+                await follower.start()
+                return
+            except Exception as exc:  # noqa: BLE001 - retried; the worker goes on
+                failures += 1
+                (log.warning if failures in (1, 2) or failures % 10 == 0 else log.debug)(
+                    "feedback: cannot read %s and %s yet (%s); retrying", settings.feedback_topic,
+                    settings.calendar_topic, exc or type(exc).__name__)
+                await asyncio.sleep(min(10.0, 0.5 * 2 ** failures))
+
     @app.service
     class FeedbackFollowerService(Service):
         async def on_start(self) -> None:
-            await follower.start()
+            self.add_future(follow())
 
         @Service.task
         async def _count(self) -> None:
