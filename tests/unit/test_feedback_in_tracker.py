@@ -133,3 +133,18 @@ def test_replay_and_evaluate_take_feedback_files(tmp_path):
     report = json.loads(done.stdout)
     days = {row["day"]: (row["before"], row["after"]) for row in report["feedback"]["days"]}
     assert days["2026-01-07"][0] >= 1 and days["2026-01-08"] == (days["2026-01-08"][0], 0) and days["2026-01-08"][0] >= 1
+
+
+def test_the_trackers_written_out_open_gate_is_what_gate_window_says():
+    # SeriesTracker._score skips gate_window when there is no calendar and the point is not rare
+    from blipwatch.detectors.significance import parse_min_change
+    from blipwatch.pipeline.feedback import OPEN, SeriesFeedback, gate_window
+
+    series = SeriesFeedback()
+    series.act(Feedback(f"{APP}@2026-01-05T02:00:00Z", "false_positive", "2026-01-05T08:00:00Z", "cli"),
+               ended_ms=ms_from_iso("2026-01-05T02:10:00Z"), window_ms=60_000, direction="down", firing=False)
+    t = ms_from_iso("2026-01-06T02:03:00Z")
+    for value, direction in ((0.0, "down"), (500.0, "up"), (None, None)):
+        for rule in (None, parse_min_change("30%", "count")):
+            assert gate_window(FeedbackBook(), series, "event_volume", {"channel": "app"}, t, t + 60_000, value,
+                               100.0, direction, False, rule, "down") == OPEN
