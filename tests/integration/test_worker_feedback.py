@@ -1,6 +1,7 @@
 """A verdict reaches the worker on the embedded broker: `blipwatch feedback KEY --verdict
 false_positive` resolves the incident still firing within seconds (a resolved alert "Resolved by
-feedback" on the alerts topic), and the worker counts it in /metrics."""
+feedback" on the alerts topic), the worker counts it in /metrics, and after a restart the verdict is
+not acted on again and the incident, still going on, does not page again."""
 
 from __future__ import annotations
 
@@ -57,4 +58,26 @@ def test_a_false_positive_from_the_cli_resolves_the_firing_incident_within_secon
         listed = subprocess.run([*BLIPWATCH, "feedback", "list"], env=env, capture_output=True, text=True, timeout=60)
         assert key in listed.stdout and "false_positive" in listed.stdout
     assert worker.process.returncode == 0, worker.log()[-3000:]
+    # the effect survives a restart: the new worker re-reads the verdict, finds it acted on (series
+    # state), and the incident, still going on in the events that follow, does not page again
+    with Worker(env, tmp_path, name="restarted") as again:
+        again.wait_ready()
+        produce(broker, unique_topics["BLIPWATCH_EVENTS_TOPIC"], messages[onset:])
+        wait_until(lambda: _last_point_after(broker, unique_topics), timeout=240, interval=2,
+                   what="the restarted worker scoring the overall search series past the incident")
+        assert again.metric("blipwatch_feedback_actions_total", verdict="false_positive", action="resolved") == 0
+    assert again.process.returncode == 0, again.log()[-3000:]
+    overall = [a for a in alerts(broker, alerts_topic) if a["metric"] == "search_zero_results_rate" and not a["segment"]]
+    assert [a["status"] for a in overall if a["dedup_key"] == key].count("resolved") == 1
+    assert all(a["window_start"] <= resolved["window_start"] for a in overall if a["dedup_key"] == key)
+    assert not [a for a in overall if a["dedup_key"] != key and a["window_start"] < "2026-01-05T18:45"], overall
     print(f"\nresolved {took:.1f} s after `blipwatch feedback` started: {resolved['summary']}")
+
+
+def _last_point_after(broker, topics) -> bool:
+    """The restarted worker has scored the overall search series past the incident (18:00-18:45)."""
+    for record in read_topic(broker, topics["BLIPWATCH_POINTS_TOPIC"], timeout=10):
+        point = orjson.loads(record.value)
+        if point["series"] == "search_zero_results_rate|all" and point["window_start"] >= "2026-01-05T18:50":
+            return True
+    return False
