@@ -145,6 +145,15 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
         t = get("t")
         self._learn(self._default_t() if t is None else t, get("value"), get("numerator"), get("denominator"))
 
+    def learn_as_normal(self, x: Mapping[str, Any]) -> None:
+        """Learn ``x`` as a normal point even where building evidence of a blip would freeze
+        learning: people called it harmless (``pipeline.feedback``). As the first points are learned."""
+        freely, self.learn_freely = self.learn_freely, self.n_learned + 1
+        try:
+            self.learn_one(x)
+        finally:
+            self.learn_freely = freely
+
     # --- kind hooks ------------------------------------------------------------------------
 
     def _observe(self, value, numerator, denominator) -> tuple[float, float] | None:

@@ -115,11 +115,15 @@ class AlertPolicy:
                           scored.score, self.peak_score, self.points, scored.value,
                           scored.expected, scored.lower, scored.upper)
 
-    def update(self, t: float, scored: Scored, volume: float | None = None) -> Transition | None:
+    def update(self, t: float, scored: Scored, volume: float | None = None,
+               may_alert: bool = True) -> Transition | None:
         """Feed one scored point (in time order); returns a transition or None.
 
         ``volume`` is the evidence behind the point (e.g. the denominator of a rate); None
-        uses the detector's own ``scored.volume``.
+        uses the detector's own ``scored.volume``. ``may_alert=False`` (what people said about
+        this window: a planned event, a pattern called harmless, a change below ``min_change``,
+        ``pipeline.feedback.gate_window``) makes a rare point count as a normal one: it neither
+        fires nor extends an incident, it breaks a confirm run and counts towards resolving.
         """
         self.seen = seen = self.seen + 1
         if seen <= self.warmup:
@@ -127,7 +131,7 @@ class AlertPolicy:
         volume = scored.volume if volume is None else volume
         if scored.value is None or scored.expected is None or volume < self.min_volume:
             return None
-        wanted = self._wanted(scored.direction)
+        wanted = may_alert and self._wanted(scored.direction)
         if self.firing:
             if wanted and scored.direction == self.incident_direction and \
                     scored.score >= self.threshold - self.hysteresis:
@@ -166,6 +170,15 @@ class AlertPolicy:
             self.severity = "critical" if scored.score >= self.critical_threshold else "warning"
             return self._transition("firing", t, scored)
         return None
+
+    def quiet(self) -> None:
+        """Forget the incident in progress (people resolved it: ``false_positive`` or ``expected``)
+        and any run towards a new one; the cooldown applies as after a resolve."""
+        if self.firing:
+            self.firing = False
+            self.cooldown_left = self.cooldown
+        self.run_length = 0
+        self.normal_run = 0
 
 
 def settings_names() -> list[str]:

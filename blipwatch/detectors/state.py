@@ -12,7 +12,8 @@ default); the running state is stored by position in ``_STATE_FIELDS`` order, an
 checksum of those field names, is part of the header: a state written with other fields is
 refused like an old version.
 
-Format 6: only our own fields. The Page-Hinkley test is ours (``page_hinkley.STATE_FIELDS``), no
+Format 7: a series record also holds its last incident's windows and what people said about it
+(``pipeline.feedback.SeriesFeedback``); a format-6 state re-warms. Format 6: only our own fields. The Page-Hinkley test is ours (``page_hinkley.STATE_FIELDS``), no
 longer River's private fields (format 5 stored those; a format-5 state is refused and its series
 re-warms). A detector running a River model (``river_models``) stores its own fields, its
 calibration's raw scores and the model as River's pickle tagged with River's version
@@ -34,7 +35,7 @@ from blipwatch.detectors.page_hinkley import STATE_FIELDS as _SHIFT_FIELDS
 from blipwatch.detectors.policy import AlertPolicy, settings_names
 from blipwatch.detectors.river_models import RiverModelDetector
 
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 _MAGIC = b"blipwatch-state/"
 
 _POLICY_SETTINGS = tuple(settings_names())
@@ -47,7 +48,7 @@ def _layout() -> str:
              for kind, cls in sorted(KIND_CLASSES.items())]
     parts += ["shift:" + ",".join(_SHIFT_FIELDS), "policy:" + ",".join(_POLICY_STATE),
               "model:" + ",".join(RiverModelDetector._STATE_FIELDS) + ",calibration,river",
-              "series:last_closed,incident,detector,policy"]
+              "series:last_closed,incident,detector,policy,record,feedback"]
     return f"{zlib.crc32('|'.join(parts).encode()):08x}"
 
 
@@ -85,6 +86,10 @@ class SeriesState(NamedTuple):
     incident: dict | None
     detector: SeriesDetector | RiverModelDetector
     policy: AlertPolicy
+    #: the last incident's anomalous windows, kept until the next one (what a ``false_positive`` learns)
+    record: dict | None = None
+    #: ``pipeline.feedback.SeriesFeedback.to_bytes()``: verdicts acted on, patterns learned
+    feedback: bytes | None = None
 
 
 # --- fields <-> objects -------------------------------------------------------------------------
@@ -135,14 +140,14 @@ def dump_state(obj: SeriesDetector | RiverModelDetector | AlertPolicy) -> bytes:
     >>> det = make_detector("count")
     >>> det.learn_one({"t": 0.0, "value": 12})
     >>> blob = dump_state(det)
-    >>> blob.startswith(b"blipwatch-state/6 "), len(blob) < 20_000
+    >>> blob.startswith(b"blipwatch-state/7 "), len(blob) < 20_000
     (True, True)
     >>> load_state(blob).judge_one({"t": 60.0, "value": 12}) == det.judge_one({"t": 60.0, "value": 12})
     True
     >>> load_state(b"blipwatch-state/0\\n...")
     Traceback (most recent call last):
     ...
-    blipwatch.detectors.state.StateVersionError: stored state has format version 0, this blipwatch reads version 6: re-warm the series
+    blipwatch.detectors.state.StateVersionError: stored state has format version 0, this blipwatch reads version 7: re-warm the series
     """
     if isinstance(obj, (SeriesDetector, RiverModelDetector)):
         return _HEADER + _encode(["detector", *_detector_fields(obj)])
@@ -152,7 +157,7 @@ def dump_state(obj: SeriesDetector | RiverModelDetector | AlertPolicy) -> bytes:
 
 
 def dump_series(last_closed: int | None, incident: dict | None, detector: SeriesDetector | RiverModelDetector,
-                policy: AlertPolicy) -> bytes:
+                policy: AlertPolicy, record: dict | None = None, feedback: bytes | None = None) -> bytes:
     """One blob for a series: its progress, detector and policy (``SeriesTracker.to_bytes``).
 
     >>> from blipwatch.detectors import make_detector
@@ -166,7 +171,7 @@ def dump_series(last_closed: int | None, incident: dict | None, detector: Series
     blipwatch.detectors.state.StateVersionError: stored state is a series record, not a detector or policy: re-warm the series
     """
     return _HEADER + _encode(["series", last_closed, incident, _detector_fields(detector),
-                              _policy_fields(policy)])
+                              _policy_fields(policy), record, feedback])
 
 
 def _body(blob: bytes) -> list:
@@ -213,12 +218,14 @@ def load_series(blob: bytes) -> SeriesState:
     """The series record stored by :func:`dump_series`; StateVersionError if unreadable."""
     body = _body(blob)
     try:
-        tag, last_closed, incident, detector, policy = body
+        tag, last_closed, incident, detector, policy, record, feedback = body
         if tag != "series":
             raise KeyError(tag)
         if not (last_closed is None or isinstance(last_closed, (int, float))) or isinstance(last_closed, bool) \
-                or not (incident is None or isinstance(incident, dict)):
+                or not (incident is None or isinstance(incident, dict)) \
+                or not (record is None or isinstance(record, dict)) \
+                or not (feedback is None or isinstance(feedback, bytes)):
             raise TypeError("progress")
-        return SeriesState(last_closed, incident, _detector_from(detector), _policy_from(policy))
+        return SeriesState(last_closed, incident, _detector_from(detector), _policy_from(policy), record, feedback)
     except Exception as exc:  # any damage means the same thing to the caller: re-warm
         raise StateVersionError(f"stored state is damaged ({exc.__class__.__name__}): re-warm the series") from None

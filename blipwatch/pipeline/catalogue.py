@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from blipwatch.detectors.settings import SettingsError, resolve_settings
+from blipwatch.detectors.significance import MinChangeError, min_change_for
 
 METRIC_KINDS = {"count": "count", "rate": "rate", "mean": "mean", "funnel": "rate"}  # metric kind -> detector kind
 #: what a funnel's value counts: journeys that converted, or those that did not
@@ -111,6 +112,8 @@ class MetricDefinition:
     detector: dict[str, Any] = field(default_factory=dict)
     policy: dict[str, Any] = field(default_factory=dict)
     funnel: Funnel | None = None    # funnel only (then no selectors: the journey stage feeds it)
+    #: the smallest change worth a page (``detectors.significance``); None: every rare point counts
+    min_change: Any = None
 
     @property
     def detector_kind(self) -> str:
@@ -178,7 +181,7 @@ def _parse_metric(name: str, raw: Any) -> MetricDefinition:
     direction = raw.get("direction", "both")
     if direction not in DIRECTIONS:
         raise CatalogueError(f"metrics.{name}.direction={direction!r}: use one of {', '.join(DIRECTIONS)}")
-    allowed = {"kind", "direction", "detector", "policy", {"count": "count", "rate": "numerator",
+    allowed = {"kind", "direction", "detector", "policy", "min_change", {"count": "count", "rate": "numerator",
                                                             "mean": "mean", "funnel": "start"}[kind]}
     if kind == "rate":
         allowed.add("denominator")
@@ -204,8 +207,12 @@ def _parse_metric(name: str, raw: Any) -> MetricDefinition:
         denominator = _parse_selector(name, "denominator", raw.get("denominator"))
     else:
         numerator, denominator = _parse_selector(name, "mean", raw.get("mean"), need_property=True), None
+    try:
+        min_change = min_change_for(name, METRIC_KINDS[kind], raw.get("min_change"))
+    except MinChangeError as exc:
+        raise CatalogueError(f"metrics.{exc}") from None
     return MetricDefinition(name, kind, direction, numerator, denominator,
-                            dict(raw.get("detector") or {}), dict(raw.get("policy") or {}), funnel)
+                            dict(raw.get("detector") or {}), dict(raw.get("policy") or {}), funnel, min_change)
 
 
 def parse_duration_ms(value: Any, where: str) -> int:

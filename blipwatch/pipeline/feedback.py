@@ -13,11 +13,12 @@ Pure: no Kafka, no clock. Two objects, because they live in two places:
 ``gate_window`` puts both together (and ``min_change``) for one closed window: what its point says
 (``suppressed``), whether the policy may count it as anomalous, and whether the detector learns it.
 
-Why a pattern on top of learning the windows: a false alarm is learned as normal data (its windows
-go through the detector as if no alert had frozen it), but a daily profile moves only
-``season_gamma`` (a quarter) of the way to one day's value, so a nightly 10-minute tracking gap
+Why a pattern and not the incident's windows learned after the fact: by the time a verdict comes
+the detector has moved on, and windows learned out of time order drag today's level towards the
+blip (``pipeline.tracker.LEARN_PAST_WINDOWS``, off); and even learned in time, a daily profile moves
+only ``season_gamma`` (a quarter) of the way to one day's value, so a nightly 10-minute tracking gap
 that went to 0 would still be expected at 75 % of normal the next night, and page again. So a
-``false_positive`` also leaves a pattern on its series: the same time of day (± ``tolerance``), the
+``false_positive`` leaves a pattern on its series, learned as normal (in order) each time it recurs: the same time of day (± ``tolerance``), the
 same direction, no larger than ``larger_than_seen`` times the change that was called harmless. A
 point that fits is suppressed (``suppressed: "false_positive: KEY"``); a pattern not seen again for
 ``keep_days`` is forgotten. A genuine incident an hour later, the other way, or much larger, pages.
@@ -406,8 +407,8 @@ def gate_window(book: FeedbackBook, series: SeriesFeedback | None, metric: str, 
         entry = book.calendar_for(metric, segment, window_start_ms, window_end_ms)
         if entry is not None:
             return Gate(suppressed_text("calendar", entry.reason), False, "skip")
-    if not rare:
-        return OPEN
+    if not rare or (point_direction is not None and metric_direction not in ("both", point_direction)):
+        return OPEN     # nothing to say: the policy does not count it anyway
     if series is not None and series.patterns:
         pattern = series.recurs(window_start_ms, point_direction, relative_change(value, expected))
         if pattern is not None:

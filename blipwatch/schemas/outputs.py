@@ -132,6 +132,10 @@ class MetricPoint:
     score: float
     is_anomaly: bool
     direction: str | None = None
+    #: why a rare point did not alert (and, for a planned event, was not learned): "calendar: REASON",
+    #: "false_positive: DEDUP_KEY", "expected: DEDUP_KEY" or "min_change: RULE" (``pipeline.feedback``,
+    #: ``pipeline.tracker``); None: nothing said
+    suppressed: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _clean(v) for k, v in asdict(self).items()}
@@ -149,6 +153,8 @@ class MetricPoint:
             values.setdefault(name, None)
         if not isinstance(values["is_anomaly"], bool):
             raise InvalidDocument("MetricPoint.is_anomaly must be true or false")
+        if values.get("suppressed") is not None and not isinstance(values["suppressed"], str):
+            raise InvalidDocument("MetricPoint.suppressed must be a string or null")
         return cls(**values)
 
 

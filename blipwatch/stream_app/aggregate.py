@@ -39,8 +39,10 @@ STATE_CHUNK = 256
 
 
 class PartitionAggregator:
-    def __init__(self, partition: int, catalogue: Catalogue, load_state: Callable[[str], bytes | None]):
+    def __init__(self, partition: int, catalogue: Catalogue, load_state: Callable[[str], bytes | None],
+                 book: Any = None):
         self.partition = partition
+        self.book = book   # the worker's FeedbackBook (calendars, verdicts), shared by its series
         self.catalogue = catalogue
         self.load_state = load_state
         self.trackers: dict[str, SeriesTracker] = {}
@@ -60,11 +62,11 @@ class PartitionAggregator:
                 return None
             blob = self.load_state(series)
             if blob is not None:
-                tracker = SeriesTracker.from_bytes(blob, series, metric, self.catalogue)
+                tracker = SeriesTracker.from_bytes(blob, series, metric, self.catalogue, book=self.book)
                 if tracker.rewarmed:
                     metrics.STATE_RESET.inc()
             else:
-                tracker = SeriesTracker(series, metric, self.catalogue)
+                tracker = SeriesTracker(series, metric, self.catalogue, book=self.book)
             self.trackers[series] = tracker
         return tracker
 
@@ -284,6 +286,8 @@ def publish_closed(tracker: SeriesTracker, closed: list[ClosedWindow], observed_
     append = points.append
     for window in closed:
         append((key, window.point.to_json()))
+        if window.point.suppressed is not None:
+            metrics.count_suppressed(window.point.metric, window.point.suppressed)
         alert = window.alert
         if alert is not None:
             incidents.note(tracker.series, alert)

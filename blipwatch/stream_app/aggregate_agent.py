@@ -16,6 +16,7 @@ from typing import Any, Callable
 from blipwatch.kafka import faust_compat
 from blipwatch.kafka.batches import BatchSender
 from blipwatch.pipeline.catalogue import Catalogue
+from blipwatch.pipeline.feedback import FeedbackBook
 from blipwatch.pipeline.tracker import IncidentBook
 from blipwatch.schemas.partials import decode_partials, partition_for
 from blipwatch.stream_app import metrics
@@ -28,6 +29,9 @@ log = logging.getLogger("blipwatch")
 #: published, not all at its end: a backlog message can close 60,000 windows at 10k series (peak
 #: RSS 0.9-1.3 GiB against 0.5 with them all held), and a send lets the producer and ingest run.
 PUBLISH_CHUNK = 2_000
+#: Windows wait at most this long at startup for the feedback and calendar topics to be read (a
+#: planned event must not page because the worker started before it had read the calendar).
+FEEDBACK_WAIT_SECONDS = 10.0
 
 
 class AggregateAgent:
@@ -52,11 +56,19 @@ class AggregateAgent:
         # (kafka/batches.py): one future per batch instead of one per record through app.producer.send
         self.batches = BatchSender(producer)
         self.writer = StateWriter(self.aggregators, self.send_state, self.store_state, self.processing.is_set)
+        #: what people said (``stream_app.feedback_follower`` fills it); ``feedback_ready`` set once read
+        self.book = FeedbackBook()
+        metrics.FEEDBACK.book = self.book
+        self.feedback_ready: asyncio.Event | None = None
+        self._feedback_deadline: float | None = None
 
     async def handle(self, value: bytes, tp: Any, offset: int, ack: Callable[[], Any]) -> None:
         """One partials message (its bytes, topic partition and offset; ``ack`` acknowledges it)."""
         if self.writer.failure is not None:
             raise self.writer.failure  # points or state not delivered: as when they were awaited here
+        ready = self.feedback_ready
+        if ready is not None and not ready.is_set():
+            await self.wait_for_feedback(ready)
         self.processing.set()
         try:
             await self.aggregate_one(value, tp, offset, ack)
@@ -75,6 +87,8 @@ class AggregateAgent:
             log.info("aggregate: %s partition %d resumes at offset %d (first delivered %d) with %d series "
                      "from the detector state", self.settings.partials_topic, partition, aggregator.next_offset,
                      offset, len(aggregator.trackers))
+        if fresh and self.book.verdicts:
+            await self.act_on_takeover(aggregator)
         if not await self.in_order(aggregator, tp, offset):
             return
         # points and alerts first, delivered; then the state that says "closed". Stopped or
@@ -126,11 +140,74 @@ class AggregateAgent:
             def load(series: str) -> bytes | None:
                 return table.get(series.encode())
 
-            aggregator = self.aggregators[partition] = PartitionAggregator(partition, self.catalogue, load)
+            aggregator = self.aggregators[partition] = PartitionAggregator(partition, self.catalogue, load,
+                                                                           book=self.book)
             known = [key.decode() for key in list(table.keys())
                      if partition_for(key.decode(), self.settings.partitions) == partition]
             aggregator.adopt(known)
         return aggregator
+
+    # --- feedback ------------------------------------------------------------------------------
+
+    async def wait_for_feedback(self, ready: asyncio.Event) -> None:
+        if self._feedback_deadline is None:
+            self._feedback_deadline = time.monotonic() + FEEDBACK_WAIT_SECONDS
+        try:
+            await asyncio.wait_for(ready.wait(), max(0.0, self._feedback_deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            log.warning("feedback: the feedback and calendar topics were not read within %.0f s; scoring without "
+                        "waiting for them", FEEDBACK_WAIT_SECONDS)
+            self.feedback_ready = None
+            asyncio.ensure_future(self._act_once_read(ready))
+
+    async def _act_once_read(self, ready: asyncio.Event) -> None:
+        """Verdicts read after the wait gave up are not announced one by one: act on all of them."""
+        await ready.wait()
+        for aggregator in list(self.aggregators.values()):
+            await self.act_on_takeover(aggregator)
+
+    def on_verdict(self, feedback: Any) -> None:
+        """A new or changed verdict (``FeedbackFollower``): acted on by this worker if it owns the series."""
+        series = feedback.series_key()
+        if series is None:
+            return
+        aggregator = self.aggregators.get(partition_for(series, self.settings.partitions))
+        if aggregator is None:
+            return   # another worker's series (it acts on it), or a partition not yet taken
+        asyncio.ensure_future(self.act(aggregator, [feedback]))
+
+    async def act_on_takeover(self, aggregator: PartitionAggregator) -> None:
+        """A partition taken over: every verdict on its series (idempotent: ``acted`` is series state)."""
+        partitions = self.settings.partitions
+        mine = [f for f in list(self.book.verdicts.values())
+                if (s := f.series_key()) is not None and partition_for(s, partitions) == aggregator.partition]
+        if mine:
+            await self.act(aggregator, sorted(mine, key=lambda f: (f.started_ms() or 0, f.dedup_key)))
+
+    async def act(self, aggregator: PartitionAggregator, verdicts: list) -> None:
+        """Apply verdicts to their series: resolved alerts published at once, the state written after."""
+        changed, alerts = [], []
+        for feedback in verdicts:
+            tracker = aggregator.tracker(feedback.series_key())
+            if tracker is None:
+                continue
+            acted_before = dict(tracker.feedback.acted)
+            alert = tracker.act(feedback)
+            if tracker.feedback.acted == acted_before:
+                continue   # acted on already
+            changed.append(tracker)
+            metrics.FEEDBACK_ACTIONS.labels(feedback.verdict, "resolved" if alert is not None else "kept").inc()
+            if alert is not None:
+                self.incidents.note(tracker.series, alert)
+                alert.published_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                alerts.append((alert.dedup_key.encode(), alert.to_json()))
+                metrics.ALERTS.labels(alert.metric, alert.status, alert.severity).inc()
+                log.info("alert resolved: %s: %s", alert.dedup_key, alert.summary)
+        if not changed:
+            return
+        deliveries = await self.batches.send(self.settings.alerts_topic, alerts) if alerts else []
+        if self.aggregators.get(aggregator.partition) is aggregator:
+            self.writer.closed(aggregator.partition, changed, deliveries)
 
     async def resume_offset(self, tp: Any) -> int:
         """Where this partition's partials must be read from: the committed offset, else the start."""

@@ -276,7 +276,7 @@ class AlertmanagerBridge:
     def __init__(self, settings: Settings, url: str, *, dashboard_url: str | None = None,
                  group_id: str = DEFAULT_GROUP_ID, resend_interval: float = 60.0, firing_ttl: float = 300.0,
                  max_backoff: float = 30.0, request_timeout: float = 10.0, auth: "HttpAccess | None" = None,
-                 dead_letter_topic: str | None = ""):
+                 dead_letter_topic: str | None = "", silence_interval: float | None = 10.0):
         self.settings = settings
         access = auth or HttpAccess()
         self.url, url_credentials = split_credentials(check_url(url, "Alertmanager URL"))
@@ -289,6 +289,10 @@ class AlertmanagerBridge:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= low):
                 raise ConfigError(f"alertmanager bridge: the {name} must be a number of seconds >= {low:g}, "
                                   f"got {value!r}")
+        if silence_interval is not None and not (isinstance(silence_interval, (int, float))
+                                                 and math.isfinite(silence_interval) and silence_interval >= 0.05):
+            raise ConfigError(f"alertmanager bridge: the silence interval must be a number of seconds >= 0.05 "
+                              f"(or 0 for never), got {silence_interval!r}")
         self.resend_interval = resend_interval
         self.firing_ttl = max(firing_ttl, 2 * resend_interval)
         self.max_backoff = max_backoff
@@ -307,6 +311,10 @@ class AlertmanagerBridge:
         self._wake = asyncio.Event()
         self._committed: dict[Any, int] = {}
         self._failures = 0
+        #: how often silences are read for verdicts (``silence_feedback``); None: never
+        self.silence_interval = silence_interval
+        self._follower = None      # the feedback topic, read whole: what was said already
+        self.verdicts_given = 0    # verdicts written from silences, for logs and tests
 
     # lifecycle
 
@@ -361,6 +369,8 @@ class AlertmanagerBridge:
             connector=aiohttp.TCPConnector(ssl=self.tls.ssl_context()) if self.url.startswith("https:") else None)
         self._tasks = [asyncio.create_task(self._consume(), name="alertmanager-bridge-consume"),
                        asyncio.create_task(self._send_forever(), name="alertmanager-bridge-send")]
+        if self.silence_interval:
+            self._tasks.append(asyncio.create_task(self._silences_forever(), name="alertmanager-bridge-silences"))
         log.info("alertmanager bridge: consuming %s (group %s), posting to %s",
                  self.settings.alerts_topic, self.group_id, self.url)
 
@@ -387,6 +397,9 @@ class AlertmanagerBridge:
         if self._dead_letters is not None:
             await self._dead_letters.stop()
             self._dead_letters = None
+        if self._follower is not None:
+            await self._follower.stop()
+            self._follower = None
 
     async def run(self) -> None:
         """Start, run until cancelled (or a task fails), stop."""
@@ -474,6 +487,64 @@ class AlertmanagerBridge:
         for partition in partitions:
             self.positions.pop(partition, None)
             self._committed.pop(partition, None)
+
+    # silences -> feedback
+
+    async def _silences_forever(self) -> None:
+        """Every ``silence_interval``: a silence on one incident whose comment starts with a verdict
+        becomes that verdict on the feedback topic, unless the topic says so already."""
+        from blipwatch.stream_app.feedback_follower import FeedbackFollower
+
+        failures = 0
+        while True:
+            try:
+                if self._follower is None:
+                    follower = FeedbackFollower(self.settings)
+                    await follower.start()
+                    self._follower = follower
+                if self._follower.caught_up.is_set():
+                    await self.give_verdicts_from_silences()
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - Alertmanager or Kafka away: paging goes on
+                failures += 1
+                (log.warning if failures in (1, 2) or failures % 10 == 0 else log.debug)(
+                    "alertmanager bridge: cannot read silences for feedback (%s); retrying", exc or type(exc).__name__)
+            await asyncio.sleep(self.silence_interval)
+
+    async def _follower_ready(self) -> None:
+        """Until the feedback topic has been read (the silences are compared with it from then on)."""
+        while self._follower is None:
+            await asyncio.sleep(0.05)
+        await self._follower.caught_up.wait()
+
+    async def give_verdicts_from_silences(self) -> int:
+        """One pass: returns how many verdicts were written."""
+        from blipwatch.stream_app.feedback_topics import publish
+        from blipwatch.stream_app.silence_feedback import feedback_from_silence
+
+        async with self._session.get(self.url + "/api/v2/silences") as response:
+            if response.status >= 300:
+                raise ConnectionError(f"HTTP {response.status}")
+            silences = await response.json(content_type=None)
+        book = self._follower.book
+        records = []
+        for silence in silences if isinstance(silences, list) else []:
+            if not isinstance(silence, dict) or (silence.get("status") or {}).get("state") != "active":
+                continue
+            feedback = feedback_from_silence(silence)
+            if feedback is None:
+                continue
+            known = book.verdict(feedback.dedup_key)
+            if known is not None and (known.verdict, known.note) == (feedback.verdict, feedback.note):
+                continue
+            records.append((feedback.key, feedback.to_json()))
+            book.apply_feedback(feedback.key, feedback.to_json())   # not twice while the topic catches up
+        if records:
+            await asyncio.to_thread(publish, self.settings, self.settings.feedback_topic, records)
+            self.verdicts_given += len(records)
+            log.info("alertmanager bridge: %d verdicts from silences written to %s", len(records),
+                     self.settings.feedback_topic)
+        return len(records)
 
     # sending
 

@@ -87,6 +87,12 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
                                  producer=lambda: faust_compat.aiokafka_producer(app),
                                  consumer=lambda: app.consumer)
 
+    # what people on call said (verdicts, calendars): followed whole by every worker; windows wait
+    # for it to be read at startup (at most aggregate_agent.FEEDBACK_WAIT_SECONDS)
+    from blipwatch.stream_app.feedback_follower import run_in_worker as follow_feedback
+
+    follow_feedback(app, settings, aggregation)
+
     @app.agent(partials_topic)
     async def aggregate(stream):
         async for event in stream.noack().events():

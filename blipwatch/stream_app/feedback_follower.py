@@ -42,6 +42,8 @@ class FeedbackFollower:
         self._consumer = None
         self._task: asyncio.Task | None = None
         self._pending: set = set()
+        #: undecodable records skipped, per topic kind ("feedback", "calendar")
+        self.rejected = {"feedback": 0, "calendar": 0}
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -111,6 +113,7 @@ class FeedbackFollower:
             batches = await consumer.getmany(timeout_ms=self.poll_ms)
             for tp, records in batches.items():
                 for record in records:
+                    before = self.book.rejected
                     if tp.topic == feedback_topic:
                         verdict = self.book.apply_feedback(record.key, record.value)
                         if verdict is not None and self.caught_up.is_set() and self.on_verdict is not None:
@@ -119,6 +122,8 @@ class FeedbackFollower:
                         entry = self.book.apply_calendar(record.key, record.value)
                         if self.caught_up.is_set() and self.on_calendar is not None:
                             self.on_calendar(entry)
+                    if self.book.rejected > before:
+                        self.rejected["feedback" if tp.topic == feedback_topic else "calendar"] += 1
             if self._pending:
                 for tp in list(self._pending):
                     highwater = consumer.highwater(tp)
@@ -128,3 +133,54 @@ class FeedbackFollower:
                     log.info("feedback: %d verdicts, %d calendar entries", len(self.book.verdicts),
                              len(self.book.calendar))
                     self.caught_up.set()
+
+
+def run_in_worker(app, settings: Settings, aggregation) -> FeedbackFollower:
+    """The follower as a service of the Faust ``app``, feeding ``aggregation``'s book (an
+    ``AggregateAgent``): its windows wait for the topics to be read, its series act on new verdicts."""
+    from mode import Service
+
+    from blipwatch.stream_app import metrics
+
+    follower = FeedbackFollower(settings, book=aggregation.book, on_verdict=aggregation.on_verdict)
+    aggregation.feedback_ready = follower.caught_up
+    counted = {"feedback": 0, "calendar": 0}
+    for topic in counted:
+        metrics.FEEDBACK_REJECTED.labels(topic)
+
+    def count_rejected() -> None:
+        for topic, seen in follower.rejected.items():
+            if seen > counted[topic]:
+                metrics.FEEDBACK_REJECTED.labels(topic).inc(seen - counted[topic])
+                counted[topic] = seen
+
+    async def follow() -> None:
+        # not in on_start: a broker not reachable yet must not stop the worker from starting (the
+        # windows wait FEEDBACK_WAIT_SECONDS at most, then score without and act once it is read)
+        failures = 0
+        while True:
+            try:
+                await follower.start()
+                return
+            except Exception as exc:  # noqa: BLE001 - retried; the worker goes on
+                failures += 1
+                (log.warning if failures in (1, 2) or failures % 10 == 0 else log.debug)(
+                    "feedback: cannot read %s and %s yet (%s); retrying", settings.feedback_topic,
+                    settings.calendar_topic, exc or type(exc).__name__)
+                await asyncio.sleep(min(10.0, 0.5 * 2 ** failures))
+
+    @app.service
+    class FeedbackFollowerService(Service):
+        async def on_start(self) -> None:
+            self.add_future(follow())
+
+        @Service.task
+        async def _count(self) -> None:
+            while not self.should_stop:
+                count_rejected()
+                await self.sleep(5.0)
+
+        async def on_stop(self) -> None:
+            await follower.stop()
+
+    return follower

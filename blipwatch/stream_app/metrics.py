@@ -93,6 +93,57 @@ def initialise_metric(metric: str) -> None:
             ALERTS.labels(metric, status, severity)
 
 
+FEEDBACK_REJECTED = Counter("blipwatch_feedback_records_rejected",
+                            "Feedback or calendar records that did not match their contract (skipped)", ["topic"])
+FEEDBACK_ACTIONS = Counter("blipwatch_feedback_actions",
+                           "Verdicts acted on by the series they name: resolved (a firing incident), kept", ["verdict", "action"])
+POINTS_SUPPRESSED = Counter("blipwatch_points_suppressed",
+                            "Rare points that did not alert, by cause: calendar, false_positive, min_change",
+                            ["metric", "cause"])
+
+for _verdict in ("false_positive", "expected", "confirmed"):   # bounded labels: exported at 0 from the start
+    for _action in ("resolved", "kept"):
+        FEEDBACK_ACTIONS.labels(_verdict, _action)
+for _topic in ("feedback", "calendar"):
+    FEEDBACK_REJECTED.labels(_topic)
+
+
+def count_suppressed(metric: str, suppressed: str) -> None:
+    POINTS_SUPPRESSED.labels(metric, suppressed.split(":", 1)[0]).inc()
+
+
+class _FeedbackGauges(Collector):
+    """What people said, read from the worker's ``FeedbackBook`` at each scrape: verdicts by kind,
+    calendar entries, and those active now."""
+
+    def __init__(self) -> None:
+        self.book: Any = None
+
+    def collect(self):
+        import time
+
+        verdicts = GaugeMetricFamily("blipwatch_feedback_verdicts", "Verdicts on incidents, latest per incident",
+                                     labels=["verdict"])
+        entries = GaugeMetricFamily("blipwatch_calendar_entries", "Planned events in the calendar")
+        active = GaugeMetricFamily("blipwatch_calendar_active", "Planned events going on now (wall clock)")
+        book = self.book
+        if book is not None:
+            for verdict, count in book.counts().items():
+                verdicts.add_metric([verdict], count)
+            now = int(time.time() * 1000)
+            entries.add_metric([], len(book.calendar))
+            active.add_metric([], len(book.active(now, now + 1)))
+        return [verdicts, entries, active]
+
+    def describe(self):
+        return [GaugeMetricFamily("blipwatch_feedback_verdicts", "", labels=["verdict"]),
+                GaugeMetricFamily("blipwatch_calendar_entries", ""), GaugeMetricFamily("blipwatch_calendar_active", "")]
+
+
+FEEDBACK = _FeedbackGauges()
+REGISTRY.register(FEEDBACK)
+
+
 class _SeriesGauges(Collector):
     """The per-series gauges (value, expected, lower, upper, score, firing; bounded by the series
     cap), read from each series' newest point when ``/metrics`` is scraped.
@@ -117,6 +168,10 @@ class _SeriesGauges(Collector):
         families = [GaugeMetricFamily(name, documentation, labels=SERIES_LABELS)
                     for name, documentation in SERIES_GAUGES]
         value, expected, lower, upper, score, firing = families
+        suppressed = GaugeMetricFamily("blipwatch_series_suppressed",
+                                       "1 while a series' newest point is suppressed, by cause (an annotation series)",
+                                       labels=[*SERIES_LABELS, "cause"])
+        families.append(suppressed)
         nan = float("nan")
         for metric, segment, point, is_firing in list(self.last.values()):   # a copy: the agent may add
             labels = [metric, segment]
@@ -126,10 +181,14 @@ class _SeriesGauges(Collector):
             upper.add_metric(labels, nan if point.upper is None else point.upper)
             score.add_metric(labels, nan if point.score is None else point.score)
             firing.add_metric(labels, 1 if is_firing else 0)
+            said = getattr(point, "suppressed", None)
+            if said:
+                suppressed.add_metric([*labels, said.split(":", 1)[0]], 1)
         return families
 
     def describe(self):
-        return [GaugeMetricFamily(name, documentation, labels=SERIES_LABELS) for name, documentation in SERIES_GAUGES]
+        return [*(GaugeMetricFamily(name, documentation, labels=SERIES_LABELS) for name, documentation in SERIES_GAUGES),
+                GaugeMetricFamily("blipwatch_series_suppressed", "", labels=[*SERIES_LABELS, "cause"])]
 
 
 SERIES = _SeriesGauges()

@@ -3,6 +3,10 @@ pre-aggregate), the same windows, detectors, policy and alert construction as th
 Kafka. The file is read in its order as one partition: its watermark is the newest event time
 seen; at the end of the file every open window is flushed (as the stream does once its input
 goes idle).
+
+What people said can be replayed too (``book``, ``verdicts``): the calendar entries apply to every
+series from the start; each verdict is acted on once the event time reaches its ``at`` (the moment
+it was given), by the series it names, as the worker acts on it within seconds of its arrival.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from blipwatch.pipeline.catalogue import Catalogue, metric_of
+from blipwatch.pipeline.feedback import FeedbackBook
+from blipwatch.schemas.feedback import Feedback, time_ms
 from blipwatch.pipeline.tracker import ClosedWindow, IncidentBook, SeriesTracker
 from blipwatch.pipeline.windows import LocalWatermark
 from blipwatch.schemas.outputs import AnomalyAlert, MetricPoint
@@ -34,7 +40,8 @@ class ReplayStats:
 
 class Replay:
     def __init__(self, catalogue: Catalogue, on_point: Callable[[MetricPoint], None],
-                 on_alert: Callable[[AnomalyAlert], None], max_event_bytes: int = 65536):
+                 on_alert: Callable[[AnomalyAlert], None], max_event_bytes: int = 65536,
+                 book: FeedbackBook | None = None, verdicts: Iterable[Feedback] = ()):
         self.catalogue = catalogue
         self.on_point = on_point
         self.on_alert = on_alert
@@ -44,6 +51,9 @@ class Replay:
         self.trackers: dict[str, SeriesTracker] = {}
         self.incidents = IncidentBook()
         self.stats = ReplayStats()
+        self.book = book if book is not None else FeedbackBook()
+        #: verdicts not yet given (event time before their ``at``), the latest last
+        self.verdicts = sorted(verdicts, key=lambda f: (time_ms(f.at), f.dedup_key))
 
     def feed(self, lines: Iterable[bytes]) -> None:
         pending = 0
@@ -61,6 +71,20 @@ class Replay:
                 pending = 0
                 self._merge_and_close()
                 current = self.watermark.value(0)
+
+    def merge_windows(self, series_windows: dict[str, Iterable[tuple[int, float, float]]]) -> None:
+        """Counts already per window, ``{series: [(window start ms, numerator, denominator)]}``: what
+        the ingest's pre-aggregation makes of events (for a backtest on stored counts)."""
+        for series, windows in series_windows.items():
+            tracker = self._tracker(series)
+            if tracker is not None:
+                for window, numerator, denominator in windows:
+                    tracker.merge(int(window), numerator, denominator)
+
+    def advance(self, watermark_ms: int) -> None:
+        """Close what a watermark at ``watermark_ms`` closes (with ``merge_windows``)."""
+        self.watermark.observe(0, watermark_ms, 0)
+        self._close(self.watermark.value(0))
 
     def finish(self) -> ReplayStats:
         self._merge_and_close()
@@ -80,7 +104,7 @@ class Replay:
             metric = self.catalogue.by_name.get(metric_of(series))
             if metric is None:
                 return None
-            tracker = self.trackers[series] = SeriesTracker(series, metric, self.catalogue)
+            tracker = self.trackers[series] = SeriesTracker(series, metric, self.catalogue, book=self.book)
         return tracker
 
     def _merge_and_close(self) -> None:
@@ -100,6 +124,19 @@ class Replay:
             if close_at is not None and close_at <= watermark:
                 for window in tracker.close_until(watermark):
                     self._emit(tracker, window)
+        self._give_verdicts(watermark)
+
+    def _give_verdicts(self, watermark: int) -> None:
+        while self.verdicts and time_ms(self.verdicts[0].at) <= watermark:
+            feedback = self.verdicts.pop(0)
+            self.book.apply_feedback(feedback.key, feedback.to_json())
+            tracker = self.trackers.get(feedback.series_key())
+            if tracker is None:
+                continue
+            alert = tracker.act(feedback)
+            if alert is not None:
+                self.stats.alerts += 1
+                self.on_alert(self.incidents.note(tracker.series, alert))
 
     def _emit(self, tracker: SeriesTracker, window: ClosedWindow) -> None:
         self.stats.windows_scored += 1

@@ -29,6 +29,13 @@ DASHBOARDS_IN_REPOSITORY = Path("compose", "grafana", "dashboards")
 SUBSTITUTIONS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
 
 RATE = "[$__rate_interval]"
+#: Per annotation (by name): its title and tags (Prometheus annotation options the SDK does not model).
+ANNOTATION_TEXT = {
+    "Blip alerts firing": ("{{metric}} firing on {{segment}}", "metric,segment"),
+    "Suppressed by feedback": ("{{metric}} on {{segment}} suppressed: {{cause}}", "metric,segment,cause"),
+    "Planned events": ("a planned event (calendar) is going on", ""),
+    "Verdicts acted on": ("verdict {{verdict}}: {{action}}", "verdict,action"),
+}
 SERIES = 'metric=~"$metric", segment=~"$segment"'
 
 
@@ -132,6 +139,16 @@ def blips():
                        .multi(True).include_all(True))
         .annotation(AnnotationQuery().name("Blip alerts firing").datasource(datasource).enable(True)
                     .icon_color("red").expr(f"max by (metric, segment) (blipwatch_series_firing{{{SERIES}}}) == 1"))
+        # what people said: a point suppressed (calendar, false_positive pattern, min_change), a
+        # planned event going on, a verdict acted on (docs/ops.md, "Feedback on incidents")
+        .annotation(AnnotationQuery().name("Suppressed by feedback").datasource(datasource).enable(True)
+                    .icon_color("purple")
+                    .expr(f"max by (metric, segment, cause) (blipwatch_series_suppressed{{{SERIES}}}) == 1"))
+        .annotation(AnnotationQuery().name("Planned events").datasource(datasource).enable(True)
+                    .icon_color("blue").expr("max(blipwatch_calendar_active) > 0"))
+        .annotation(AnnotationQuery().name("Verdicts acted on").datasource(datasource).enable(True)
+                    .icon_color("orange")
+                    .expr("sum by (verdict, action) (increase(blipwatch_feedback_actions_total[2m])) > 0"))
         .with_panel(_panel("Series firing now (all metrics)", [
             ("sum(blipwatch_series_firing)", "firing")], width=8, height=6))
         .with_panel(_panel("Anomaly score", [
@@ -141,6 +158,16 @@ def blips():
             (f'sum by (status, severity) (increase(blipwatch_alerts_total{{metric=~"$metric"}}{RATE}))',
              "{{status}} {{severity}}")], width=8, height=6))
         .with_panel(band)
+        .with_panel(_panel("Points suppressed per minute for $metric", [
+            (f'sum by (cause) (rate(blipwatch_points_suppressed_total{{metric=~"$metric"}}{RATE})) * 60', "{{cause}}")],
+            width=12, height=6, description="Rare points that did not page: inside a planned event (calendar), "
+                                            "a pattern called a false positive, or a change below min_change."))
+        .with_panel(_panel("Verdicts and planned events", [
+            ("sum by (verdict) (blipwatch_feedback_verdicts)", "{{verdict}}"),
+            ("max(blipwatch_calendar_entries)", "calendar entries"),
+            ("max(blipwatch_calendar_active)", "planned events now"),
+            (f"sum by (topic) (rate(blipwatch_feedback_records_rejected_total{RATE}))", "rejected/s {{topic}}")],
+            width=12, height=6))
         .build()
     )
 
@@ -161,8 +188,8 @@ def render(build) -> str:
         panel["id"] = panel_id  # Grafana wants unique panel ids; the SDK leaves them unset or 0
     for annotation in document["annotations"]["list"]:
         # Prometheus annotation options the SDK does not model: one mark per firing series and step
-        annotation.update({"step": "60s", "titleFormat": "{{metric}} firing on {{segment}}",
-                           "tagKeys": "metric,segment", "useValueForTime": False})
+        title, tags = ANNOTATION_TEXT[annotation["name"]]
+        annotation.update({"step": "60s", "titleFormat": title, "tagKeys": tags, "useValueForTime": False})
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 

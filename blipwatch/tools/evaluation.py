@@ -286,7 +286,44 @@ def evaluate(alerts: Iterable[dict], labels: dict | list, window_seconds: float 
         "alert_messages": len(alerts),
         "alert_episodes": len(episodes),
         "false_alert_list": [_brief(m) for m in false_alerts],
+        "alerts_per_day": alerts_per_day(episodes),
     }
+
+
+def alerts_per_day(episodes: dict[str, list[dict]]) -> dict[str, int]:
+    """Alert episodes (incidents paged) per UTC day of their first firing window, days in order.
+
+    >>> alerts_per_day({"a": [{"start": 86_400.0 * 3}], "b": [{"start": 86_400.0 * 3 + 60}], "c": [{"start": 0.0}]})
+    {'1970-01-01': 1, '1970-01-04': 2}
+    """
+    days: dict[str, int] = {}
+    for messages in episodes.values():
+        day = times.format_time(min(m["start"] for m in messages) * 1000)[:10]
+        days[day] = days.get(day, 0) + 1
+    return dict(sorted(days.items()))
+
+
+def compare_feedback(before: dict, after: dict) -> dict:
+    """The same run's alerts without feedback (``before``) and replayed with it (``after``), per day.
+
+    >>> compare_feedback({"alerts_per_day": {"2026-01-05": 2}, "detected": 1, "false_alerts": 2},
+    ...                  {"alerts_per_day": {"2026-01-05": 1}, "detected": 1, "false_alerts": 1})["days"]
+    [{'day': '2026-01-05', 'before': 2, 'after': 1}]
+    """
+    days = sorted(set(before["alerts_per_day"]) | set(after["alerts_per_day"]))
+    return {"days": [{"day": day, "before": before["alerts_per_day"].get(day, 0),
+                      "after": after["alerts_per_day"].get(day, 0)} for day in days],
+            "detected": {"before": before["detected"], "after": after["detected"]},
+            "false_alerts": {"before": before["false_alerts"], "after": after["false_alerts"]}}
+
+
+def format_comparison(comparison: dict) -> str:
+    lines = ["", "alerts per day (incidents paged), without and with feedback:", f"{'day':12} {'before':>7} {'after':>7}"]
+    for row in comparison["days"]:
+        lines.append(f"{row['day']:12} {row['before']:7d} {row['after']:7d}")
+    lines.append(f"detected {comparison['detected']['before']} -> {comparison['detected']['after']}; "
+                 f"false alerts {comparison['false_alerts']['before']} -> {comparison['false_alerts']['after']}")
+    return "\n".join(lines)
 
 
 def _brief(message: dict) -> dict:
@@ -347,4 +384,6 @@ def format_report(report: dict) -> str:
                      f"{segment_label(alert['segment'] or {})}  (dedup_key {alert['dedup_key']})".replace("  on", " on"))
     if len(report["false_alert_list"]) > 20:
         lines.append(f"  ... and {len(report['false_alert_list']) - 20} more (--json lists them all)")
+    if report.get("alerts_per_day"):
+        lines.append("alerts per day: " + ", ".join(f"{day} {n}" for day, n in report["alerts_per_day"].items()))
     return "\n".join(lines)

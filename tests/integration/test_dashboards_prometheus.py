@@ -20,7 +20,7 @@ import pytest
 
 from blipwatch.schemas.events import CANONICAL_EVENT_TYPES, REASONS
 from blipwatch.tools import dashboards
-from tests.helpers import BLIPWATCH, Worker, base_env, produce
+from tests.helpers import BLIPWATCH, Worker, base_env, produce, read_topic
 from tests.services import Prometheus, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -71,15 +71,31 @@ def label_values(prom: Prometheus, query: str, start: float, end: float) -> list
 
 @pytest.fixture(scope="module")
 def dashboard_run(broker, scenario, tmp_path_factory):
-    """One worker fed with the scenario, scraped every second; every dashboard query run over it."""
+    """One worker fed with the scenario, scraped every second; every dashboard query run over it.
+    What people say is drawn too: a planned event going on now (wall clock) and one over the
+    scenario's error_rate series, and a false_positive on the incident once it fires."""
+    from datetime import datetime, timedelta, timezone
+
+    from blipwatch.schemas.feedback import CalendarEntry, Feedback
+    from blipwatch.stream_app.config import Settings
+    from blipwatch.stream_app.feedback_topics import publish
+
     tmp_path = tmp_path_factory.mktemp("dashboards")
     stem = f"dash{time.time_ns() % 10**8}"
     topics = {"BLIPWATCH_EVENTS_TOPIC": f"{stem}-events", "BLIPWATCH_DLQ_TOPIC": f"{stem}-dlq",
               "BLIPWATCH_ALERTS_TOPIC": f"{stem}-alerts", "BLIPWATCH_POINTS_TOPIC": f"{stem}-points",
-              "BLIPWATCH_PARTIALS_TOPIC": f"{stem}-partials", "BLIPWATCH_APP_ID": f"{stem}-app"}
+              "BLIPWATCH_PARTIALS_TOPIC": f"{stem}-partials", "BLIPWATCH_APP_ID": f"{stem}-app",
+              "BLIPWATCH_FEEDBACK_TOPIC": f"{stem}-feedback", "BLIPWATCH_CALENDAR_TOPIC": f"{stem}-calendar"}
     messages = scenario["messages"]
     onset = next(i for i, (_, line) in enumerate(messages) if MID_INCIDENT in line)
     env = base_env(broker, topics, BLIPWATCH_CONFIG=str(scenario["config"]))
+    settings = Settings.from_env({**topics, "BLIPWATCH_BROKER": broker.url, "BLIPWATCH_EMBEDDED_BROKER": "1"})
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    entries = [CalendarEntry("now", (now - timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
+                             (now + timedelta(days=1)).isoformat().replace("+00:00", "Z"), "maintenance today"),
+               CalendarEntry("errors", "2026-01-05T17:00:00Z", "2026-01-05T19:30:00Z", "error tracking test",
+                             metrics=("error_rate",))]
+    publish(settings, settings.calendar_topic, [(entry.key, entry.to_json()) for entry in entries])
     with Worker(env, tmp_path) as worker:
         worker.wait_ready()
         before_events = worker.metrics()
@@ -91,6 +107,11 @@ def dashboard_run(broker, scenario, tmp_path_factory):
             firing = wait_until(lambda: prom.query(
                 'blipwatch_series_firing{metric="search_zero_results_rate"} == 1')["result"], timeout=180,
                                 interval=1, what="Prometheus scraping a firing series")
+            [key] = {a["dedup_key"] for a in map(orjson.loads, (r.value for r in read_topic(
+                broker, topics["BLIPWATCH_ALERTS_TOPIC"], timeout=10))) if a["metric"] == "search_zero_results_rate"
+                and not a["segment"]}
+            verdict = Feedback(key, "false_positive", now.isoformat().replace("+00:00", "Z"), "kafka")
+            publish(settings, settings.feedback_topic, [(verdict.key, verdict.to_json())])
             produce(broker, topics["BLIPWATCH_EVENTS_TOPIC"], messages[onset:])
             wait_until(lambda: prom.query('blipwatch_alerts_total{status="resolved"} > 0')["result"],
                        timeout=180, interval=1, what="Prometheus scraping a resolved alert")

@@ -31,6 +31,9 @@ WORKER_METRICS = {
     "blipwatch_series_score", "blipwatch_series_firing",
     "blipwatch_faust_total_rebalances", "blipwatch_faust_total_rebalances_recovering",
     "blipwatch_faust_messages_received_total",
+    "blipwatch_feedback_verdicts", "blipwatch_feedback_records_rejected_total", "blipwatch_feedback_actions_total",
+    "blipwatch_calendar_entries", "blipwatch_calendar_active", "blipwatch_points_suppressed_total",
+    "blipwatch_series_suppressed",
 }
 
 

@@ -28,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resend-interval", type=float, default=60.0,
                         help="seconds between re-posts of a firing incident; Alertmanager wants 30-180 "
                              "(default: %(default)s)")
+    parser.add_argument("--silence-interval", type=float, default=10.0, metavar="S",
+                        help="seconds between reads of Alertmanager's silences for verdicts (a silence on one "
+                             "dedup_key whose comment starts with false_positive, expected or confirmed); 0: never "
+                             "(default: %(default)s)")
     parser.add_argument("--max-backoff", type=float, default=30.0,
                         help="cap in seconds of the retry delay while Alertmanager is down (default: %(default)s)")
     parser.add_argument("--bearer-token-file", metavar="FILE",
@@ -81,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     dead_letters = None if args.dead_letter_topic == "-" else (args.dead_letter_topic or "")
     bridge = AlertmanagerBridge(settings, args.url, dashboard_url=args.dashboard_url, group_id=args.group_id,
                                 resend_interval=args.resend_interval, max_backoff=args.max_backoff,
-                                auth=access, dead_letter_topic=dead_letters)
+                                auth=access, dead_letter_topic=dead_letters,
+                                silence_interval=args.silence_interval or None)
     if args.metrics_port is not None:
         from prometheus_client import start_http_server
 

@@ -25,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "feedback", help="give a verdict on an incident (false_positive, expected, confirmed), or list them",
         description="`blipwatch feedback DEDUP_KEY --verdict VERDICT [--note TEXT]` records a verdict on one "
                     "incident (its dedup_key is on every alert of it, and a label in Alertmanager): "
-                    "false_positive (the series learns the incident's windows as normal, and the same pattern "
-                    "at the same time of day stops paging), expected (real but planned or harmless: resolved, "
+                    "false_positive (resolved if still firing; the same pattern at the same time of day "
+                    "stops paging and is learned as normal), expected (real but planned or harmless: resolved, "
                     "not learned) or confirmed (kept, changes nothing). A later verdict on the same incident "
                     "replaces it. `blipwatch feedback list` prints the latest verdict per incident. Both use "
                     "BLIPWATCH_FEEDBACK_TOPIC on BLIPWATCH_BROKER.",

@@ -21,8 +21,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--alerts", required=True, help="where to write the alerts (JSONL)")
     parser.add_argument("--points", help="where to write every scored metric point (JSONL)")
     parser.add_argument("--config", help="metric/detector YAML (default BLIPWATCH_CONFIG or the shipped one)")
+    parser.add_argument("--feedback", metavar="FILE",
+                        help="verdicts to act on (JSON lines, as `blipwatch feedback list --json` prints): each "
+                             "is given once the event time reaches its `at`")
+    parser.add_argument("--calendar", metavar="FILE",
+                        help="planned events (YAML or JSON, as for `blipwatch calendar load`): those series "
+                             "neither alert nor learn inside them")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
+
+
+def load_feedback(catalogue, feedback_path: str | None, calendar_path: str | None):
+    """(book with the calendar, verdicts) from the two files; ValueError names the line that is wrong."""
+    from datetime import datetime, timezone
+
+    from blipwatch.pipeline.feedback import FeedbackBook
+    from blipwatch.schemas.feedback import Feedback
+    from blipwatch.schemas.outputs import InvalidDocument
+    from blipwatch.stream_app.commands.calendar import load_file
+
+    book, verdicts = FeedbackBook(), []
+    if calendar_path:
+        for entry in load_file(calendar_path, catalogue, datetime.now(timezone.utc)):
+            book.apply_calendar(entry.key, entry.to_json())
+    if feedback_path:
+        try:
+            with open(feedback_path, "rb") as handle:
+                for number, line in enumerate(handle, 1):
+                    if line.strip():
+                        try:
+                            verdicts.append(Feedback.from_json(line))
+                        except InvalidDocument as exc:
+                            raise ValueError(f"{feedback_path}: line {number}: {exc}") from None
+        except OSError as exc:
+            raise ValueError(f"cannot read {feedback_path}: {exc.strerror}") from None
+    return book, verdicts
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,7 +83,12 @@ def run(args: argparse.Namespace) -> int:
     def on_alert(alert) -> None:
         alerts_out.write(alert.to_json() + b"\n")
 
-    replay = Replay(catalogue, on_point, on_alert, settings.max_event_bytes)
+    try:
+        book, verdicts = load_feedback(catalogue, args.feedback, args.calendar)
+    except ValueError as exc:
+        print(f"blipwatch replay: {exc}", file=sys.stderr)
+        return 2
+    replay = Replay(catalogue, on_point, on_alert, settings.max_event_bytes, book=book, verdicts=verdicts)
     started = time.perf_counter()
     source = sys.stdin.buffer if args.events == "-" else open(args.events, "rb")
     total = None if args.events == "-" else Path(args.events).stat().st_size
