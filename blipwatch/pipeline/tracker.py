@@ -82,7 +82,8 @@ class SeriesTracker:
         self.segment_label = series.split("|", 1)[1]
         self.segment = segment_from_label(self.segment_label)
         self.window_ms = catalogue.window_ms
-        self.lateness_ms = catalogue.lateness_ms
+        # a funnel's counts arrive once ``within`` has passed (pipeline.journeys): its windows wait that long too
+        self.lateness_ms = catalogue.lateness_ms + (metric.funnel.within_ms if metric.funnel is not None else 0)
         self.detector = detector if detector is not None else make_detector(
             metric.detector_kind, catalogue.detector_settings_for(metric))
         self.policy = policy if policy is not None else AlertPolicy.from_settings(catalogue.policy_settings_for(metric))

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from blipwatch.stream_app.config import Settings, load_catalogue
+    from blipwatch.stream_app.config import Settings, input_preset, load_catalogue
     from blipwatch.stream_app.replay import Replay
 
     settings = Settings.from_env()
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     def on_alert(alert) -> None:
         alerts_out.write(alert.to_json() + b"\n")
 
-    replay = Replay(catalogue, on_point, on_alert, settings.max_event_bytes)
+    replay = Replay(catalogue, on_point, on_alert, settings.max_event_bytes,
+                    preset=input_preset(settings, catalogue))
     started = time.perf_counter()
     source = sys.stdin.buffer if args.events == "-" else open(args.events, "rb")
     total = None if args.events == "-" else Path(args.events).stat().st_size
