@@ -39,7 +39,7 @@ def _fmt(value: float | None, metric: MetricDefinition) -> str:
         return "n/a"
     if metric.kind == "count":
         return f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}"
-    if metric.kind == "rate":
+    if metric.detector_kind == "rate":
         return f"{value:.3f}" if abs(value) < 0.1 else f"{value:.2f}"
     return f"{value:.2f}"
 
@@ -151,7 +151,7 @@ class SeriesTracker:
 
     def _value(self, numerator: float, denominator: float) -> tuple[float | None, float | None, float | None]:
         """(value, numerator, denominator) as the metric point reports them."""
-        kind = self.metric.kind
+        kind = self.metric.detector_kind   # a funnel is scored as a rate
         if kind == "count":
             return numerator, numerator, None
         if denominator > 0:
@@ -160,7 +160,7 @@ class SeriesTracker:
 
     def _score(self, window: int, numerator: float, denominator: float) -> ClosedWindow:
         # once per closed window: _value written out, arguments by position, closes_at inlined
-        kind = self.metric.kind
+        kind = self.metric.detector_kind   # a funnel is scored as a rate
         if kind == "count":
             value, num, den = numerator, numerator, None
         elif denominator > 0:
