@@ -202,6 +202,8 @@ class JourneyState:
                 self.positions[partition] = start
                 continue
             self.restored += 1
+            log.info("ingest: journey snapshot of partition %d restored: %d open journeys, offsets below %d",
+                     partition, stage.open_journeys, to)
             self.exported[partition] = dict(stage.counts)
             self.positions[partition] = max(to, start)
             if to < start:
