@@ -57,9 +57,20 @@ class Workload:
     ingest_us: dict[str, float] | None = None
 
 
-def _series_by_country_count(type_counts: Counter, metrics: dict[str, Any], base: int, countries: int) -> int:
+def _series_by_country_count(type_counts: Counter, metrics: dict[str, Any], base: int, countries: int,
+                             span_ms: float = math.inf) -> int:
+    """Series the metrics make of these event types; a funnel's only if its journeys are decided
+    within ``span_ms`` of event time (else the run ends before any of its windows closes)."""
+    from blipwatch.pipeline.catalogue import parse_duration_ms
+
     total = 0
     for definition in metrics.values():
+        share = 1.0   # of the starts, those in windows decided before the run ends
+        if definition.get("kind") == "funnel":
+            decided_ms = span_ms - parse_duration_ms(definition["within"], "within") - 90_000
+            if decided_ms <= 0:
+                continue
+            share = min(1.0, decided_ms / span_ms)
         types: set[str] = set()
         for key in ("count", "numerator", "denominator", "mean"):
             selector = definition.get(key)
@@ -67,7 +78,7 @@ def _series_by_country_count(type_counts: Counter, metrics: dict[str, Any], base
                 chosen = selector.get("event_types")
                 types |= set(type_counts) if chosen in ("*", ["*"]) else set(chosen)
         types |= set(definition.get("start") or ())   # a funnel's segments are its starts
-        reach = max((type_counts.get(t, 0) for t in types), default=0)
+        reach = int(share * max((type_counts.get(t, 0) for t in types), default=0))
         total += base + min(countries, reach)
     return total
 
@@ -82,15 +93,16 @@ def spread_series(generated: list[dict], series: int, journeys: bool = True) -> 
     type_counts = Counter(event["event_type"] for event in generated)
     metrics = {name: definition for name, definition in default_config_dict()["metrics"].items()
                if journeys or definition.get("kind") != "funnel"}
+    span_ms = _span_ms(generated)
     countries = 0
-    if _series_by_country_count(type_counts, metrics, SEGMENT_BASE, 10) < series:
+    if _series_by_country_count(type_counts, metrics, SEGMENT_BASE, 10, span_ms) < series:
         for event_type in EXTRA_COUNT_TYPES:
-            if _series_by_country_count(type_counts, metrics, SEGMENT_BASE, len(COUNTRY_CODES)) >= series:
+            if _series_by_country_count(type_counts, metrics, SEGMENT_BASE, len(COUNTRY_CODES), span_ms) >= series:
                 break
             metrics[f"{event_type}_count"] = {"kind": "count", "count": {"event_types": [event_type]},
                                               "direction": "both"}
         countries = next((c for c in range(10, len(COUNTRY_CODES) + 1)
-                          if _series_by_country_count(type_counts, metrics, SEGMENT_BASE, c) >= series),
+                          if _series_by_country_count(type_counts, metrics, SEGMENT_BASE, c, span_ms) >= series),
                          len(COUNTRY_CODES))
         nth: Counter = Counter()
         for event in generated:
@@ -110,7 +122,15 @@ def most_series(generated: list[dict]) -> int:
     for event_type in EXTRA_COUNT_TYPES:
         metrics[f"{event_type}_count"] = {"count": {"event_types": [event_type]}}
     type_counts = Counter(event["event_type"] for event in generated)
-    return _series_by_country_count(type_counts, metrics, SEGMENT_BASE, len(COUNTRY_CODES))
+    return _series_by_country_count(type_counts, metrics, SEGMENT_BASE, len(COUNTRY_CODES), _span_ms(generated))
+
+
+def _span_ms(generated: list[dict]) -> float:
+    from blipwatch.schemas.events import parse_timestamp_ms
+
+    if not generated:
+        return math.inf
+    return parse_timestamp_ms(generated[-1]["occurred_at"]) - parse_timestamp_ms(generated[0]["occurred_at"])
 
 
 @dataclass
@@ -156,7 +176,10 @@ def ingest_offline(generated: list[dict], config: dict[str, Any]) -> OfflineInge
         event_ms = batch.add(key, value, "", None)
         if event_ms is not None and event_ms > newest_by_partition.get(partition, -1):
             newest_by_partition[partition] = event_ms
-    partials = batch.advance_journeys({0: 2**62}, batch.aggregate.drain())   # every journey decided
+    # the funnel counts the worker releases by its idle flush: windows whose `within` has passed by then
+    newest = max(newest_by_partition.values(), default=0)
+    idle_flush = newest - newest % catalogue.window_ms + catalogue.window_ms + catalogue.lateness_ms
+    partials = batch.advance_journeys({0: idle_flush}, batch.aggregate.drain())
     delay = {series: within[series.split("|", 1)[0]] for series in partials if series.split("|", 1)[0] in within}
     return OfflineIngest(messages, partials, newest_by_partition, catalogue.window_ms, catalogue.lateness_ms, delay)
 
