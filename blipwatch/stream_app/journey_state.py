@@ -31,6 +31,8 @@ log = logging.getLogger("blipwatch")
 
 #: to (next input offset covered), piece index, pieces
 _HEADER = struct.Struct(">qII")
+#: an unchanged snapshot is written again this often (seconds), so it stays in the topic's tail
+REWRITE_SECONDS = 60.0
 #: a snapshot is sent in pieces of at most this many bytes (a producer's request limit is 1 MiB)
 PIECE_BYTES = 512 * 1024
 
@@ -101,6 +103,8 @@ class JourneyState:
         self.caught_up_to: dict[int, int] = {}
         self.restored = 0                       # snapshots restored (for the logs and the tests)
         self.exported: dict[int, dict[str, int]] = {}   # input partition -> its counts already exported
+        #: input partition -> (what its last written snapshot held, when it was written)
+        self.written: dict[int, tuple[tuple, float]] = {}
 
     def advance(self, watermarks: dict[int, int | None], partials: dict) -> dict:
         """``IngestBatch.advance_journeys``, except for partitions still catching up (they wait)
@@ -128,10 +132,16 @@ class JourneyState:
     def records(self) -> list[tuple[int, bytes, bytes]]:
         """(journeys-topic partition, key, value) for every stage, covering what it has seen."""
         out = []
+        now = time.monotonic()
         for partition, stage in self.batch.journeys.items():
             to = self.positions.get(partition)
             if to is None or partition in self.journeys_only_until:
                 continue  # nothing read yet, or still catching up: the older snapshot stays right
+            held = (to, stage.open_journeys, sum(stage.counts.values()), len(stage.pending), tuple(stage.released))
+            written = self.written.get(partition)
+            if written is not None and written[0] == held and now - written[1] < REWRITE_SECONDS:
+                continue  # the snapshot written last holds the same
+            self.written[partition] = (held, now)
             for key, value in snapshot_records(partition, to, stage.snapshot()):
                 out.append((partition % self.partitions, key, value))
         return out
@@ -167,6 +177,7 @@ class JourneyState:
                     self.batch.session_partitions.forget(key, partition)
             self.positions.pop(partition, None)
             self.exported.pop(partition, None)
+            self.written.pop(partition, None)
             self.journeys_only_until.pop(partition, None)
             self.counts_only_until.pop(partition, None)
             self.discard_next_release.discard(partition)
