@@ -207,6 +207,7 @@ def tracker_messages(scenario, preset: str) -> tuple[list[tuple[bytes, bytes]], 
     return messages, ids
 
 
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("preset", ["blipwatch", "segment", "ga4", "snowplow"])
 def test_no_customer_or_session_id_reaches_alerts_points_metrics_or_logs(broker, unique_topics, tmp_path, scenario,
                                                                         preset):
