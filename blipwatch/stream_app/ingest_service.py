@@ -177,7 +177,9 @@ class IngestService(Service):
                 newest = add_records(counts_only, f"{tp.topic}/{tp.partition}/", watermark, tp.partition,
                                      journeys=False) if counts_only else None
                 if records_both:
-                    newest = add_records(records_both, f"{tp.topic}/{tp.partition}/", watermark, tp.partition)
+                    newest_both = add_records(records_both, f"{tp.topic}/{tp.partition}/", watermark, tp.partition)
+                    if newest_both is not None and (newest is None or newest_both > newest):
+                        newest = newest_both
                 journeys.positions[tp.partition] = records[-1].offset + 1
             else:
                 newest = add_records(records, f"{tp.topic}/{tp.partition}/", watermark, tp.partition)
@@ -221,6 +223,7 @@ class IngestService(Service):
         if snapshots:   # after the partials: a snapshot never covers more than what was sent
             await asyncio.gather(*[await producer.send(self.journeys.topic, key, value, partition, None, None)
                                    for partition, key, value in snapshots])
+            self.journeys.delivered()
         self.count()
         if offsets:
             await self.consumer.commit(offsets)

@@ -105,6 +105,7 @@ class JourneyState:
         self.exported: dict[int, dict[str, int]] = {}   # input partition -> its counts already exported
         #: input partition -> (what its last written snapshot held, when it was written)
         self.written: dict[int, tuple[tuple, float]] = {}
+        self.unconfirmed: dict[int, tuple[tuple, float]] = {}   # ... of the snapshots being sent
 
     def advance(self, watermarks: dict[int, int | None], partials: dict) -> dict:
         """``IngestBatch.advance_journeys``, except for partitions still catching up (they wait)
@@ -141,7 +142,7 @@ class JourneyState:
             written = self.written.get(partition)
             if written is not None and written[0] == held and now - written[1] < REWRITE_SECONDS:
                 continue  # the snapshot written last holds the same
-            self.written[partition] = (held, now)
+            self.unconfirmed[partition] = (held, now)
             for key, value in snapshot_records(partition, to, stage.snapshot()):
                 out.append((partition % self.partitions, key, value))
         return out
@@ -151,6 +152,11 @@ class JourneyState:
         newest = self.batch.add_to_journeys(records, watermark, partition)
         if newest is not None and newest > self.caught_up_to.get(partition, -1):
             self.caught_up_to[partition] = newest
+
+    def delivered(self) -> None:
+        """The snapshots of the last ``records`` are on the broker."""
+        self.written.update(self.unconfirmed)
+        self.unconfirmed.clear()
 
     def split(self, partition: int, records: list) -> tuple[list, list, list]:
         """A fetch of ``partition`` as (records for the journey stage only, records for the counts
