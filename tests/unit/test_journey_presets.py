@@ -78,3 +78,18 @@ def test_funnel_rates_equal_the_simulators_true_rates_within_noise(channel, cont
         print(f"{metric} channel={channel}: journeys {numerator:.0f}/{denominator:.0f} = {rate:.4f}, "
               f"the simulator's true rate {truth:.4f} (±{sigma:.4f})")
         assert abs(rate - truth) < 4 * sigma, (metric, channel, rate, truth, sigma)
+
+
+def test_the_ingest_decodes_with_the_chosen_preset_and_the_contracts_is_its_fast_path():
+    from blipwatch.schemas.events import decode_event_fields
+    from blipwatch.schemas.presets import decode_segment
+    from blipwatch.stream_app.ingest import IngestBatch
+
+    catalogue = Catalogue.from_dict(default_config_dict())
+    assert IngestBatch(catalogue, 65536)._decode is decode_event_fields
+    batch = IngestBatch(catalogue, 65536, preset="segment")
+    assert batch._decode is decode_segment
+    # a contract event is not a Segment call: a dead letter naming Segment's field
+    assert batch.add(None, b'{"event_id": "e1", "event_type": "purchase", "occurred_at": 1767643200000}', "x",
+                     None) is None
+    assert batch.drain_dead_letters()[0].field == "type"
