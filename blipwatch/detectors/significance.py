@@ -40,6 +40,7 @@ DEFAULT_MIN_CHANGE: dict[str, str] = {
     "event_volume": "30%",
     "cart_abandonment_rate": "5 points",
     "checkout_conversion_rate": "2 points",
+    "checkout_unconverted_5m": "3 points",
     "payment_failure_rate": "2 points",
     "search_zero_results_rate": "3 points",
     "error_rate": "1 point",

@@ -17,7 +17,7 @@ these series by ``blipwatch.pipeline.preaggregate.PartialAggregate``.
 >>> [m.name for m in catalogue.metrics][:3]
 ['event_volume', 'cart_abandonment_rate', 'checkout_conversion_rate']
 >>> catalogue.by_name["cart_abandonment_rate"].kind
-'rate'
+'funnel'
 """
 
 from __future__ import annotations

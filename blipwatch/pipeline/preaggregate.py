@@ -4,10 +4,10 @@ sends on the partials topic, and what ``blipwatch replay`` merges into its serie
 >>> from blipwatch.pipeline.catalogue import Catalogue, default_config_dict
 >>> from blipwatch.schemas import CustomerEvent
 >>> aggregate = PartialAggregate(Catalogue.from_dict(default_config_dict()))
->>> aggregate.add(CustomerEvent("e1", "cart_abandoned", 1767643505000, channel="web"))
+>>> aggregate.add(CustomerEvent("e1", "payment_failed", 1767643505000, channel="web"))
 >>> aggregate.add(CustomerEvent("e2", "purchase", 1767643510000, channel="web", properties={"order_value": 10}))
 >>> partials = aggregate.drain()
->>> partials["cart_abandonment_rate|channel=web"][1767643500000]
+>>> partials["payment_failure_rate|channel=web"][1767643500000]
 [1.0, 2.0]
 >>> partials["average_order_value|all"][1767643500000]
 [10.0, 1.0]

@@ -52,7 +52,7 @@ def _fmt(value: float | None, metric: MetricDefinition) -> str:
         return "n/a"
     if metric.kind == "count":
         return f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}"
-    if metric.kind == "rate":
+    if metric.detector_kind == "rate":
         return f"{value:.3f}" if abs(value) < 0.1 else f"{value:.2f}"
     return f"{value:.2f}"
 
@@ -102,7 +102,8 @@ class SeriesTracker:
         self.segment_label = series.split("|", 1)[1]
         self.segment = segment_from_label(self.segment_label)
         self.window_ms = catalogue.window_ms
-        self.lateness_ms = catalogue.lateness_ms
+        # a funnel's counts arrive once ``within`` has passed (pipeline.journeys): its windows wait that long too
+        self.lateness_ms = catalogue.lateness_ms + (metric.funnel.within_ms if metric.funnel is not None else 0)
         self.detector = detector if detector is not None else make_detector(
             metric.detector_kind, catalogue.detector_settings_for(metric))
         self.policy = policy if policy is not None else AlertPolicy.from_settings(catalogue.policy_settings_for(metric))
@@ -179,7 +180,7 @@ class SeriesTracker:
 
     def _value(self, numerator: float, denominator: float) -> tuple[float | None, float | None, float | None]:
         """(value, numerator, denominator) as the metric point reports them."""
-        kind = self.metric.kind
+        kind = self.metric.detector_kind   # a funnel is scored as a rate
         if kind == "count":
             return numerator, numerator, None
         if denominator > 0:
@@ -188,7 +189,7 @@ class SeriesTracker:
 
     def _score(self, window: int, numerator: float, denominator: float) -> ClosedWindow:
         # once per closed window: _value written out, arguments by position, closes_at inlined
-        kind = self.metric.kind
+        kind = self.metric.detector_kind   # a funnel is scored as a rate
         if kind == "count":
             value, num, den = numerator, numerator, None
         elif denominator > 0:

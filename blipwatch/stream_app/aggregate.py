@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable, Iterable
 
 from blipwatch.pipeline.catalogue import Catalogue, metric_of
 from blipwatch.pipeline.tracker import ClosedWindow, IncidentBook, SeriesTracker
-from blipwatch.pipeline.windows import GlobalWatermark, closes_at
+from blipwatch.pipeline.windows import GlobalWatermark
 from blipwatch.stream_app import metrics
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class PartitionAggregator:
         return "skip"
 
     def merge(self, series_partials: dict[str, list[list[float]]], ack: Any) -> None:
-        newest = None   # the newest window merged: its close is the newest close (closes_at is monotonic)
+        newest = None   # the newest close of a window merged (a funnel's windows close ``within`` later)
         late = 0
         trackers = self.trackers
         for series, windows in series_partials.items():
@@ -108,12 +108,11 @@ class PartitionAggregator:
             for window, numerator, denominator in windows:
                 window = int(window)
                 if merge(window, numerator, denominator):
-                    if newest is None or window > newest:
-                        newest = window
+                    if newest is None or window + tracker.lateness_ms > newest:
+                        newest = window + tracker.lateness_ms
                 else:
                     late += 1
-        newest_close = None if newest is None else closes_at(newest, self.catalogue.window_ms,
-                                                             self.catalogue.lateness_ms)
+        newest_close = None if newest is None else newest + self.catalogue.window_ms
         if late:
             metrics.PARTIALS_LATE.inc(late)
         self.pending.append((newest_close, ack))

@@ -24,8 +24,9 @@ from blipwatch.pipeline.catalogue import Catalogue
 from blipwatch.pipeline.windows import LocalWatermark
 from blipwatch.schemas.partials import partial_messages
 from blipwatch.stream_app import metrics
-from blipwatch.stream_app.config import Settings
+from blipwatch.stream_app.config import Settings, input_preset
 from blipwatch.stream_app.ingest import IngestBatch
+from blipwatch.stream_app.journey_state import JourneyState, journeys_topic
 from blipwatch.stream_app.rebalance import IngestRebalance
 from blipwatch.stream_app.topic_keeper import TopicKeeper
 
@@ -58,7 +59,10 @@ class IngestService(Service):
         self.events_topic = events_topic
         self.topics = topics
         self.consumer: AIOKafkaConsumer | None = None
-        self.batch = IngestBatch(catalogue, settings.max_event_bytes)
+        self.batch = IngestBatch(catalogue, settings.max_event_bytes, preset=input_preset(settings, catalogue))
+        #: the journey stages' snapshots (``<app_id>-journeys``), when the catalogue has funnels
+        self.journeys = JourneyState(self.batch, settings.aiokafka_kwargs(), journeys_topic(settings.app_id),
+                                     settings.partitions) if self.batch.funnels else None
         self.watermark = LocalWatermark(catalogue.window_ms, catalogue.lateness_ms, catalogue.idle_ms)
         self.positions: dict[TopicPartition, int] = {}
         self.source = f"ingest-{uuid.uuid4().hex[:8]}"
@@ -73,6 +77,9 @@ class IngestService(Service):
         settings = self.settings
         # create the input topic if it is missing, so a fresh cluster works without admin steps
         await self.events_topic.maybe_declare()
+        if self.journeys is not None and self.journeys.topic not in self.topics.topics:
+            self.topics.topics.append(self.journeys.topic)   # compacted: one snapshot per input partition
+            self.topics.compacted.add(self.journeys.topic)
         # every topic we write exists, and the producer's metadata covers it, before anything is
         # sent (batches.track_topics)
         await self.topics.ensure()
@@ -93,7 +100,7 @@ class IngestService(Service):
         )
         await self.consumer.start()
         self.consumer.subscribe([settings.events_topic], listener=IngestRebalance(
-            self.consumer, self.watermark, self.flush, settings))
+            self.consumer, self.watermark, self.flush, settings, journeys=self.journeys))
         self.add_future(self.run())
 
     async def on_stop(self) -> None:
@@ -161,8 +168,21 @@ class IngestService(Service):
         now_ms = int(time.time() * 1000)
         watermark = self.watermark.value(now_ms)
         add_records = self.batch.add_records
+        journeys = self.journeys
         for tp, records in batches.items():
-            newest = add_records(records, f"{tp.topic}/{tp.partition}/", watermark)
+            if journeys is not None:
+                journeys_only, counts_only, records_both = journeys.split(tp.partition, records)
+                if journeys_only:   # sent by the previous owner, not in its journey snapshot
+                    journeys.catch_up(tp.partition, journeys_only, watermark)
+                newest = add_records(counts_only, f"{tp.topic}/{tp.partition}/", watermark, tp.partition,
+                                     journeys=False) if counts_only else None
+                if records_both:
+                    newest_both = add_records(records_both, f"{tp.topic}/{tp.partition}/", watermark, tp.partition)
+                    if newest_both is not None and (newest is None or newest_both > newest):
+                        newest = newest_both
+                journeys.positions[tp.partition] = records[-1].offset + 1
+            else:
+                newest = add_records(records, f"{tp.topic}/{tp.partition}/", watermark, tp.partition)
             if newest is not None:
                 self.watermark.observe(tp.partition, newest, now_ms)
             elif records:
@@ -183,6 +203,10 @@ class IngestService(Service):
         report = self.watermark.report(now_ms)
         self.flushed_closes = self.closes(now_ms)
         partials = self.batch.aggregate.drain()
+        snapshots = []
+        if self.journeys is not None:   # funnel counts now decided; the snapshot matches these offsets
+            self.journeys.advance(self.journey_watermarks(report, now_ms), partials)
+            snapshots = self.journeys.records()
         letters = self.batch.drain_dead_letters()
         futures = []
         offsets, self.positions = dict(self.positions), {}
@@ -196,12 +220,36 @@ class IngestService(Service):
                                                None, None, letter.headers()))
         if futures:
             await asyncio.gather(*futures)
+        if snapshots:   # after the partials: a snapshot never covers more than what was sent
+            await asyncio.gather(*[await producer.send(self.journeys.topic, key, value, partition, None, None)
+                                   for partition, key, value in snapshots])
+            self.journeys.delivered()
         self.count()
         if offsets:
             await self.consumer.commit(offsets)
         await self.report_lag()
 
+    def journey_watermarks(self, report: dict[int, int | None], now_ms: int) -> dict[int, int | None]:
+        """Per input partition, how far its journeys may be decided: its own progress; an idle
+        partition follows the local watermark; an unknown one waits."""
+        local = None
+        watermarks = {}
+        for partition in self.batch.journeys:
+            if partition not in report:
+                continue
+            value = report[partition]
+            if value is None:
+                if local is None:
+                    local = self.watermark.value(now_ms)
+                value = local
+            watermarks[partition] = value
+        return watermarks
+
     def count(self) -> None:
+        if self.journeys is not None:
+            for outcome, n in self.journeys.new_counts().items():
+                metrics.JOURNEYS.labels(outcome).inc(n)
+            metrics.OPEN_JOURNEYS.set(self.batch.open_journeys())
         counts = self.batch.counts
         for label, n in counts.valid.items():
             metrics.EVENTS.labels(label).inc(n)

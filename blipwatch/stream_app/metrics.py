@@ -59,6 +59,13 @@ PENDING_PARTIALS = Gauge("blipwatch_partials_unacknowledged",
                          "Partials messages held un-acknowledged (uncommitted) until their windows close",
                          ["partition"])
 SERIES_TRACKED = Gauge("blipwatch_series_tracked", "Series whose detector state this worker holds")
+JOURNEYS = Counter("blipwatch_journeys",
+                   "Journeys of funnel metrics by what happened: started, converted, not_converted, evicted "
+                   "(the cap on open journeys), late (started in a window already released), unattributed "
+                   "(no session or customer id), split_sessions (one session's events on two input partitions)",
+                   ["outcome"])
+OPEN_JOURNEYS = Gauge("blipwatch_journeys_open", "Journeys of funnel metrics this worker holds open")
+JOURNEY_OUTCOMES = ("started", "converted", "not_converted", "evicted", "late", "unattributed", "split_sessions")
 STATE_RESET = Counter("blipwatch_detector_state_rewarmed",
                       "Stored detector states that could not be loaded (old format) and were re-warmed on purpose")
 
@@ -66,6 +73,8 @@ for _event_type in (*CANONICAL_EVENT_TYPES, OTHER_EVENT_TYPE):
     EVENTS.labels(_event_type)
 for _reason in REASONS:
     EVENTS_INVALID.labels(_reason)
+for _outcome in JOURNEY_OUTCOMES:
+    JOURNEYS.labels(_outcome)
 
 SERIES_LABELS = ["metric", "segment"]
 #: (name, help) of the six per-series gauges, in the order of ``_SeriesGauges.collect``

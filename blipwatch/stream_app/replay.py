@@ -2,7 +2,8 @@
 pre-aggregate), the same windows, detectors, policy and alert construction as the stream, with no
 Kafka. The file is read in its order as one partition: its watermark is the newest event time
 seen; at the end of the file every open window is flushed (as the stream does once its input
-goes idle).
+goes idle). The events are read in the input preset's format (``preset``), and funnel metrics come
+from the same journey stage as the stream's, advanced at each merge with the file's watermark.
 
 What people said can be replayed too (``book``, ``verdicts``): the calendar entries apply to every
 series from the start; each verdict is acted on once the event time reaches its ``at`` (the moment
@@ -36,16 +37,18 @@ class ReplayStats:
     alerts: int = 0
     series: int = 0
     invalid_by_reason: dict[str, int] = field(default_factory=dict)
+    journeys: dict[str, int] = field(default_factory=dict)   # the journey stage's counts (funnel metrics)
 
 
 class Replay:
     def __init__(self, catalogue: Catalogue, on_point: Callable[[MetricPoint], None],
                  on_alert: Callable[[AnomalyAlert], None], max_event_bytes: int = 65536,
-                 book: FeedbackBook | None = None, verdicts: Iterable[Feedback] = ()):
+                 book: FeedbackBook | None = None, verdicts: Iterable[Feedback] = (),
+                 preset: str = "blipwatch"):
         self.catalogue = catalogue
         self.on_point = on_point
         self.on_alert = on_alert
-        self.batch = IngestBatch(catalogue, max_event_bytes)
+        self.batch = IngestBatch(catalogue, max_event_bytes, preset=preset)
         # idle detection is meaningless offline: the end of the file is the only idle moment
         self.watermark = LocalWatermark(catalogue.window_ms, catalogue.lateness_ms, idle_ms=2**62)
         self.trackers: dict[str, SeriesTracker] = {}
@@ -89,13 +92,14 @@ class Replay:
     def finish(self) -> ReplayStats:
         self._merge_and_close()
         # the end of the file is the stream's "every partition idle": flush as it does
-        self._close(self.watermark.report(now_ms=2**62).get(0))
+        self._merge_and_close(self.watermark.report(now_ms=2**62).get(0))
         counts = self.batch.counts
         self.stats.valid = sum(counts.valid.values())
         self.stats.invalid = sum(counts.invalid.values())
         self.stats.invalid_by_reason = dict(counts.invalid)
         self.stats.late = counts.late
         self.stats.series = len(self.trackers)
+        self.stats.journeys = self.batch.journey_counts()
         return self.stats
 
     def _tracker(self, series: str) -> SeriesTracker | None:
@@ -107,14 +111,18 @@ class Replay:
             tracker = self.trackers[series] = SeriesTracker(series, metric, self.catalogue, book=self.book)
         return tracker
 
-    def _merge_and_close(self) -> None:
-        for series, windows in self.batch.aggregate.drain().items():
+    def _merge_and_close(self, watermark: int | None = None) -> None:
+        watermark = self.watermark.value(0) if watermark is None else watermark
+        partials = self.batch.aggregate.drain()
+        if watermark is not None:
+            self.batch.advance_journeys({0: watermark}, partials)
+        for series, windows in partials.items():
             tracker = self._tracker(series)
             if tracker is None:
                 continue
             for window, cell in windows.items():
                 tracker.merge(window, cell[0], cell[1])
-        self._close(self.watermark.value(0))
+        self._close(watermark)
 
     def _close(self, watermark: int | None) -> None:
         if watermark is None:

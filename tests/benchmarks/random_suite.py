@@ -20,8 +20,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import yaml
+
 from blipwatch.pipeline.catalogue import Catalogue
-from blipwatch.tools.shopsuite.suite import ShopResult, format_table, run_suite, summarise
+from blipwatch.tools.shopsuite.suite import ShopResult, countable, format_table, run_suite, summarise
 
 
 def main() -> int:
@@ -43,7 +45,7 @@ def main() -> int:
         seeds = sorted({int(r.shop.split("/")[0]) for r in results})
         summary = summarise(results, seeds, len(results) // max(1, len(seeds)), results[0].days * 24 if results else 0)
     else:
-        catalogue = Catalogue.from_yaml(Path(args.config).read_text(), args.config) if args.config else None
+        catalogue = countable(yaml.safe_load(Path(args.config).read_text())) if args.config else None
         out = open(args.shops_out, "a") if args.shops_out else None
 
         def keep(result):

@@ -131,6 +131,22 @@ def test_demo_ends_by_itself_with_an_alert_and_a_summary_and_leaves_nothing_runn
     assert "logs kept" not in demo.output, "nothing left in /tmp either"
 
 
+def test_make_demo_catches_its_cart_spike_from_segment_journeys_alone():
+    """`make demo`'s scenario as Segment sends it: no cart_abandoned event, so the spike can only
+    be seen through journeys (carts no purchase followed within 30 minutes)."""
+    demo = DemoRun("--tracker", "segment", "--duration", "150")
+    demo.watch(until=lambda: False, timeout=240)
+    code = demo.wait(timeout=30)
+    output = demo.output
+    assert code == 0, output
+    assert "BLIPWATCH_INPUT_PRESET=segment" in output and "no cart_abandoned event" in output, output
+    caught = re.search(r"incident  cart_abandonment_spike on channel=web .*CAUGHT (\d+) windows? after onset, "
+                       r"by (\w+)", output)
+    assert caught, output
+    assert caught.group(2) in ("cart_abandonment_rate", "checkout_conversion_rate", "checkout_unconverted_5m"), output
+    assert demo.leftovers() == []
+
+
 @pytest.mark.parametrize("moment, settle", [("started the embedded broker", 0.5), ("sending", 5.0)],
                          ids=["while-the-worker-starts", "mid-stream"])
 def test_ctrl_c_stops_promptly_and_leaves_nothing_running(moment, settle):

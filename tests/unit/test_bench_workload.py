@@ -15,10 +15,14 @@ from blipwatch.stream_app.ingest import IngestBatch
 
 
 def _series_made(timed, config) -> int:
-    batch = IngestBatch(Catalogue.from_dict(config), 65536)
+    catalogue = Catalogue.from_dict(config)
+    batch = IngestBatch(catalogue, 65536)
     for _, key, value, _ in timed:
         batch.add(key, value, "", None)
-    return len(batch.aggregate.drain())
+    # funnel series: those whose journeys are decided by the worker's idle flush after the last event
+    newest = timed[-1][0]
+    idle_flush = newest - newest % catalogue.window_ms + catalogue.window_ms + catalogue.lateness_ms
+    return len(batch.advance_journeys({0: idle_flush}, batch.aggregate.drain()))
 
 
 @pytest.mark.parametrize(("seconds", "speed", "series", "raised"),
@@ -59,8 +63,9 @@ def test_shop_rate_squeezes_the_hour_into_events_over_rate_seconds():
     from blipwatch.schemas.events import decode_event
     from blipwatch.tools.bench.workload import plan_workload
 
-    hour = plan_workload(20_000, 300)
-    busy = plan_workload(20_000, 300, shop_rate=150)   # 133 s of event time
+    # without funnels: 133 s of event time decide no 5- or 30-minute journey, an hour does
+    hour = plan_workload(20_000, 300, journeys=False)
+    busy = plan_workload(20_000, 300, shop_rate=150, journeys=False)   # 133 s of event time
     assert hour.span_s == 3600 and busy.span_s == pytest.approx(20_000 / 150)
     times = [decode_event(value).occurred_at_ms for _, value, _ in busy.messages]
     assert times == sorted(times)
@@ -70,6 +75,8 @@ def test_shop_rate_squeezes_the_hour_into_events_over_rate_seconds():
     assert busy.series == hour.series
     # a busier shop closes fewer windows per event: 2 minutes of windows instead of 60
     assert 0 < busy.points_before_idle < hour.points_before_idle / 10
+    assert not any(metric.get("kind") == "funnel" for metric in hour.config["metrics"].values())
+    assert set(hour.ingest_us) == {"with_journeys", "without_journeys", "journey_stage"}
 
 
 def test_shop_rate_too_high_for_the_events_says_how_many_are_needed():

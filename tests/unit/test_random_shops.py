@@ -15,10 +15,10 @@ from blipwatch.stream_app.replay import Replay
 from blipwatch.schemas.times import parse_time
 from blipwatch.tools.shopsuite import oracle
 from blipwatch.tools.shopsuite.generator import Events, count_cells, draw_shop, event_dicts, generate
-from blipwatch.tools.shopsuite.suite import CellReplay, format_table, run_suite
+from blipwatch.tools.shopsuite.suite import CellReplay, countable, format_table, run_suite
 from blipwatch.tools.shopsuite.truth import Truth, selector_expectation
 
-CATALOGUE = Catalogue.from_dict(None)
+CATALOGUE = countable()
 
 
 def test_shops_are_deterministic_and_varied():

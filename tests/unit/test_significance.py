@@ -6,14 +6,14 @@ import pytest
 
 from blipwatch.detectors.significance import (DEFAULT_MIN_CHANGE, MinChangeError, min_change_for,
                                               parse_min_change, significant)
-from blipwatch.pipeline.catalogue import Catalogue
+from blipwatch.pipeline.catalogue import METRIC_KINDS, Catalogue
 
 
 def test_every_metric_of_the_default_catalogue_has_a_default_that_parses_for_its_kind():
     catalogue = Catalogue.from_dict(None)
     assert set(DEFAULT_MIN_CHANGE) == set(catalogue.by_name)
     for metric in catalogue.metrics:
-        assert min_change_for(metric.name, metric.kind) is not None, metric.name
+        assert min_change_for(metric.name, METRIC_KINDS[metric.kind]) is not None, metric.name
 
 
 @pytest.mark.parametrize("text, kind, amount, relative", [

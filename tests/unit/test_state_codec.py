@@ -31,10 +31,10 @@ def windows(metric, n, seed, spike_at=None):
         boost = 1.0
         if spike_at is not None and i >= spike_at:
             boost = 0.2 if metric.name in ("event_volume", "checkout_conversion_rate") else 5.0
-        if metric.kind == "rate":
+        if metric.detector_kind == "rate":   # a funnel is scored as a rate
             den = int(rng.poisson(60 * daily)) + 1
             num = int(rng.binomial(den, min(0.2 * boost, 1.0)))
-        elif metric.kind == "count":
+        elif metric.detector_kind == "count":
             num, den = int(rng.poisson(200 * daily * boost)), 0
         else:
             den = int(rng.poisson(20 * daily)) + 1
@@ -47,7 +47,8 @@ def run(tracker, feed):
     points = []
     for start, num, den in feed:
         tracker.merge(start, num, den)
-        for closed in tracker.close_until(start + CATALOGUE.window_ms + CATALOGUE.lateness_ms):
+        # a funnel's windows close `within` later (tracker.lateness_ms holds it)
+        for closed in tracker.close_until(start + CATALOGUE.window_ms + tracker.lateness_ms):
             points.append((closed.point.to_json(), closed.alert and closed.alert.to_json(), closed.firing))
     return points
 

@@ -29,12 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
     parser.add_argument("--warmup", type=int, default=None,
                         help="windows a detector learns before it may alert (default 30; the service's is 120)")
+    parser.add_argument("--tracker", choices=("segment", "ga4", "snowplow", "blipwatch"), default=None,
+                        help="the format the simulated events are sent in (default segment: funnels from "
+                             "journeys, no outcome events; blipwatch: the contract's own format)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir with the worker and broker logs")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from blipwatch.tools.demo import DEMO_SESSIONS_PER_MINUTE, DEMO_WARMUP_WINDOWS, DemoError, Options
+    from blipwatch.tools.demo import DEMO_SESSIONS_PER_MINUTE, DEMO_TRACKER, DEMO_WARMUP_WINDOWS, DemoError, Options
     from blipwatch.tools.demo.run import run as run_demo
 
     for name in ("duration", "rate", "sessions_per_minute"):
@@ -47,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     options = Options(scenario=args.scenario, duration=args.duration, rate=args.rate,
                       sessions_per_minute=args.sessions_per_minute or DEMO_SESSIONS_PER_MINUTE,
-                      seed=args.seed, warmup=args.warmup or DEMO_WARMUP_WINDOWS, keep=args.keep)
+                      seed=args.seed, warmup=args.warmup or DEMO_WARMUP_WINDOWS, keep=args.keep,
+                      tracker=args.tracker or DEMO_TRACKER)
     try:
         return run_demo(options)
     except DemoError as exc:

@@ -61,7 +61,7 @@ def load_feedback(catalogue, feedback_path: str | None, calendar_path: str | Non
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from blipwatch.stream_app.config import Settings, load_catalogue
+    from blipwatch.stream_app.config import Settings, input_preset, load_catalogue
     from blipwatch.stream_app.replay import Replay
 
     settings = Settings.from_env()
@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"blipwatch replay: {exc}", file=sys.stderr)
         return 2
-    replay = Replay(catalogue, on_point, on_alert, settings.max_event_bytes, book=book, verdicts=verdicts)
+    replay = Replay(catalogue, on_point, on_alert, settings.max_event_bytes, book=book, verdicts=verdicts,
+                    preset=input_preset(settings, catalogue))
     started = time.perf_counter()
     source = sys.stdin.buffer if args.events == "-" else open(args.events, "rb")
     total = None if args.events == "-" else Path(args.events).stat().st_size

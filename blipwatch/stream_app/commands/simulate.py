@@ -34,8 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pace.add_argument("--speed", type=float,
                       help="with --kafka: simulated seconds per wall-clock second (default: as fast as "
                            "the broker takes them)")
-    parser.add_argument("--tracker", default="blipwatch", choices=("blipwatch", "segment", "ga4", "snowplow"),
-                        help="the format of the events (default: blipwatch's contract); a tracker's sends no "
+    parser.add_argument("--tracker", choices=("blipwatch", "segment", "ga4", "snowplow"),
+                        help="the format of the events (default: with --kafka the input preset, "
+                             "BLIPWATCH_INPUT_PRESET or the config's input.preset, else blipwatch's contract); a tracker's sends no "
                              "cart_abandoned (funnels come from journeys), see docs/inputs.md")
     parser.add_argument("--labels", help="write the injected incidents (JSON) to this file")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
@@ -227,4 +228,10 @@ def simulator_encoder(args: argparse.Namespace):
     """Event dict -> the bytes of ``--tracker``'s format (None: that tracker sends no such event)."""
     from blipwatch.tools.simulator import tracker_encoder
 
-    return tracker_encoder(getattr(args, "tracker", "blipwatch"))
+    tracker = getattr(args, "tracker", None)
+    if tracker is None and getattr(args, "kafka", False):   # the worker reads the input preset's format
+        from blipwatch.stream_app.config import Settings, input_preset, load_catalogue
+
+        settings = Settings.from_env()
+        tracker = input_preset(settings, load_catalogue(settings, None))
+    return tracker_encoder(tracker or "blipwatch")

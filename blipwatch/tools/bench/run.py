@@ -71,6 +71,11 @@ class BenchReport:
             "live_runs": [run.as_dict() for run in self.live_runs],
             "backlog_alert_latency_p50_s": rounded(worker.alert_latency_p50_s),
             "backlog_alert_latency_p99_s": rounded(worker.alert_latency_p99_s),
+            "journeys": self.workload.journeys,
+            # the worker's ingest code offline over the same events: with and without the journey stage
+            "ingest_us_per_event_with_journeys": (self.workload.ingest_us or {}).get("with_journeys"),
+            "ingest_us_per_event_without_journeys": (self.workload.ingest_us or {}).get("without_journeys"),
+            "journey_stage_us_per_event": (self.workload.ingest_us or {}).get("journey_stage"),
             "events": self.events,
             "shop_events_per_s": round(self.events / self.workload.span_s, 1),
             "windows_per_event": round(self.workload.points_before_idle / self.events, 6),
@@ -96,9 +101,10 @@ class BenchReport:
 
 def run_bench(events: int, series: int, progress: Progress = quiet, workers: int = 1,
               bare_repeats: int = 3, live_seconds: float = 60.0,
-              live_speeds: tuple[float, ...] = (LIVE_SPEED,), shop_rate: float | None = None) -> BenchReport:
+              live_speeds: tuple[float, ...] = (LIVE_SPEED,), shop_rate: float | None = None,
+              journeys: bool = True) -> BenchReport:
     """Every phase in order, on one embedded broker started here and stopped at the end."""
-    workload = plan_workload(events, series, progress, shop_rate=shop_rate)
+    workload = plan_workload(events, series, progress, shop_rate=shop_rate, journeys=journeys)
     workdir = Path(tempfile.mkdtemp(prefix="blipwatch-bench-"))
     try:
         with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
@@ -132,9 +138,13 @@ def format_report(report: BenchReport) -> str:
         f"(best of {len(report.bare_seconds)}: {', '.join(f'{s:.2f}' for s in report.bare_seconds)} s)",
         f"  blipwatch worker, end to end      {figures['worker_events_per_s']:>12,.0f} events/s  "
         f"({worker.scored_s:.2f} s from the first ingest assignment to every window the events close scored)",
-        f"  ratio                             {figures['ratio']:>12.2f}",
+        f"  ratio                             {figures['ratio']:>12.2f}  "
+        f"(journeys {'on' if report.workload.journeys else 'off: no funnel metrics'})",
         f"  worker ingest only                {figures['worker_ingest_events_per_s']:>12,.0f} events/s  "
         f"({worker.ingest_s:.2f} s to every event counted)",
+        f"  journey stage                     {figures['journey_stage_us_per_event'] or float('nan'):>12.2f} µs/event  "
+        f"(the ingest code offline, best of 5: {figures['ingest_us_per_event_with_journeys'] or float('nan'):.2f} "
+        f"with journeys, {figures['ingest_us_per_event_without_journeys'] or float('nan'):.2f} without)",
         f"  windows scored per second         {figures['windows_scored_per_s']:>12,.0f}  "
         f"({report.workload.points_before_idle / report.events:.3g} windows per event in this workload)",
         f"  last window scored after          {worker.all_scored_s or float('nan'):>12.2f} s  "

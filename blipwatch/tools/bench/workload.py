@@ -9,11 +9,17 @@ catalogue can hold, per-event-type ``count`` metrics are added to a generated co
 to expect. With ``--shop-rate R`` the hour's event times are squeezed into N / R seconds: the same
 events from a shop of R events a second, which closes a window per series every 60 R events
 instead of every N / 60.
+
+The default catalogue's funnel metrics (journeys) are on unless ``journeys=False`` (then the
+catalogue has none, and the ingest runs no journey stage); their windows close ``within`` later
+than the others, which the expected counts of scored windows take into account. ``journey_cost``
+times the worker's ingest code over the workload with and without the journey stage.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -46,23 +52,38 @@ class Workload:
     points_total: int                              # ... plus those closed by the idle flush
     countries: int
     span_s: float = RUN_HOURS * 3600               # event time the events span
+    journeys: bool = True                          # the catalogue's funnel metrics are on
+    #: microseconds per event of the worker's ingest code, offline: with and without the journey stage
+    ingest_us: dict[str, float] | None = None
 
 
-def _series_by_country_count(type_counts: Counter, metrics: dict[str, Any], base: int, countries: int) -> int:
+def _series_by_country_count(type_counts: Counter, metrics: dict[str, Any], base: int, countries: int,
+                             span_ms: float = math.inf) -> int:
+    """Series the metrics make of these event types; a funnel's only if its journeys are decided
+    within ``span_ms`` of event time (else the run ends before any of its windows closes)."""
+    from blipwatch.pipeline.catalogue import parse_duration_ms
+
     total = 0
     for definition in metrics.values():
+        share = 1.0   # of the starts, those in windows decided before the run ends
+        if definition.get("kind") == "funnel":
+            decided_ms = span_ms - parse_duration_ms(definition["within"], "within") - 90_000
+            if decided_ms <= 0:
+                continue
+            share = min(1.0, decided_ms / span_ms)
         types: set[str] = set()
         for key in ("count", "numerator", "denominator", "mean"):
             selector = definition.get(key)
             if selector:
                 chosen = selector.get("event_types")
                 types |= set(type_counts) if chosen in ("*", ["*"]) else set(chosen)
-        reach = max((type_counts.get(t, 0) for t in types), default=0)
+        types |= set(definition.get("start") or ())   # a funnel's segments are its starts
+        reach = int(share * max((type_counts.get(t, 0) for t in types), default=0))
         total += base + min(countries, reach)
     return total
 
 
-def spread_series(generated: list[dict], series: int) -> tuple[dict[str, Any], int]:
+def spread_series(generated: list[dict], series: int, journeys: bool = True) -> tuple[dict[str, Any], int]:
     """Make about ``series`` series exist over these events (their ``country`` is rewritten in
     place): ``country`` spread round robin per event type over up to 676 codes and, past what the
     default catalogue holds, per-event-type ``count`` metrics. Returns the config and the number of
@@ -70,16 +91,18 @@ def spread_series(generated: list[dict], series: int) -> tuple[dict[str, Any], i
     from blipwatch.pipeline.catalogue import default_config_dict
 
     type_counts = Counter(event["event_type"] for event in generated)
-    metrics = dict(default_config_dict()["metrics"])
+    metrics = {name: definition for name, definition in default_config_dict()["metrics"].items()
+               if journeys or definition.get("kind") != "funnel"}
+    span_ms = _span_ms(generated)
     countries = 0
-    if _series_by_country_count(type_counts, metrics, SEGMENT_BASE, 10) < series:
+    if _series_by_country_count(type_counts, metrics, SEGMENT_BASE, 10, span_ms) < series:
         for event_type in EXTRA_COUNT_TYPES:
-            if _series_by_country_count(type_counts, metrics, SEGMENT_BASE, len(COUNTRY_CODES)) >= series:
+            if _series_by_country_count(type_counts, metrics, SEGMENT_BASE, len(COUNTRY_CODES), span_ms) >= series:
                 break
             metrics[f"{event_type}_count"] = {"kind": "count", "count": {"event_types": [event_type]},
                                               "direction": "both"}
         countries = next((c for c in range(10, len(COUNTRY_CODES) + 1)
-                          if _series_by_country_count(type_counts, metrics, SEGMENT_BASE, c) >= series),
+                          if _series_by_country_count(type_counts, metrics, SEGMENT_BASE, c, span_ms) >= series),
                          len(COUNTRY_CODES))
         nth: Counter = Counter()
         for event in generated:
@@ -99,7 +122,15 @@ def most_series(generated: list[dict]) -> int:
     for event_type in EXTRA_COUNT_TYPES:
         metrics[f"{event_type}_count"] = {"count": {"event_types": [event_type]}}
     type_counts = Counter(event["event_type"] for event in generated)
-    return _series_by_country_count(type_counts, metrics, SEGMENT_BASE, len(COUNTRY_CODES))
+    return _series_by_country_count(type_counts, metrics, SEGMENT_BASE, len(COUNTRY_CODES), _span_ms(generated))
+
+
+def _span_ms(generated: list[dict]) -> float:
+    from blipwatch.schemas.events import parse_timestamp_ms
+
+    if not generated:
+        return math.inf
+    return parse_timestamp_ms(generated[-1]["occurred_at"]) - parse_timestamp_ms(generated[0]["occurred_at"])
 
 
 @dataclass
@@ -109,6 +140,8 @@ class OfflineIngest:
     newest_by_partition: dict[int, int]
     window_ms: int
     lateness_ms: int
+    #: series -> how much later than others its windows close (a funnel's ``within``)
+    delay_ms: dict[str, int] | None = None
 
     def closable(self, watermark: int) -> int:
         """Start of the newest window a watermark closes."""
@@ -116,8 +149,11 @@ class OfflineIngest:
         return last - last % self.window_ms
 
     def points_until(self, last_window: int) -> int:
-        """Points published when every window up to ``last_window`` has closed."""
-        return sum(max(0, (last_window - min(windows)) // self.window_ms + 1) for windows in self.partials.values())
+        """Points published when every window up to ``last_window`` has closed (a funnel's up to
+        ``within`` before it)."""
+        delay = self.delay_ms or {}
+        return sum(max(0, (last_window - delay.get(series, 0) - min(windows)) // self.window_ms + 1)
+                   for series, windows in self.partials.items())
 
 
 def ingest_offline(generated: list[dict], config: dict[str, Any]) -> OfflineIngest:
@@ -127,6 +163,7 @@ def ingest_offline(generated: list[dict], config: dict[str, Any]) -> OfflineInge
 
     catalogue = Catalogue.from_dict(config)
     batch = IngestBatch(catalogue, 65536)
+    within = {metric.name: metric.funnel.within_ms for metric in catalogue.metrics if metric.funnel is not None}
     messages = []
     newest_by_partition: dict[int, int] = {}
     for event in generated:
@@ -139,12 +176,50 @@ def ingest_offline(generated: list[dict], config: dict[str, Any]) -> OfflineInge
         event_ms = batch.add(key, value, "", None)
         if event_ms is not None and event_ms > newest_by_partition.get(partition, -1):
             newest_by_partition[partition] = event_ms
-    return OfflineIngest(messages, batch.aggregate.drain(), newest_by_partition, catalogue.window_ms,
-                    catalogue.lateness_ms)
+    # the funnel counts the worker releases by its idle flush: windows whose `within` has passed by then
+    newest = max(newest_by_partition.values(), default=0)
+    idle_flush = newest - newest % catalogue.window_ms + catalogue.window_ms + catalogue.lateness_ms
+    partials = batch.advance_journeys({0: idle_flush}, batch.aggregate.drain())
+    delay = {series: within[series.split("|", 1)[0]] for series in partials if series.split("|", 1)[0] in within}
+    return OfflineIngest(messages, partials, newest_by_partition, catalogue.window_ms, catalogue.lateness_ms, delay)
+
+
+class _Record:
+    __slots__ = ("key", "value", "offset")
+
+    def __init__(self, key: bytes, value: bytes, offset: int):
+        self.key, self.value, self.offset = key, value, offset
+
+
+def journey_cost(messages: list[tuple[bytes, bytes, int]], config: dict[str, Any], repeat: int = 5) -> dict[str, float]:
+    """Microseconds per event of ``IngestBatch.add_records`` (the worker's per-event path) over
+    these messages by partition, with the journey stage and without (best of ``repeat``), and
+    their difference: what the journey stage costs an event on this machine."""
+    from blipwatch.pipeline.catalogue import Catalogue
+    from blipwatch.stream_app.ingest import IngestBatch
+
+    catalogue = Catalogue.from_dict(config)
+    by_partition: dict[int, list[_Record]] = {}
+    for key, value, partition in messages:
+        records = by_partition.setdefault(partition, [])
+        records.append(_Record(key, value, len(records)))
+    seconds = {True: float("inf"), False: float("inf")}
+    for _ in range(repeat):   # interleaved: a shared machine's load weighs on both alike
+        for journeys in (True, False):
+            batch = IngestBatch(catalogue, 65536, journeys=journeys)
+            began = time.perf_counter()
+            for partition, records in by_partition.items():
+                for start in range(0, len(records), 10_000):   # the worker's fetches
+                    batch.add_records(records[start:start + 10_000], "", None, partition)
+            seconds[journeys] = min(seconds[journeys], time.perf_counter() - began)
+    best = {"with_journeys": seconds[True] * 1e6 / max(1, len(messages)),
+            "without_journeys": seconds[False] * 1e6 / max(1, len(messages))}
+    best["journey_stage"] = best["with_journeys"] - best["without_journeys"]
+    return {name: round(value, 3) for name, value in best.items()}
 
 
 def plan_workload(events: int, series: int, progress: Progress = quiet, seed: int = 0,
-                  shop_rate: float | None = None) -> Workload:
+                  shop_rate: float | None = None, journeys: bool = True) -> Workload:
     """N simulated events and a config under which about S series are tracked (exact count returned).
 
     The events span one hour of event time, or, with ``shop_rate``, N ÷ rate seconds: the hour's
@@ -168,7 +243,7 @@ def plan_workload(events: int, series: int, progress: Progress = quiet, seed: in
             break
     if shop_rate is not None:
         compress_time(generated, span_s)
-    config, countries = spread_series(generated, series)
+    config, countries = spread_series(generated, series, journeys)
 
     progress("encoding and checking the workload offline")
     offline = ingest_offline(generated, config)
@@ -176,8 +251,13 @@ def plan_workload(events: int, series: int, progress: Progress = quiet, seed: in
     before_idle = offline.closable(min(offline.newest_by_partition.values()))
     newest = max(offline.newest_by_partition.values())
     after_idle = offline.closable(closes_at(newest - newest % window, window, offline.lateness_ms))
+    progress("timing the ingest code with and without journeys")
+    funnels = {name: definition for name, definition in spread_series([], 0)[0]["metrics"].items()
+               if definition.get("kind") == "funnel"}
+    with_journeys = dict(config, metrics={**config["metrics"], **funnels})
     return Workload(offline.messages, config, len(offline.partials), offline.points_until(before_idle),
-                    offline.points_until(after_idle), countries, span_s)
+                    offline.points_until(after_idle), countries, span_s, journeys,
+                    journey_cost(offline.messages, with_journeys))
 
 
 def compress_time(generated: list[dict], span_s: float) -> None:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 #: Why these differ from the service's defaults is printed at the start of every demo.
 DEMO_SESSIONS_PER_MINUTE = 150.0   # ~30 web carts per window: the spike is caught within ~5 windows (replay, seeds 0-3)
 DEMO_WARMUP_WINDOWS = 30           # the shipped policy waits 120 windows (2 h of event time) before alerting
+#: the demo's traffic is a real tracker's format: funnels come from journeys, no outcome events are sent
+DEMO_TRACKER = "segment"
 
 
 class DemoError(RuntimeError):
@@ -36,4 +38,5 @@ class Options:
     sessions_per_minute: float = DEMO_SESSIONS_PER_MINUTE
     seed: int = 0
     warmup: int = DEMO_WARMUP_WINDOWS
+    tracker: str = DEMO_TRACKER      # the events' format (the worker's BLIPWATCH_INPUT_PRESET)
     keep: bool = False

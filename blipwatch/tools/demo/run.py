@@ -101,6 +101,10 @@ class Demo:
                 f"{DEFAULT_SESSIONS_PER_MINUTE:g}, so hours of event time fit into the run and one worker on "
                 "this machine keeps up")
         say("    - simulated time runs much faster than the clock; windows close on event time, as in production")
+        if options.tracker != "blipwatch":
+            say(f"  events are sent as {options.tracker} sends them (BLIPWATCH_INPUT_PRESET={options.tracker}): no "
+                "cart_abandoned event; cart abandonment and checkout conversion come from journeys, each point "
+                "scored once its 30 minutes have passed (checkout_unconverted_5m: 5 minutes)")
         say()
 
     def _send_budget_estimate(self) -> float:
@@ -116,7 +120,7 @@ class Demo:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BLIPWATCH_")}
         env.update(BLIPWATCH_BROKER=self.broker.url, BLIPWATCH_EMBEDDED_BROKER="1",
                    BLIPWATCH_WEB_PORT=str(web_port), BLIPWATCH_DATA_DIR=str(self.workdir / "worker-data"),
-                   BLIPWATCH_CONFIG=str(config), PYTHONUNBUFFERED="1")
+                   BLIPWATCH_CONFIG=str(config), BLIPWATCH_INPUT_PRESET=self.options.tracker, PYTHONUNBUFFERED="1")
         settings = Settings.from_env(env)
         say(f"started the embedded broker at {self.broker.url}")
         with open(self.worker_log, "ab") as log:
@@ -150,7 +154,8 @@ class Demo:
         event_seconds = self.labels["hours"] * 3600
         # aim to finish early: on 2 busy cores the sender falls behind its pace now and then
         speed = None if options.rate else event_seconds / (budget * PACE_SHARE)
-        self.sender = Sender(settings, arguments, self.stop, time.monotonic() + budget, speed=speed, rate=options.rate)
+        self.sender = Sender(settings, arguments, self.stop, time.monotonic() + budget, speed=speed, rate=options.rate,
+                             tracker=options.tracker)
         pace = f"{options.rate:,.0f} events/s" if options.rate else f"{speed:,.0f}x real time"
         self.screen.line(f"sending {options.scenario!r} to {settings.events_topic} at {pace} "
                          f"(for at most {budget:.0f} s)")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
-from blipwatch.pipeline.catalogue import Catalogue
+from blipwatch.pipeline.catalogue import Catalogue, merge_with_defaults
 from blipwatch.pipeline.tracker import ClosedWindow, SeriesTracker
 from blipwatch.stream_app.replay import Replay
 from blipwatch.schemas.outputs import segment_label
@@ -336,10 +336,43 @@ def _bias(shop: Shop, truth: Truth, replay: CellReplay, catalogue: Catalogue) ->
     return rows
 
 
+#: what the suite counts for the default funnels: the event-pair rates the shops' events carry
+#: (their generator emits ``cart_abandoned``), since its vectorised counter has no journey stage
+EVENT_PAIR_RATES = {
+    "cart_abandonment_rate": {"kind": "rate", "numerator": {"event_types": ["cart_abandoned"]},
+                              "denominator": {"event_types": ["cart_abandoned", "purchase"]},
+                              "direction": "up", "min_change": "5 points"},
+    "checkout_conversion_rate": {"kind": "rate", "numerator": {"event_types": ["purchase"]},
+                                 "denominator": {"event_types": ["checkout_start"]},
+                                 "direction": "down", "min_change": "2 points"},
+}
+
+
+def countable(document: dict | None = None, log=sys.stderr) -> Catalogue:
+    """The catalogue (the defaults, or ``document`` over them) as the random shops can count it: a
+    funnel metric named in ``EVENT_PAIR_RATES`` is counted as that event-pair rate, other funnels are
+    left out (said on ``log``)."""
+    merged = merge_with_defaults(document)
+    metrics = {}
+    left_out = []
+    for name, raw in merged["metrics"].items():
+        if isinstance(raw, dict) and raw.get("kind") == "funnel":
+            if name in EVENT_PAIR_RATES:
+                metrics[name] = EVENT_PAIR_RATES[name]
+            else:
+                left_out.append(name)
+        else:
+            metrics[name] = raw
+    if left_out and log is not None:
+        print(f"random shops: funnel metrics not counted: {', '.join(left_out)}", file=log)
+    merged["metrics"] = metrics
+    return Catalogue(merged)
+
+
 def run_suite(seeds, shops: int, hours: float, catalogue: Catalogue | None = None, log=sys.stderr,
               keep=None) -> dict:
     """Every shop of every seed; ``keep(result)`` is called with each shop's result as it is done."""
-    catalogue = catalogue or Catalogue.from_dict(None)
+    catalogue = catalogue or countable(log=log)
     results = []
     started = time.perf_counter()
     total = len(seeds) * shops

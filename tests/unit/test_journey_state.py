@@ -1,0 +1,75 @@
+"""The journey snapshots' records (stream_app/journey_state.py) without a broker: pieces put back
+together, the newest complete snapshot wins, what a taken-over partition reads for the journeys
+only, and that a snapshot is written only when it holds something new."""
+
+from __future__ import annotations
+
+import orjson
+
+from blipwatch.pipeline.catalogue import Catalogue, default_config_dict
+from blipwatch.stream_app import journey_state
+from blipwatch.stream_app.ingest import IngestBatch
+from blipwatch.stream_app.journey_state import JourneyState, SnapshotReader, snapshot_records
+
+T0 = 1767643200000
+
+
+class Record:
+    def __init__(self, offset: int, value: bytes = b"", key: bytes = b"k"):
+        self.offset, self.value, self.key = offset, value, key
+
+
+def test_a_large_snapshot_goes_in_pieces_and_the_newest_complete_one_is_read(monkeypatch):
+    monkeypatch.setattr(journey_state, "PIECE_BYTES", 10)
+    old = snapshot_records(3, 100, b"a" * 25)
+    new = snapshot_records(3, 200, b"b" * 31)
+    assert len(old) == 3 and len(new) == 4
+    reader = SnapshotReader({3})
+    for key, value in old + new[:2]:        # the newest cut short (a kill mid-send)
+        reader.add(key, value)
+    assert reader.newest == {3: (100, b"a" * 25)}
+    for key, value in new:
+        reader.add(key, value)
+    reader.add(*snapshot_records(5, 7, b"x")[0])   # another worker's partition: not asked for
+    assert reader.newest == {3: (200, b"b" * 31)}
+
+
+def test_records_before_the_partials_position_feed_the_journeys_only():
+    state = JourneyState(IngestBatch(Catalogue.from_dict(default_config_dict()), 65536), {}, "t", 4)
+    state.journeys_only_until[0] = 12
+    journeys_only, counts_only, both = state.split(0, [Record(o) for o in range(10, 15)])
+    assert [r.offset for r in journeys_only] == [10, 11] and counts_only == [] and [r.offset for r in both] == [12, 13, 14]
+    assert 0 not in state.journeys_only_until
+    state.counts_only_until[1] = 3
+    journeys_only, counts_only, both = state.split(1, [Record(0), Record(1)])
+    assert journeys_only == [] and [r.offset for r in counts_only] == [0, 1] and both == []
+    assert state.counts_only_until == {1: 3}   # not there yet
+    assert state.split(2, [Record(5)])[2][0].offset == 5
+
+
+def test_a_snapshot_is_written_when_it_holds_something_new_and_restores_the_journeys():
+    catalogue = Catalogue.from_dict(default_config_dict())
+    batch = IngestBatch(catalogue, 65536)
+    state = JourneyState(batch, {}, "t", 4)
+    cart = {"event_id": "e1", "event_type": "add_to_cart", "occurred_at": T0 + 1000, "session_id": "s1",
+            "channel": "web"}
+    batch.add_records([Record(0, orjson.dumps(cart))], "t/1/", None, partition=1)
+    state.positions[1] = 1
+    written = state.records()
+    assert [(p, key) for p, key, _ in written] == [(1, b"1")]
+    assert len(state.records()) == 1        # not confirmed delivered: sent again
+    state.delivered()
+    assert state.records() == []            # nothing new
+    state.positions[1] = 2
+    assert len(state.records()) == 1        # read on
+    state.delivered()
+    # a new owner restores it: the open journey is decided as the old owner would have
+    reader = SnapshotReader({1})
+    for _, key, value in written:
+        reader.add(key, value)
+    to, snapshot = reader.newest[1]
+    other = IngestBatch(catalogue, 65536)
+    other.journey_stage(1).restore(snapshot)
+    assert to == 1 and other.journey_stage(1).open_journeys == 1   # the cart, open in cart_abandonment_rate
+    partials = other.advance_journeys({1: T0 + 60_000 + 30 * 60_000 + 30_000}, {})
+    assert partials["cart_abandonment_rate|all"] == {T0: [1.0, 1.0]}
