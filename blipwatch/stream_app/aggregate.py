@@ -284,6 +284,7 @@ def publish_closed(tracker: SeriesTracker, closed: list[ClosedWindow], observed_
     append = points.append
     for window in closed:
         append((key, window.point.to_json()))
+        incidents.observe(tracker.series, window.point)
         alert = window.alert
         if alert is not None:
             incidents.note(tracker.series, alert)
