@@ -330,6 +330,8 @@ class SeriesTracker:
 ATTRIBUTION_WINDOWS = 30
 #: a narrower segment explains a broader one's blip when it accounts for at least this share of it
 EXPLAINS_SHARE = 0.5
+#: the fewest windows a share is computed over (an incident's first window alone is mostly noise)
+MIN_ATTRIBUTION_WINDOWS = 3
 
 
 class IncidentBook:
@@ -338,9 +340,10 @@ class IncidentBook:
 
     It also keeps each series' excess over its expected value (``window_excess``) for the last
     ``ATTRIBUTION_WINDOWS`` windows (``observe``, every closed window), so that a firing alert says
-    which segments of the same metric explain it: over the windows of its incident so far that
-    both series have, the share of the broader segment's excess that the narrower accounts for
-    (``attribution_share``). In ``related``, a narrower segment (``relation: child``) carries the
+    which segments of the same metric explain it: over the windows of its incident so far (at least
+    ``MIN_ATTRIBUTION_WINDOWS``; when the other series has not closed the newest yet, as many of
+    the newest windows both have, one of the incident's at least), the share of the broader
+    segment's excess that the narrower accounts for (``attribution_share``). In ``related``, a narrower segment (``relation: child``) carries the
     share of this alert's blip it accounts for, and the most specific one accounting for at least
     ``EXPLAINS_SHARE`` of it is the ``cause``; a broader segment (``relation: parent``) carries the
     share of its blip this alert's segment accounts for, listed whether it fires or not. The
@@ -389,20 +392,27 @@ class IncidentBook:
         if not own:
             return None, []
         first, last = ms_from_iso(alert.started_at), ms_from_iso(alert.window_start)
-        windows = [w for w in own if first <= ms_from_iso(w) <= last]
-        if not windows:
+        times = {w: ms_from_iso(w) for w in own}
+        upto = [w for w in own if times[w] <= last]           # oldest first
+        span = sum(1 for w in upto if times[w] >= first)
+        if not span:
             return None, []
         segment = frozenset(alert.segment.items())
         direction = alert.direction
 
-        def share(other: str, narrower: bool) -> float | None:
+        def share(other: str, narrower: bool) -> tuple[float | None, float]:
+            """(the share, the narrower segment's excess in the blip's direction)"""
+            # the incident's windows (at least MIN_ATTRIBUTION_WINDOWS), the newest both series
+            # have: the other may not have closed the newest yet (it is scored later in the same
+            # step, or on another partition); when it has closed none of the incident's, unknown
             theirs = self.recent.get(other) or {}
-            common = [w for w in windows if w in theirs]
-            if not common:
-                return None
+            common = [w for w in upto if w in theirs][-max(span, MIN_ATTRIBUTION_WINDOWS):]
+            if not common or times[common[-1]] < first:
+                return None, 0.0
             mine, their = [own[w] for w in common], [theirs[w] for w in common]
-            return attribution_share(mine, their, direction) if not narrower else \
-                attribution_share(their, mine, direction)
+            if narrower:
+                mine, their = their, mine
+            return attribution_share(mine, their, direction), (-1.0 if direction == "down" else 1.0) * sum(mine)
 
         def entry(other: str, items: frozenset, relation: str, value: float) -> dict[str, Any]:
             found = related.get(other)
@@ -415,24 +425,27 @@ class IncidentBook:
         for size in range(len(segment) - 1, -1, -1):   # broader segments, the nearest first
             for items in combinations(sorted(segment), size):
                 other = series_key(alert.metric, dict(items))
-                value = share(other, narrower=False) if other in self.recent else None
+                value = share(other, narrower=False)[0] if other in self.recent else None
                 if value is not None:
                     found = entry(other, frozenset(items), "parent", value)
                     if value >= EXPLAINS_SHARE:
                         explained.append(found)
+        # the cause: of the narrower segments that explain it, the most specific; among those, the
+        # one with the largest excess (segments of one dimension split the broader one: noise can
+        # give two of them most of a small blip, never most of the excess)
         best = None
         for other, items in (self.segments.get(alert.metric) or {}).items():
             if not items > segment:
                 continue
-            value = share(other, narrower=True)
+            value, excess = share(other, narrower=True)
             if value is None:
                 continue
             if other in related:    # a narrower segment firing too
                 entry(other, items, "child", value)
-            if value >= EXPLAINS_SHARE and (best is None or (len(items), value) > (len(best[1]), best[2])):
-                best = (other, items, value)
+            if value >= EXPLAINS_SHARE and (best is None or (len(items), excess) > best[0]):
+                best = ((len(items), excess), other, items, value)
         cause = None
         if best is not None:
-            cause = entry(best[0], best[1], "child", best[2])
+            cause = entry(best[1], best[2], "child", best[3])
             cause["cause"] = True
         return cause, explained
