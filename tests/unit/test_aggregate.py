@@ -495,3 +495,10 @@ def test_no_pairs_configured_no_pair_series():
     aggregate.add(CustomerEvent("e1", "purchase", 1_767_600_000_000, channel="web", country="DE",
                                 properties={"order_value": 12.0}))
     assert not [key for key in aggregate.drain() if "," in key]
+
+
+def test_dimensions_given_without_pairs_keep_the_default_pairs_they_hold():
+    assert Catalogue.from_dict(None).pairs == (("channel", "country"),)
+    assert Catalogue.from_dict({"segments": {"dimensions": ["country", "channel"]}}).pairs == (("channel", "country"),)
+    assert Catalogue.from_dict({"segments": {"dimensions": ["channel", "device"]}}).pairs == ()
+    assert Catalogue.from_dict({"segments": {"pairs": [["device", "country"]]}}).pairs == (("device", "country"),)
