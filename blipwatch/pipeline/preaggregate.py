@@ -278,16 +278,21 @@ class PartialAggregate:
                         if a is not None and b is not None:
                             totals[(p, a, b)] = totals.get((p, a, b), 0.0) + count
             fed = []  # (segment label, the margin's count of it, or None when an earlier combination fed it)
+            fresh = False
             for p, (i, j, template) in enumerate(pairs):
                 a, b = values[i], values[j]
                 if a is None or b is None:
                     continue
-                label = pair_labels.get((p, a, b))
+                pair = (p, a, b)
+                label = pair_labels.get(pair)
                 if label is None:
-                    label = pair_labels[(p, a, b)] = template.format(a, b)
-                fed.append((label, totals.pop((p, a, b), None)))
-            if not fed:
-                continue
+                    label = pair_labels[pair] = template.format(a, b)
+                count = totals.pop(pair, None)
+                if count is not None:
+                    fresh = True
+                fed.append((label, count))
+            if not fresh and (not fed or not self._plan(event_type)[2]):
+                continue  # its pairs were fed by earlier combinations, and the type feeds no mean
             steps = fan_plans.get(event_type)
             if steps is None:
                 steps = self._fan_plan(event_type)
