@@ -165,6 +165,24 @@ def test_replay_a_blip_only_on_web_de_is_named_as_the_cause_of_the_rise_on_web_a
     # and no other segment fires on this metric: not web x FR, app x DE, ...
     assert {tuple(sorted(a.segment.items())) for a in during} <= {(), (("channel", "web"),), (("country", "DE"),),
                                                                   (("channel", "web"), ("country", "DE"))}
+    # every message matches the contract; a pair's labels in Alertmanager are its two dimensions
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    from blipwatch.schemas.outputs import AnomalyAlert as Alert
+    from blipwatch.stream_app.alertmanager_bridge import optional_time, to_alertmanager
+
+    schema = json.loads((Path(__file__).parents[2] / "blipwatch/schemas/anomaly_alert.schema.json").read_text())
+    for message in alerts:
+        document = orjson.loads(message.to_json())
+        jsonschema.validate(document, schema)
+        assert Alert.from_dict(document) == message
+    forwarded = to_alertmanager(orjson.loads(first.to_json()), optional_time(first.window_end))
+    assert forwarded["labels"]["channel"] == "web" and forwarded["labels"]["country"] == "DE"
+    assert forwarded["annotations"]["segment"] == "channel=web,country=DE"
+    assert first.dedup_key == f"{METRIC}|channel=web,country=DE@{first.started_at}"
     # nothing fired before the blip on any metric
     assert not [a for a in alerts if a.status == "firing" and a.window_start < blip_start], \
         [a.summary for a in alerts if a.window_start < blip_start]
