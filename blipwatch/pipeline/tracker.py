@@ -343,11 +343,12 @@ class IncidentBook:
     which segments of the same metric explain it: over the windows of its incident so far (at least
     ``MIN_ATTRIBUTION_WINDOWS``; when the other series has not closed the newest yet, as many of
     the newest windows both have, one of the incident's at least), the share of the broader
-    segment's excess that the narrower accounts for (``attribution_share``). In ``related``, a narrower segment (``relation: child``) carries the
-    share of this alert's blip it accounts for, and the most specific one accounting for at least
-    ``EXPLAINS_SHARE`` of it is the ``cause``; a broader segment (``relation: parent``) carries the
-    share of its blip this alert's segment accounts for, listed whether it fires or not. The
-    summary says both. It sees the series scored on this worker (all of them with one worker)."""
+    segment's excess that the narrower accounts for (``attribution_share``). In ``related``, a
+    narrower segment (``relation: child``) carries the share of this alert's blip it accounts for,
+    and the most specific one accounting for at least ``EXPLAINS_SHARE`` of it is the ``cause``; a
+    broader segment (``relation: parent``) carries the share of its blip this alert's segment
+    accounts for, listed whether it fires or not. The summary says both. It sees the series scored
+    on this worker (all of them with one worker)."""
 
     def __init__(self) -> None:
         self.firing: dict[str, dict[str, Any]] = {}

@@ -186,3 +186,21 @@ def test_replay_a_blip_only_on_web_de_is_named_as_the_cause_of_the_rise_on_web_a
     # nothing fired before the blip on any metric
     assert not [a for a in alerts if a.status == "firing" and a.window_start < blip_start], \
         [a.summary for a in alerts if a.window_start < blip_start]
+
+
+def test_observe_stores_what_window_excess_says():
+    """``IncidentBook.observe`` writes ``window_excess`` out by hand (it runs for every closed window)."""
+    rng = random.Random(3)
+    book = IncidentBook()
+    for window in range(200):
+        kind = rng.choice(["rate", "count", "mean"])
+        denominator = None if kind == "count" else float(rng.choice([0, 1, 7, 40]))
+        value = (None if denominator == 0 else rng.uniform(0, 1) if kind == "rate" else rng.uniform(0, 90))
+        expected = rng.choice([None, float("nan"), rng.uniform(0, 1), rng.uniform(0, 90)])
+        label = f"channel={kind}"
+        p = MetricPoint(f"{METRIC}|{label}", METRIC, {"channel": kind}, iso_from_ms(T0 + window * MINUTE),
+                        iso_from_ms(T0 + (window + 1) * MINUTE), value, denominator, value, expected,
+                        None, None, 0.0, False, None)
+        book.observe(p.series, p)
+        assert book.recent.get(p.series, {}).get(p.window_start) == window_excess(value, expected, denominator)
+    assert all(len(windows) <= 30 for windows in book.recent.values())
