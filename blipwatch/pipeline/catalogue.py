@@ -9,9 +9,10 @@ A metric is one of three kinds over selected events:
 - ``funnel``: journeys that a ``start`` event opens and a ``success`` event within ``within``
   converts, counted in the window of their start (``blipwatch.pipeline.journeys`` computes them).
 
-Each metric is computed for the segment ``all`` and for each value of every dimension in
-``segments.dimensions`` (by default channel, country, device). The events are counted into
-these series by ``blipwatch.pipeline.preaggregate.PartialAggregate``.
+Each metric is computed for the segment ``all``, for each value of every dimension in
+``segments.dimensions`` (by default channel, country, device) and for each pair of values of
+the dimension pairs in ``segments.pairs`` (by default channel x country: ``channel=web,country=DE``).
+The events are counted into these series by ``blipwatch.pipeline.preaggregate.PartialAggregate``.
 
 >>> catalogue = Catalogue.from_dict(default_config_dict())
 >>> [m.name for m in catalogue.metrics][:3]
@@ -43,6 +44,8 @@ MAX_FUNNEL_WITHIN_MS = 24 * 3600 * 1000
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 DIRECTIONS = ("up", "down", "both")
 DIMENSIONS = ("channel", "country", "device")
+#: the two-dimension segments when the config names none (those whose dimensions are configured)
+DEFAULT_PAIRS = (("channel", "country"),)
 _OPERATORS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
               ">": operator.gt, ">=": operator.ge}
 _WHERE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(==|!=|<=|>=|<|>)\s*(.+?)\s*$")
@@ -60,14 +63,50 @@ def default_config_dict() -> dict[str, Any]:
 
 def merge_with_defaults(document: dict[str, Any] | None) -> dict[str, Any]:
     """A user's config over the defaults: each top-level section given replaces the default
-    one, except ``window`` and ``segments``, whose keys are merged one by one."""
+    one, except ``window`` and ``segments``, whose keys are merged one by one. A ``segments``
+    section that lists its ``dimensions`` without ``pairs`` keeps the default pairs of those
+    dimensions only.
+
+    >>> merge_with_defaults({"segments": {"dimensions": ["channel", "device"]}})["segments"]["pairs"]
+    []
+    """
     merged = default_config_dict()
     for key, value in (document or {}).items():
         if key in ("window", "segments") and isinstance(value, dict):
             merged[key] = {**merged[key], **value}
+            if key == "segments" and "dimensions" in value and "pairs" not in value \
+                    and isinstance(value["dimensions"], list):
+                merged[key]["pairs"] = [list(pair) for pair in merged[key].get("pairs") or []
+                                        if isinstance(pair, list) and set(pair) <= set(value["dimensions"])]
         else:
             merged[key] = value
     return merged
+
+
+def _parse_pairs(raw: Any, dimensions: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """``segments.pairs``: two-dimension segments, e.g. ``[[channel, country]]``; each pair's
+    dimensions must be listed in ``segments.dimensions``.
+
+    >>> _parse_pairs([["country", "channel"], ["channel", "device"]], DIMENSIONS)
+    (('country', 'channel'), ('channel', 'device'))
+    """
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise CatalogueError(f"segments.pairs={raw!r}: a list of dimension pairs, e.g. [[channel, country]]")
+    pairs: list[tuple[str, str]] = []
+    for pair in raw:
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(d, str) for d in pair)
+                and pair[0] != pair[1]):
+            raise CatalogueError(f"segments.pairs: {pair!r} must be two different dimensions, e.g. [channel, country]")
+        missing = [d for d in pair if d not in dimensions]
+        if missing:
+            raise CatalogueError(f"segments.pairs: {pair!r} names {', '.join(missing)}, not in segments.dimensions "
+                                 f"{list(dimensions)}")
+        if any(set(pair) == set(seen) for seen in pairs):
+            raise CatalogueError(f"segments.pairs: {pair!r} is listed twice")
+        pairs.append((pair[0], pair[1]))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -281,6 +320,9 @@ class Catalogue:
         if not isinstance(dimensions, list) or not set(dimensions) <= set(DIMENSIONS):
             raise CatalogueError(f"segments.dimensions={dimensions!r}: a list drawn from {list(DIMENSIONS)}")
         self.dimensions = tuple(dimensions)
+        #: two-dimension segments, e.g. (("channel", "country"),): series ``channel=web,country=DE``
+        self.pairs = _parse_pairs(segments.get("pairs", [list(p) for p in DEFAULT_PAIRS
+                                                         if set(p) <= set(self.dimensions)]), self.dimensions)
         self.max_series_per_metric = int(_positive_number(segments, "max_series_per_metric", "segments", 1))
         metrics = document.get("metrics")
         if not isinstance(metrics, dict) or not metrics:

@@ -42,6 +42,12 @@ class PartialAggregate:
     are whole numbers, so their sums do not depend on the order; the means' sums are added per
     combination in the same order as before. The series cap admits series in the order an event
     first fed them, as before: ``drain`` replays, in event order, what each event fed first.
+
+    Two-dimension segments (``segments.pairs``, e.g. ``channel=web,country=DE``): ``add`` also
+    counts each margin's events per combination of segment values (the "joint" counts, one more
+    dictionary update per event whatever the number of pairs), and ``drain`` fans the pairs out
+    after every single-dimension segment of the flush, so under ``max_series_per_metric`` a flush
+    admits its single dimensions first; among the pairs, in the order an event first fed them.
     """
 
     def __init__(self, catalogue: Catalogue):
@@ -68,6 +74,20 @@ class PartialAggregate:
         self._values = (operator.attrgetter(*self.dimensions) if len(self.dimensions) > 1
                         else (lambda event, name=self.dimensions[0]: (getattr(event, name),)) if self.dimensions
                         else (lambda event: ()))
+        #: two-dimension segments: (index of one dimension, index of the other, label template)
+        self.pairs = tuple(self._pair(a, b) for a, b in catalogue.pairs)
+        #: pairs only: in event order, each event whose combination of segment values was first
+        #: seen in its margin: (type, window start, outcomes, segment values)
+        self._pair_firsts: list[tuple] = []
+        #: (pair index, value, value) -> the pair's segment label
+        self._pair_labels: dict[tuple, str] = {}
+
+    def _pair(self, first: str, second: str) -> tuple[int, int, str]:
+        # the label lists the dimensions in name order, as ``schemas.outputs.segment_label`` does
+        i, j = self.dimensions.index(first), self.dimensions.index(second)
+        if second < first:
+            i, j = j, i
+        return i, j, f"{self.dimensions[i]}={{}},{self.dimensions[j]}={{}}"
 
     def _plan(self, event_type: str) -> tuple[list, list, list[Selector]]:
         plan = self._plans.get(event_type)
@@ -143,11 +163,20 @@ class PartialAggregate:
         margin_key = (event_type, window_start, matched)
         margin = self.margins.get(margin_key)
         if margin is None:
-            margin = self.margins[margin_key] = [1.0, *[{} for _ in values]]
+            # the last dictionary (pairs only) counts the combinations of segment values
+            margin = self.margins[margin_key] = [1.0, *[{} for _ in values], {}]
             fed_first = [-1]
         else:
             margin[0] += 1.0
             fed_first = None
+        if self.pairs:
+            joint = margin[-1]
+            count = joint.get(values)
+            if count is None:
+                joint[values] = 1.0
+                self._pair_firsts.append((event_type, window_start, matched, values))
+            else:
+                joint[values] = count + 1.0
         for index, value in enumerate(values, 1):
             if value is not None:
                 counts = margin[index]
@@ -222,7 +251,97 @@ class PartialAggregate:
                         windows[window_start] = [count, 0.0] if role == 0 else [0.0, count]
                     else:
                         series_cell[role] += count
+        if self._pair_firsts:
+            self._fan_out_pairs(partials)
         return partials
+
+    def _fan_out_pairs(self, partials: dict[str, dict[int, list[float]]]) -> None:
+        """The two-dimension segments, after every single one: in event order, each combination
+        of segment values first seen in its margin feeds the pairs it holds. A count or rate
+        series takes the margin's whole count of the pair from the first combination holding it;
+        a mean takes each combination's sum and count."""
+        fan_plans = self._fan_plans
+        margins = self.margins
+        combos = self.combos
+        metric_keys = self._metric_keys
+        pairs = self.pairs
+        pair_labels = self._pair_labels
+        totals_by_margin: dict[tuple, dict[tuple, float]] = {}
+        for event_type, window_start, matched, values in self._pair_firsts:
+            margin_key = (event_type, window_start, matched)
+            totals = totals_by_margin.get(margin_key)
+            if totals is None:  # the margin's count of each pair of values, over its combinations
+                totals = totals_by_margin[margin_key] = {}
+                for combination, count in margins[margin_key][-1].items():
+                    for p, (i, j, _) in enumerate(pairs):
+                        a, b = combination[i], combination[j]
+                        if a is not None and b is not None:
+                            totals[(p, a, b)] = totals.get((p, a, b), 0.0) + count
+            fed = []  # (segment label, the margin's count of it, or None when an earlier combination fed it)
+            fresh = False
+            for p, (i, j, template) in enumerate(pairs):
+                a, b = values[i], values[j]
+                if a is None or b is None:
+                    continue
+                pair = (p, a, b)
+                label = pair_labels.get(pair)
+                if label is None:
+                    label = pair_labels[pair] = template.format(a, b)
+                count = totals.pop(pair, None)
+                if count is not None:
+                    fresh = True
+                fed.append((label, count))
+            if not fresh and (not fed or not self._plan(event_type)[2]):
+                continue  # its pairs were fed by earlier combinations, and the type feeds no mean
+            steps = fan_plans.get(event_type)
+            if steps is None:
+                steps = self._fan_plan(event_type)
+            mean_cell = None
+            for metric_index, role, where_slot, mean_slot in steps:
+                if where_slot >= 0 and not matched[where_slot]:
+                    continue
+                keys = metric_keys[metric_index]
+                if mean_slot >= 0:
+                    if mean_cell is None:
+                        mean_cell = combos[(event_type, values, window_start, matched)]
+                    add_denominator = mean_cell[2 * mean_slot + 1]
+                    if not add_denominator:
+                        continue
+                    add_numerator = mean_cell[2 * mean_slot]
+                    for segment, _ in fed:
+                        key = keys.get(segment, _UNSEEN)
+                        if key is _UNSEEN:
+                            key = self._series(metric_index, segment)
+                        if key is None:
+                            self._drop(metric_index, add_denominator)
+                            continue
+                        windows = partials.get(key)
+                        if windows is None:
+                            windows = partials[key] = {}
+                        series_cell = windows.get(window_start)
+                        if series_cell is None:
+                            windows[window_start] = [0.0 + add_numerator, 0.0 + add_denominator]
+                        else:
+                            series_cell[0] += add_numerator
+                            series_cell[1] += add_denominator
+                    continue
+                for segment, count in fed:
+                    if count is None:
+                        continue
+                    key = keys.get(segment, _UNSEEN)
+                    if key is _UNSEEN:
+                        key = self._series(metric_index, segment)
+                    if key is None:
+                        self._drop(metric_index, count)
+                        continue
+                    windows = partials.get(key)
+                    if windows is None:
+                        windows = partials[key] = {}
+                    series_cell = windows.get(window_start)
+                    if series_cell is None:
+                        windows[window_start] = [count, 0.0] if role == 0 else [0.0, count]
+                    else:
+                        series_cell[role] += count
 
     def _fan_out_mean(self, partials: dict[str, dict[int, list[float]]], metric_index: int, values: tuple,
                       window_start: int, add_numerator: float, add_denominator: float) -> None:
@@ -264,7 +383,7 @@ class PartialAggregate:
     def drain(self) -> dict[str, dict[int, list[float]]]:
         """The partials gathered since the last drain (and forget them)."""
         partials = self._fan_out()
-        self.margins, self.combos, self._firsts = {}, {}, []
+        self.margins, self.combos, self._firsts, self._pair_firsts = {}, {}, [], []
         return partials
 
     def drain_dropped(self) -> dict[str, int]:

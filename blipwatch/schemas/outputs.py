@@ -22,6 +22,11 @@ from typing import Any
 import orjson
 
 ALERT_STATUSES = ("firing", "resolved")
+#: an entry of an alert's ``related``: ``metric`` and ``segment`` always; ``firing`` (is that series
+#: firing); for a segment of the same metric nested with the alert's, ``relation`` (``parent``:
+#: broader, ``child``: narrower), ``share`` (0..1: of the broader segment's blip, how much the
+#: narrower accounts for) and ``cause`` (true on the most specific child that explains the alert)
+RELATIONS = ("parent", "child")
 SEVERITIES = ("warning", "critical")
 DIRECTIONS = ("up", "down")
 
@@ -188,6 +193,8 @@ class AnomalyAlert:
     started_at: str
     summary: str
     detector: str = ""
+    #: other series of interest: those firing now and, on a firing alert, the segments of the same
+    #: metric that explain it or that it explains (``RELATED_FIELDS``; ``pipeline.tracker.IncidentBook``)
     related: list[dict[str, Any]] = field(default_factory=list)
     #: when the alert was published (RFC 3339); set by the publisher
     published_at: str | None = None
@@ -211,7 +218,26 @@ class AnomalyAlert:
             raise InvalidDocument(f"AnomalyAlert.direction must be one of {DIRECTIONS}")
         if not isinstance(values["segment"], dict):
             raise InvalidDocument("AnomalyAlert.segment must be an object")
+        _check_related(values.get("related", []))
         for name in ("observed", "expected", "lower", "upper", "score", "numerator", "denominator"):
             _number_or_null(cls.__name__, name, values.get(name))
             values.setdefault(name, None)
         return cls(**values)
+
+
+def _check_related(related: Any) -> None:
+    if not isinstance(related, list):
+        raise InvalidDocument("AnomalyAlert.related must be a list")
+    for entry in related:
+        if not (isinstance(entry, dict) and isinstance(entry.get("metric"), str)
+                and isinstance(entry.get("segment"), dict)):
+            raise InvalidDocument("AnomalyAlert.related entries must be objects with a metric and a segment")
+        for name in ("firing", "cause"):
+            if name in entry and not isinstance(entry[name], bool):
+                raise InvalidDocument(f"AnomalyAlert.related[].{name} must be true or false")
+        if "relation" in entry and entry["relation"] not in RELATIONS:
+            raise InvalidDocument(f"AnomalyAlert.related[].relation must be one of {RELATIONS}")
+        share = entry.get("share")
+        if "share" in entry and (isinstance(share, bool) or not isinstance(share, (int, float))
+                                 or not 0 <= share <= 1):
+            raise InvalidDocument("AnomalyAlert.related[].share must be a number from 0 to 1")

@@ -287,6 +287,7 @@ def publish_closed(tracker: SeriesTracker, closed: list[ClosedWindow], observed_
         append((key, window.point.to_json()))
         if window.point.suppressed is not None:
             metrics.count_suppressed(window.point.metric, window.point.suppressed)
+        incidents.observe(tracker.series, window.point)
         alert = window.alert
         if alert is not None:
             incidents.note(tracker.series, alert)

@@ -149,6 +149,7 @@ class Replay:
     def _emit(self, tracker: SeriesTracker, window: ClosedWindow) -> None:
         self.stats.windows_scored += 1
         self.on_point(window.point)
+        self.incidents.observe(tracker.series, window.point)
         if window.alert is not None:
             self.stats.alerts += 1
             self.on_alert(self.incidents.note(tracker.series, window.alert))

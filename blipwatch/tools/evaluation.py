@@ -170,7 +170,7 @@ def _firing(alerts: Iterable[dict]) -> list[dict]:
                 raise EvaluationError(f"{where}: {name!r} must be a string")
         related = []
         for entry in alert.get("related") or []:
-            if isinstance(entry, dict) and isinstance(entry.get("segment"), dict):
+            if isinstance(entry, dict) and isinstance(entry.get("segment"), dict) and entry.get("firing", True):
                 related.append((entry.get("metric"), _segment(entry["segment"], f"{where} related")))
         segment = _segment(segment, where)
         key = alert.get("dedup_key") or alert.get("alert_id") or f"{alert['metric']}|{sorted(segment.items())}"

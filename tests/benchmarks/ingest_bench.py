@@ -5,9 +5,10 @@
     git archive main blipwatch | tar -x -C /tmp/base
     .venv/bin/python tests/benchmarks/ingest_bench.py --baseline /tmp/base
 
-Two workloads: ``bench`` (the messages and config ``blipwatch bench --series 1000`` sends: the demo
-scenario, countries spread over ~170 codes, so nearly every event is its own combination) and
-``all`` (``blipwatch simulate --scenario all``, default config). Rows, microseconds per event (best
+Three workloads: ``bench`` (the messages and config ``blipwatch bench --series 1000`` sends: the demo
+scenario, countries spread over ~170 codes, so nearly every event is its own combination),
+``all`` (``blipwatch simulate --scenario all``, default config) and ``all, no pairs`` (the same with
+``segments.pairs: []``: what the two-dimension segments cost). Rows, microseconds per event (best
 of --repeat passes over every message):
 
 - ``orjson.loads``: parsing alone, the floor of any decoder built on a JSON parser;
@@ -54,7 +55,9 @@ def workloads(events: int) -> dict[str, tuple[dict | None, list[tuple[bytes, byt
         if len(simulated) >= events:
             break
     return {"bench": (bench.config, [(key, value) for key, value, _ in bench.messages]),
-            "all": (None, simulated)}
+            "all": (None, simulated),
+            # the per-event path without two-dimension segments (a tree without them ignores the key)
+            "all, no pairs": ({"segments": {"pairs": []}}, simulated)}
 
 
 def best(run: Callable[[], None], repeat: int, n: int) -> float:

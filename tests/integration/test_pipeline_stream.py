@@ -69,11 +69,15 @@ def assert_same_points(actual: list[tuple], expected: list[tuple]) -> None:
     assert not different, f"{len(different)} points differ, first: {different[0]}"
 
 
-def stream_output(broker, topics, expected_points: int, timeout: float = 120, reference=None, worker=None):
+def stream_output(broker, topics, expected_points: int, timeout: float | None = None, reference=None, worker=None):
     """The points and alerts topics once ``expected_points`` distinct points are there; on timeout,
-    which windows are missing and what the worker's metrics say."""
+    which windows are missing and what the worker's metrics say. Reading the points topic takes
+    longer the more points it holds (the segment pairs make ~84,000 here): both bounds grow with them."""
+    timeout = timeout if timeout is not None else max(120.0, expected_points / 300)
+
     def enough():
-        records = read_topic(broker, topics["BLIPWATCH_POINTS_TOPIC"], expected=None, timeout=10, idle=1.0)
+        records = read_topic(broker, topics["BLIPWATCH_POINTS_TOPIC"], expected=None,
+                             timeout=max(10.0, expected_points / 2000), idle=1.0)
         enough.seen = {point_identity(orjson.loads(x.value)) for x in records}
         return records if len(enough.seen) >= expected_points else None
 

@@ -57,36 +57,53 @@ def test_partials_are_admitted_once_each_in_offset_order_and_a_jump_asks_for_one
     assert agg.admit(11, now=106.0) == "seek"  # ... and again if 9 has not come within RESEEK_SECONDS
 
 
-def per_event_reference(catalogue, events):
-    """What the pre-aggregation must equal: every event added to every series it feeds, one by one."""
+def pair_segments(catalogue, values: dict) -> list[str]:
+    """The two-dimension segments of an event's segment values, in the order of ``segments.pairs``."""
+    from blipwatch.schemas.outputs import segment_label
+
+    return [segment_label({a: values[a], b: values[b]}) for a, b in catalogue.pairs
+            if values.get(a) is not None and values.get(b) is not None]
+
+
+def per_event_reference(catalogue, events, flush_every: int | None = None):
+    """What the pre-aggregation must equal: every event added to every series it feeds, one by one;
+    in each flush of ``flush_every`` events, to its single-dimension segments first, then (a second
+    pass over the flush's events) to its pairs: the cap admits a flush's single dimensions first."""
     expected: dict[str, dict[int, list[float]]] = {}
     seen: dict[int, set] = {}
     dropped: dict[str, int] = {}
-    for event in events:
-        window = event.occurred_at_ms - event.occurred_at_ms % catalogue.window_ms
-        segments = ["all"] + [f"{d}={getattr(event, d)}" for d in catalogue.dimensions
-                              if getattr(event, d) is not None]
-        for index, role, selector in catalogue.contributions(event.event_type):
-            if not selector.matches(event.properties):
-                continue
-            if selector.property is not None:
-                value = event.properties.get(selector.property)
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    continue
-                add = (value, 1.0)
-            else:
-                add = (1.0, 0.0) if role == 0 else (0.0, 1.0)
-            metric = catalogue.metrics[index]
-            for segment in segments:
-                key = f"{metric.name}|{segment}"
-                names = seen.setdefault(index, set())
-                if key not in names and len(names) >= catalogue.max_series_per_metric and segment != "all":
-                    dropped[metric.name] = dropped.get(metric.name, 0) + 1
-                    continue
-                names.add(key)
-                cell = expected.setdefault(key, {}).setdefault(window, [0.0, 0.0])
-                cell[0] += add[0]
-                cell[1] += add[1]
+    flush_every = flush_every or max(1, len(events))
+    for start in range(0, len(events), flush_every):
+        flush = events[start:start + flush_every]
+        for pairs in (False, True):
+            for event in flush:
+                window = event.occurred_at_ms - event.occurred_at_ms % catalogue.window_ms
+                if pairs:
+                    segments = pair_segments(catalogue, {d: getattr(event, d) for d in catalogue.dimensions})
+                else:
+                    segments = ["all"] + [f"{d}={getattr(event, d)}" for d in catalogue.dimensions
+                                          if getattr(event, d) is not None]
+                for index, role, selector in catalogue.contributions(event.event_type):
+                    if not selector.matches(event.properties):
+                        continue
+                    if selector.property is not None:
+                        value = event.properties.get(selector.property)
+                        if isinstance(value, bool) or not isinstance(value, (int, float)):
+                            continue
+                        add = (value, 1.0)
+                    else:
+                        add = (1.0, 0.0) if role == 0 else (0.0, 1.0)
+                    metric = catalogue.metrics[index]
+                    for segment in segments:
+                        key = f"{metric.name}|{segment}"
+                        names = seen.setdefault(index, set())
+                        if key not in names and len(names) >= catalogue.max_series_per_metric and segment != "all":
+                            dropped[metric.name] = dropped.get(metric.name, 0) + 1
+                            continue
+                        names.add(key)
+                        cell = expected.setdefault(key, {}).setdefault(window, [0.0, 0.0])
+                        cell[0] += add[0]
+                        cell[1] += add[1]
     return expected, dropped
 
 
@@ -121,7 +138,7 @@ def test_two_stage_pre_aggregation_equals_adding_each_event_to_each_series():
                 cell = merged.setdefault(key, {}).setdefault(window, [0.0, 0.0])
                 cell[0] += n
                 cell[1] += d
-    expected, dropped = per_event_reference(catalogue, events)
+    expected, dropped = per_event_reference(catalogue, events, 700)
     assert merged.keys() == expected.keys()
     for key in expected:
         assert merged[key].keys() == expected[key].keys(), key
@@ -287,7 +304,8 @@ def test_a_revocation_drops_a_write_under_way_and_acknowledges_nothing():
 class ReferenceAggregate:
     """``PartialAggregate`` as it was before the margins (2026-11-30): every event counted per
     combination of (type, segment values, window, where outcomes), each combination fanned out to
-    every series at the drain. The partials' order and floats, the series the cap admits and the
+    every series at the drain (all the combinations to their single-dimension segments, then all
+    of them to their two-dimension segments). The partials' order and floats, the series the cap admits and the
     drops must stay exactly these. Series admission and labels come from a PartialAggregate of its
     own (``helper``), whose combinations are not used."""
 
@@ -320,9 +338,13 @@ class ReferenceAggregate:
     def drain(self) -> dict[str, dict[int, list[float]]]:
         helper = self.helper
         partials: dict[str, dict[int, list[float]]] = {}
-        for (event_type, values, window_start, matched), cell in self.combos.items():
+        dimensions = helper.dimensions
+        # every combination to its single-dimension segments, then every combination to its pairs
+        for (event_type, values, window_start, matched), cell, segments in [
+                *[(key, cell, helper._segments(key[1])) for key, cell in self.combos.items()],
+                *[(key, cell, pair_segments(helper.catalogue, dict(zip(dimensions, key[1]))))
+                  for key, cell in self.combos.items()]]:
             contributions = helper._plan(event_type)[0]
-            segments = helper._segments(values)
             count = cell[0]
             where_index = mean_index = 0
             for metric_index, role, selector in contributions:
@@ -419,3 +441,64 @@ def test_the_cap_admits_series_in_the_order_events_first_fed_them():
     assert list(aggregate.drain()) == list(reference.drain())
     assert sorted(aggregate.series_seen[0]) == sorted(reference.helper.series_seen[0]) == [
         "event_volume|all", "event_volume|channel=web", "event_volume|country=DE"]
+
+
+def test_pairs_are_series_labelled_in_name_order_and_the_cap_admits_single_dimensions_first():
+    from blipwatch.pipeline.preaggregate import PartialAggregate
+    from blipwatch.schemas.events import CustomerEvent
+    from blipwatch.schemas.outputs import segment_from_label, series_key
+
+    catalogue = Catalogue.from_dict({"segments": {"pairs": [["device", "channel"], ["channel", "country"]],
+                                                  "max_series_per_metric": 7}})
+    aggregate = PartialAggregate(catalogue)
+    events = [("web", "DE", "mobile"), ("web", "DE", "desktop"), ("app", "FR", None), ("web", None, "mobile")]
+    for i, (channel, country, device) in enumerate(events):
+        aggregate.add(CustomerEvent(f"e{i}", "payment_failed", 1_767_600_000_000 + i, channel=channel,
+                                    country=country, device=device))
+    partials = aggregate.drain()
+    failures = [key for key in partials if key.startswith("payment_failure_rate|")]
+    # all + 6 single-dimension segments fill the cap of 7 before any pair is admitted
+    assert failures == ["payment_failure_rate|all", "payment_failure_rate|channel=web",
+                           "payment_failure_rate|country=DE", "payment_failure_rate|device=mobile",
+                           "payment_failure_rate|device=desktop", "payment_failure_rate|channel=app",
+                           "payment_failure_rate|country=FR"]
+    # the pairs' events were dropped: web x mobile (2), web x DE (2), web x desktop, app x FR, each
+    # counted once as a numerator and once as a denominator
+    assert aggregate.drain_dropped()["payment_failure_rate"] == 2 * (2 + 2 + 1 + 1)
+
+    roomy = PartialAggregate(Catalogue.from_dict({"segments": {"pairs": [["device", "channel"],
+                                                                         ["channel", "country"]]}}))
+    for i, (channel, country, device) in enumerate(events):
+        roomy.add(CustomerEvent(f"e{i}", "payment_failed", 1_767_600_000_000 + i, channel=channel,
+                                country=country, device=device))
+    partials = roomy.drain()
+    window = 1_767_600_000_000 - 1_767_600_000_000 % MINUTE
+    pairs = {key: windows[window] for key, windows in partials.items()
+             if key.startswith("payment_failure_rate|") and "," in key}
+    assert pairs == {"payment_failure_rate|channel=web,device=mobile": [2.0, 2.0],
+                     "payment_failure_rate|channel=web,country=DE": [2.0, 2.0],
+                     "payment_failure_rate|channel=web,device=desktop": [1.0, 1.0],
+                     "payment_failure_rate|channel=app,country=FR": [1.0, 1.0]}
+    for key in pairs:   # the label is the one schemas.outputs builds and parses
+        metric, label = key.split("|")
+        assert series_key(metric, segment_from_label(label)) == key
+    # the singles of the flush come before its pairs
+    keys = [key for key in partials if key.startswith("payment_failure_rate|")]
+    assert max(keys.index(k) for k in keys if "," not in k) < min(keys.index(k) for k in pairs)
+
+
+def test_no_pairs_configured_no_pair_series():
+    from blipwatch.pipeline.preaggregate import PartialAggregate
+    from blipwatch.schemas.events import CustomerEvent
+
+    aggregate = PartialAggregate(Catalogue.from_dict({"segments": {"pairs": []}}))
+    aggregate.add(CustomerEvent("e1", "purchase", 1_767_600_000_000, channel="web", country="DE",
+                                properties={"order_value": 12.0}))
+    assert not [key for key in aggregate.drain() if "," in key]
+
+
+def test_dimensions_given_without_pairs_keep_the_default_pairs_they_hold():
+    assert Catalogue.from_dict(None).pairs == (("channel", "country"),)
+    assert Catalogue.from_dict({"segments": {"dimensions": ["country", "channel"]}}).pairs == (("channel", "country"),)
+    assert Catalogue.from_dict({"segments": {"dimensions": ["channel", "device"]}}).pairs == ()
+    assert Catalogue.from_dict({"segments": {"pairs": [["device", "country"]]}}).pairs == (("device", "country"),)

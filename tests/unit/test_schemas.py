@@ -203,7 +203,17 @@ ALERT = {
 
 @pytest.mark.parametrize("change", [{}, {"status": "resolved"}, {"status": "pending"}, {"severity": "high"},
                                     {"direction": "sideways"}, {"segment": "web"}, {"observed": "0.8"},
-                                    {"dedup_key": None}, {"surprise": 1}])
+                                    {"dedup_key": None}, {"surprise": 1},
+                                    {"related": [{"metric": "cart_abandonment_rate", "segment": {"channel": "web"},
+                                                  "firing": False, "relation": "parent", "share": 0.95},
+                                                 {"metric": "cart_abandonment_rate", "firing": True, "cause": True,
+                                                  "segment": {"channel": "web", "country": "DE"},
+                                                  "relation": "child", "share": 1}]},
+                                    {"related": [{"metric": "m", "segment": {}, "share": 1.5}]},
+                                    {"related": [{"metric": "m", "segment": {}, "share": True}]},
+                                    {"related": [{"metric": "m", "segment": {}, "relation": "sibling"}]},
+                                    {"related": [{"metric": "m", "segment": {}, "firing": "yes"}]},
+                                    {"related": [{"metric": "m"}]}, {"related": {"metric": "m", "segment": {}}}])
 def test_alert_contract_in_python_and_json_schema_agree(change):
     document = {**ALERT, **change}
     document = {k: v for k, v in document.items() if v is not None}

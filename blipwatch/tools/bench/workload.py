@@ -110,7 +110,7 @@ def spread_series(generated: list[dict], series: int, journeys: bool = True) -> 
             event["country"] = COUNTRY_CODES[nth[kind] % countries]
             nth[kind] += 1
     config = {"metrics": metrics, "policy": {"warmup": 30},
-              "segments": {"max_series_per_metric": max(200, len(COUNTRY_CODES) + 20)}}
+              "segments": {"max_series_per_metric": max(200, len(COUNTRY_CODES) + 20), "pairs": []}}
     return config, countries
 
 

@@ -350,8 +350,9 @@ EVENT_PAIR_RATES = {
 
 def countable(document: dict | None = None, log=sys.stderr) -> Catalogue:
     """The catalogue (the defaults, or ``document`` over them) as the random shops can count it: a
-    funnel metric named in ``EVENT_PAIR_RATES`` is counted as that event-pair rate, other funnels are
-    left out (said on ``log``)."""
+    funnel metric named in ``EVENT_PAIR_RATES`` is counted as that event-pair rate, other funnels and
+    the two-dimension series are left out (said on ``log``): an incident on a pair is then seen, as
+    before, through the one-dimension series that contain it."""
     merged = merge_with_defaults(document)
     metrics = {}
     left_out = []
@@ -366,6 +367,10 @@ def countable(document: dict | None = None, log=sys.stderr) -> Catalogue:
     if left_out and log is not None:
         print(f"random shops: funnel metrics not counted: {', '.join(left_out)}", file=log)
     merged["metrics"] = metrics
+    if merged["segments"].get("pairs"):
+        if log is not None:
+            print("random shops: two-dimension series (segments.pairs) not counted", file=log)
+        merged["segments"] = {**merged["segments"], "pairs": []}
     return Catalogue(merged)
 
 
