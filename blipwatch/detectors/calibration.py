@@ -45,9 +45,11 @@ def exceedance(bins: list, total: float, a: float, bins_per_doubling: int, top: 
     10.0
     >>> round(exceedance(bins, 100.0, 8.0, 4, 0.1, 6.0), 4)   # twice the largest: 1 x 2^-6
     0.0156
+    >>> exceedance([[log_bin(0.0, 4), 5.0]], 5.0, 0.0, 4, 0.1, 6.0)   # exactly 0, as always: all of them
+    5.0
     """
     b = log_bin(a, bins_per_doubling)
-    pos = bins_per_doubling * math.log2(a if a > 1e-300 else 1e-300)
+    pos = bins_per_doubling * math.log2(a) if a >= 1e-300 else float(b)
     gamma = tail / bins_per_doubling
     above = best = 0.0
     for k, w in reversed(bins):

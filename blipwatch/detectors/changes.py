@@ -60,7 +60,10 @@ class ChangeEvidence:
         b = log_bin(change, per)
         score = 0.0
         total = self.chg_hist[1]
-        if self.chg_seen >= 2 * self.learn_freely and total > 0:
+        # its histogram must first have seen the slow mean settle, three of its time constants
+        # (330 points): judged on its first few dozen values, a slow wave's first ramp was a
+        # "change" larger than any seen (and, under River's ThresholdFilter, never learned after)
+        if self.chg_seen >= self.learn_freely + 3.0 / self.change_slow and total > 0:
             best = exceedance(self.chg_hist[0], total, change, per, self.calibrate_top, self.calibrate_tail)
             score = -math.log10(max(best / total, 1e-10)) / 10.0
         result = (score, b)
