@@ -24,6 +24,81 @@ from __future__ import annotations
 import math
 
 
+def log_bin(a: float, bins_per_doubling: int) -> int:
+    """The histogram bin of a magnitude ``a`` >= 0 (``bins_per_doubling`` bins per doubling).
+
+    >>> log_bin(1.0, 4), log_bin(2.0, 4), log_bin(3.0, 4), log_bin(0.0, 4)
+    (0, 4, 6, -1000000)
+    """
+    if a < 1e-300:
+        return -1_000_000
+    return math.floor(bins_per_doubling * math.log2(a))
+
+
+def exceedance(bins: list, total: float, a: float, bins_per_doubling: int, top: float, tail: float) -> float:
+    """The weight of a decayed histogram of ``log2`` magnitudes (``bins``: sorted [bin, weight])
+    at or above the magnitude ``a``, made to fall no faster than the power law ``(|r| / a)^tail``
+    beyond the histogram's top ``top`` share (the largest seen are not the largest possible).
+
+    >>> bins = [[0, 90.0], [4, 9.0], [8, 1.0]]          # magnitudes ~1 (90), ~2 (9), ~4 (1)
+    >>> exceedance(bins, 100.0, 2.0, 4, 0.1, 6.0)       # at or above 2: the 10 largest
+    10.0
+    >>> round(exceedance(bins, 100.0, 8.0, 4, 0.1, 6.0), 4)   # twice the largest: 1 x 2^-6
+    0.0156
+    >>> exceedance([[log_bin(0.0, 4), 5.0]], 5.0, 0.0, 4, 0.1, 6.0)   # exactly 0, as always: all of them
+    5.0
+    """
+    b = log_bin(a, bins_per_doubling)
+    pos = bins_per_doubling * math.log2(a) if a >= 1e-300 else float(b)
+    gamma = tail / bins_per_doubling
+    above = best = 0.0
+    for k, w in reversed(bins):
+        if k > b:
+            above += w
+            best = above
+            continue
+        if k == b:     # magnitudes spread evenly (in log) within their bin
+            v = above + w * (k + 1 - pos)
+            best = v if v > best else best
+        above += w
+        if above > top * total:
+            break      # the power law extends the top of the histogram only
+        share = 2.0 ** (gamma * (k - pos))
+        v = above * share
+        best = v if v > best else best
+        if total * share <= best:
+            break
+    return best
+
+
+def learn_bin(hist: list, b: int, memory: float) -> None:
+    """Add one magnitude's bin ``b`` to ``hist`` = [bins, total, unit], a histogram decayed to
+    ``memory`` points (the weights of new points grow instead of old ones decaying).
+
+    >>> hist = [[], 0.0, 1.0]
+    >>> for b in (3, 1, 3):
+    ...     learn_bin(hist, b, 1000)
+    >>> [[k, round(w, 3)] for k, w in hist[0]], round(hist[1], 3)
+    ([[1, 1.001], [3, 2.002]], 3.003)
+    """
+    bins, unit = hist[0], hist[2]
+    i = len(bins)
+    while i > 0 and bins[i - 1][0] > b:
+        i -= 1
+    if i > 0 and bins[i - 1][0] == b:
+        bins[i - 1][1] += unit
+    else:
+        bins.insert(i, [b, unit])
+    hist[1] += unit
+    unit /= 1.0 - 1.0 / memory
+    if unit > 1e30:    # rescale; drop bins that no longer weigh anything
+        scale = 1.0 / unit
+        hist[0] = [[k, w * scale] for k, w in bins if w * scale > 1e-9]
+        hist[1] = sum(w for _, w in hist[0])
+        unit = 1.0
+    hist[2] = unit
+
+
 class ResidualCalibration:
     """The decayed histogram of past residuals and the score it allows (a mixin)."""
 
@@ -36,10 +111,7 @@ class ResidualCalibration:
         self._calib_cache: tuple | None = None
 
     def _calib_bin(self, e: float) -> int:
-        a = abs(e)
-        if a < 1e-300:
-            return -1_000_000
-        return math.floor(self.calibrate_bins * math.log2(a))
+        return log_bin(abs(e), self.calibrate_bins)
 
     def _calibrated(self, key: tuple, scored) -> tuple[float, int | None]:
         """The score of one point, the less rare of the noise model and the residual history,
@@ -51,27 +123,8 @@ class ResidualCalibration:
             b = self._calib_bin(scored.value - scored.expected)
             if self.calibrate_memory > 0 and self.calib_total > 0:
                 p_model = 10.0 ** (-10.0 * score)
-                # the residuals' exceedance curve, made to fall no faster than a power law
-                # (|r| / |e|)^calibrate_tail
-                pos = self.calibrate_bins * math.log2(max(abs(scored.value - scored.expected), 1e-300))
-                gamma = self.calibrate_tail / self.calibrate_bins
-                above = best = 0.0
-                for k, w in reversed(self.calib_bins):
-                    if k > b:
-                        above += w
-                        best = above
-                        continue
-                    if k == b:     # residuals spread evenly (in log) within their bin
-                        v = above + w * (k + 1 - pos)
-                        best = v if v > best else best
-                    above += w
-                    if above > self.calibrate_top * self.calib_total:
-                        break      # the power law extends the top of the histogram only
-                    share = 2.0 ** (gamma * (k - pos))
-                    v = above * share
-                    best = v if v > best else best
-                    if self.calib_total * share <= best:
-                        break
+                best = exceedance(self.calib_bins, self.calib_total, abs(scored.value - scored.expected),
+                                  self.calibrate_bins, self.calibrate_top, self.calibrate_tail)
                 prior = self.calibrate_prior * self.calib_unit
                 p_emp = (best + prior * p_model) / (self.calib_total + prior)
                 score = min(score, max(0.0, -math.log10(max(p_emp, 1e-300)) / 10.0))
@@ -80,18 +133,6 @@ class ResidualCalibration:
         return result
 
     def _learn_calibration(self, b: int) -> None:
-        bins = self.calib_bins
-        i = len(bins)
-        while i > 0 and bins[i - 1][0] > b:
-            i -= 1
-        if i > 0 and bins[i - 1][0] == b:
-            bins[i - 1][1] += self.calib_unit
-        else:
-            bins.insert(i, [b, self.calib_unit])
-        self.calib_total += self.calib_unit
-        self.calib_unit /= 1.0 - 1.0 / self.calibrate_memory
-        if self.calib_unit > 1e30:    # rescale; drop bins that no longer weigh anything
-            scale = 1.0 / self.calib_unit
-            self.calib_bins = [[k, w * scale] for k, w in bins if w * scale > 1e-9]
-            self.calib_total = sum(w for _, w in self.calib_bins)
-            self.calib_unit = 1.0
+        hist = [self.calib_bins, self.calib_total, self.calib_unit]
+        learn_bin(hist, b, self.calibrate_memory)
+        self.calib_bins, self.calib_total, self.calib_unit = hist

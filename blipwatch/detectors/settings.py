@@ -51,6 +51,11 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "calibrate_bins": 4,     # value: histogram bins per doubling of |residual|
     "calibrate_top": 0.01,   # value: ... the largest residuals (this share of them) set that tail
     "calibrate_tail": 6.0,   # value: ... and fall as a power law: k times larger is k^-this as common
+    "change_memory": 0,      # value: points of memory of the level change's own histogram (0: off)
+    "change_fast": 0.1,      # value: ... the fast means' rate per point
+    "change_slow": 0.01,     # value: ... the slow means' rate per point
+    "news_decay": 0.0,       # value: a score counts only above the recent scores, a reference that
+                             # falls by this per point (0: off)
 }
 
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -71,7 +76,7 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
              "tail_dof": 4},
     # generic values (NAB-like machine metrics) are strongly autocorrelated and often noiseless:
     # they are judged one point at a time, with Page-Hinkley re-levelling
-    "value": {"sequential": 0, "calibrate_memory": 2000},
+    "value": {"sequential": 0, "calibrate_memory": 2000, "change_memory": 2000, "news_decay": 0.005},
 }
 
 #: The keys of a ``detector:`` section that names a River model instead of our knobs.

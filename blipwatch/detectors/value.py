@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 from blipwatch.detectors.base import SeriesDetector
 from blipwatch.detectors.calibration import ResidualCalibration
+from blipwatch.detectors.changes import ChangeEvidence
 from blipwatch.detectors.scored import Scored
 
 
-class ValueDetector(ResidualCalibration, SeriesDetector):
+class ValueDetector(ChangeEvidence, ResidualCalibration, SeriesDetector):
     """Generic values; ``denominator`` = observations behind a value (default 1).
 
     The noise is learned from the residuals; a window with fewer observations than usual is
     weaker evidence, one with more is not taken as stronger (a busy evening stays quiet). One
     point at a time with Page-Hinkley re-levelling, and the residuals' own history
-    (:mod:`~blipwatch.detectors.calibration`).
+    (:mod:`~blipwatch.detectors.calibration`); changes of level and spread judged by their own
+    history, and only news scored (:mod:`~blipwatch.detectors.changes`).
 
     >>> det = ValueDetector()
     >>> for minute in range(300):
@@ -28,11 +32,13 @@ class ValueDetector(ResidualCalibration, SeriesDetector):
     """
 
     kind = "value"
-    _STATE_FIELDS = SeriesDetector._STATE_FIELDS + ResidualCalibration._CALIBRATION_FIELDS
+    _STATE_FIELDS = (SeriesDetector._STATE_FIELDS + ResidualCalibration._CALIBRATION_FIELDS
+                     + ChangeEvidence._CHANGE_FIELDS)
 
     def _reset(self) -> None:
         super()._reset()
         self._reset_calibration()
+        self._reset_changes()
 
     def _extra_sample(self, e: float, mu: float, n: float) -> float:
         return e * e * min(n / self.volume_mean, 1.0) if self.volume_mean > 0 else e * e
@@ -50,23 +56,36 @@ class ValueDetector(ResidualCalibration, SeriesDetector):
         # a perfectly flat series must not turn every rounding error into an alert
         return (1e-3 * abs(mu)) ** 2 + 1e-12
 
+    def _raw(self, key: tuple, scored: Scored) -> tuple[float, int | None, int | None]:
+        """(score before the news filter, residual bin, change bin) of a judged point."""
+        score, b = scored.score, None
+        if self.calibrate_memory:
+            score, b = self._calibrated(key, scored)
+        change_bin = None
+        if self.change_memory and scored.expected is not None and scored.value is not None \
+                and math.isfinite(scored.value):
+            change, change_bin = self._change_score(key, scored.value)
+            score = change if change > score else score
+        return score, b, change_bin
+
     def _scored(self, t, value, numerator, denominator) -> Scored:
         scored = super()._scored(t, value, numerator, denominator)
-        if not self.calibrate_memory:
+        if not (self.calibrate_memory or self.change_memory or self.news_decay):
             return scored
-        final, _ = self._calibrated((t, value, numerator, denominator), scored)
+        raw, _, _ = self._raw((t, value, numerator, denominator), scored)
+        final = self._news(raw)
         return Scored(scored.value, scored.expected, scored.lower, scored.upper, final, scored.direction,
                       final >= self.threshold, scored.z, scored.volume)
 
     def _learn(self, t, value, numerator, denominator) -> None:
-        if self.calibrate_memory:
+        if self.calibrate_memory or self.change_memory or self.news_decay:
             key = (t, value, numerator, denominator)
-            cache = self._calib_cache
-            if cache is not None and cache[0] == key:
-                b = cache[1][1]   # the scoring's: _calibrated would return it without reading a Scored
-            else:
-                _, b = self._calibrated(key, super()._scored(t, value, numerator, denominator))
+            scored = super()._scored(t, value, numerator, denominator)
+            raw, b, _ = self._raw(key, scored)
             self._calib_cache = None
             if b is not None and self.calibrate_memory > 0:
                 self._learn_calibration(b)
+            if self.change_memory and scored.value is not None and math.isfinite(scored.value):
+                self._learn_changes(key, scored.value)
+            self._learn_news(raw)
         super()._learn(t, value, numerator, denominator)
