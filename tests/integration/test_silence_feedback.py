@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from blipwatch.stream_app.alertmanager_bridge import to_alertmanager
+from blipwatch.stream_app.alertmanager_mapping import to_alertmanager
 from blipwatch.stream_app.silence_feedback import feedback_from_silence
 from tests.services import Alertmanager, http_json
 

@@ -172,7 +172,7 @@ def test_replay_a_blip_only_on_web_de_is_named_as_the_cause_of_the_rise_on_web_a
     import jsonschema
 
     from blipwatch.schemas.outputs import AnomalyAlert as Alert
-    from blipwatch.stream_app.alertmanager_bridge import optional_time, to_alertmanager
+    from blipwatch.stream_app.alertmanager_mapping import optional_time, to_alertmanager
 
     schema = json.loads((Path(__file__).parents[2] / "blipwatch/schemas/anomaly_alert.schema.json").read_text())
     for message in alerts:

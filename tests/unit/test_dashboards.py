@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import blipwatch
-from blipwatch.stream_app.alertmanager_bridge import BLIPS_DASHBOARD_PATH
+from blipwatch.stream_app.alertmanager_mapping import BLIPS_DASHBOARD_PATH
 from blipwatch.tools import dashboards
 from tests.services import find_binary
 

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
     import math
 
-    from blipwatch.stream_app.alertmanager_bridge import AlertmanagerBridge, HttpAccess, redact
+    from blipwatch.stream_app.alertmanager_bridge import AlertmanagerBridge
+    from blipwatch.stream_app.alertmanager_http import HttpAccess, redact
     from blipwatch.stream_app.config import Settings
 
     if not args.url:
