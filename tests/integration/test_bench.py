@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.soak]  # a whole bench run
 
 KEYS = ("bare_events_per_s", "worker_events_per_s", "ratio", "worker_peak_rss_bytes",
         "state_bytes_per_series", "alert_latency_p50_s", "alert_latency_p99_s")

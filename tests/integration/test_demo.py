@@ -131,6 +131,7 @@ def test_demo_ends_by_itself_with_an_alert_and_a_summary_and_leaves_nothing_runn
     assert "logs kept" not in demo.output, "nothing left in /tmp either"
 
 
+@pytest.mark.soak  # the demo at full length (150 s)
 def test_make_demo_catches_its_cart_spike_from_segment_journeys_alone():
     """`make demo`'s scenario as Segment sends it: no cart_abandoned event, so the spike can only
     be seen through journeys (carts no purchase followed within 30 minutes)."""

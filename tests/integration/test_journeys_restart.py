@@ -13,7 +13,7 @@ from tests.helpers import Worker, base_env, produce, wait_for
 from tests.integration.test_pipeline_stream import (  # noqa: F401  (scenario is a fixture)
     assert_same_points, point_content, point_identity, same_content, scenario, stream_output)
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.soak]  # kills and a failover: minutes
 
 FUNNELS = ("cart_abandonment_rate", "checkout_conversion_rate", "checkout_unconverted_5m")
 

@@ -13,7 +13,7 @@ import pytest
 from tests.helpers import BLIPWATCH
 from tests.integration.test_dashboards_prometheus import SCENARIO
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.integration, pytest.mark.soak, pytest.mark.timeout(600)]  # whole scenarios replayed
 OVERALL = "search_zero_results_rate|all@"
 
 

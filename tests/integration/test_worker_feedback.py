@@ -15,7 +15,7 @@ from tests.helpers import BLIPWATCH, Worker, base_env, produce, read_topic
 from tests.integration.test_dashboards_prometheus import MID_INCIDENT, scenario  # noqa: F401 - fixture
 from tests.services import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.integration, pytest.mark.soak, pytest.mark.timeout(600)]  # a worker warmed up, then restarted
 
 
 def feedback_topics(unique_topics: dict[str, str]) -> dict[str, str]:
