@@ -136,7 +136,7 @@ def test_replay_a_blip_only_on_web_de_is_named_as_the_cause_of_the_rise_on_web_a
 
     blip = range(200, 225)                       # 25 minutes, after the warm-up of 120 windows
     alerts: list[AnomalyAlert] = []
-    replay = Replay(Catalogue.from_dict(None), lambda point: None, alerts.append)
+    replay = Replay(Catalogue.from_dict({"segments": {"pairs": [["channel", "country"]]}}), lambda point: None, alerts.append)
     replay.feed(replay_events(7, 240, blip))
     replay.finish()
     blip_start, blip_end = iso_from_ms(T0 + blip.start * MINUTE), iso_from_ms(T0 + (blip.stop + 10) * MINUTE)
