@@ -245,16 +245,21 @@ def decode_event_reference(raw: bytes | bytearray | memoryview | None, max_bytes
 
     The precise path: ``orjson.loads`` and ``validate_event``. It decides every message the fast
     path (``decode_event``) does not accept, so it alone words the errors."""
+    return validate_event(load_json(raw, max_bytes))
+
+
+def load_json(raw: bytes | bytearray | memoryview | None, max_bytes: int) -> Any:
+    """The checks every input format shares before its own: size, JSON, UTF-8 (named when it is
+    why the JSON failed). Returns the parsed document."""
     _check_size(raw, max_bytes)
     try:
-        document = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         try:
             bytes(raw).decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidEvent("not_utf8", None, "the message is not UTF-8") from None
         raise InvalidEvent("not_json", None, f"not valid JSON ({str(exc).split(':')[0]})") from None
-    return validate_event(document)
 
 
 # --- the fast path: a typed msgspec decoder for the common shape of a valid event ------------------

@@ -33,11 +33,10 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import orjson
 
 from blipwatch.schemas.events import (_CHECKED_TYPES, _MILLIS, _SECOND_MS, CHANNELS, MAX_EVENT_TYPE_LENGTH,
-                                      MAX_ID_LENGTH, CustomerEvent, InvalidEvent, _check_properties, _check_size,
-                                      decode_event_fields, parse_timestamp_ms)
+                                      MAX_ID_LENGTH, CustomerEvent, InvalidEvent, _check_properties,
+                                      decode_event_fields, load_json, parse_timestamp_ms)
 
 
 class PresetError(ValueError):
@@ -138,16 +137,7 @@ def _object(document: dict, name: str) -> dict:
 
 def _load(raw: bytes | bytearray | memoryview | None, max_bytes: int) -> dict:
     """The checks every format shares: size, UTF-8, JSON, an object at the top."""
-    if not raw or len(raw) > max_bytes:
-        _check_size(raw, max_bytes)
-    try:
-        document = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        try:
-            bytes(raw).decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidEvent("not_utf8", None, "the message is not UTF-8") from None
-        raise InvalidEvent("not_json", None, f"not valid JSON ({str(exc).split(':')[0]})") from None
+    document = load_json(raw, max_bytes)
     if not isinstance(document, dict):
         raise InvalidEvent("not_object", None, f"an event must be a JSON object, got {type(document).__name__}")
     return document
