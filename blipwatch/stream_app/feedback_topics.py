@@ -120,3 +120,23 @@ def read_latest(settings: Settings, topic: str, timeout: float = 15.0) -> dict[b
     finally:
         consumer.close()
     return latest
+
+
+def read_documents(settings: Settings, topic: str, parse, timeout: float = 15.0) -> tuple[list, int]:
+    """The latest document per key of ``topic``, each read by ``parse`` (``Feedback.from_json``,
+    ``CalendarEntry.from_json``), and how many records were skipped: not a valid document, or one
+    whose own key is not the record's (written by hand, or by something else)."""
+    from blipwatch.schemas.outputs import InvalidDocument
+
+    documents, skipped = [], 0
+    for key, value in read_latest(settings, topic, timeout=timeout).items():
+        try:
+            document = parse(value)
+        except InvalidDocument:
+            skipped += 1
+            continue
+        if document.key != key:
+            skipped += 1
+            continue
+        documents.append(document)
+    return documents, skipped

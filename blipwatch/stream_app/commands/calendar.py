@@ -304,19 +304,9 @@ def run_remove(args: argparse.Namespace, settings) -> int:
 @_kafka
 def run_list(args: argparse.Namespace, settings) -> int:
     from blipwatch.schemas.feedback import CalendarEntry
-    from blipwatch.stream_app.feedback_topics import read_latest
+    from blipwatch.stream_app.feedback_topics import read_documents
 
-    entries, skipped = [], 0
-    for key, value in read_latest(settings, settings.calendar_topic, timeout=args.timeout).items():
-        try:
-            entry = CalendarEntry.from_json(value)
-        except InvalidDocument:
-            skipped += 1
-            continue
-        if entry.key != key:
-            skipped += 1
-            continue
-        entries.append(entry)
+    entries, skipped = read_documents(settings, settings.calendar_topic, CalendarEntry.from_json, args.timeout)
     entries.sort(key=lambda e: (e.start_ms, e.id))
     for entry in entries:
         print(entry.to_json().decode() if args.json else entry.describe())

@@ -102,21 +102,9 @@ def format_feedback(feedback) -> str:
 
 def run_list(args: argparse.Namespace, settings) -> int:
     from blipwatch.schemas.feedback import Feedback, time_ms
-    from blipwatch.schemas.outputs import InvalidDocument
-    from blipwatch.stream_app.feedback_topics import read_latest
+    from blipwatch.stream_app.feedback_topics import read_documents
 
-    latest = read_latest(settings, settings.feedback_topic, timeout=args.timeout)
-    verdicts, skipped = [], 0
-    for key, value in latest.items():
-        try:
-            feedback = Feedback.from_json(value)
-        except InvalidDocument:
-            skipped += 1
-            continue
-        if feedback.key != key:
-            skipped += 1
-            continue
-        verdicts.append(feedback)
+    verdicts, skipped = read_documents(settings, settings.feedback_topic, Feedback.from_json, args.timeout)
     verdicts.sort(key=lambda f: (time_ms(f.at), f.dedup_key))
     for feedback in verdicts:
         print(feedback.to_json().decode() if args.json else format_feedback(feedback))
