@@ -65,12 +65,13 @@ class KafkaUnreachable(RuntimeError):
 
 
 def follow_alerts(settings, from_beginning: bool, stop: threading.Event | None = None,
-                  poll_seconds: float = 0.2) -> Iterator[tuple[bytes, dict | None]]:
+                  poll_seconds: float = 0.2, connect_seconds: float = 10.0) -> Iterator[tuple[bytes, dict | None]]:
     """Yield ``(raw value, decoded alert or None)`` from the alerts topic until ``stop`` is set.
 
     No consumer group: partitions are assigned directly (no group join to wait for, no committed
     offsets). Waits for the topic to exist. Yields ``(b"", None)`` after every empty poll so the
-    caller can check its own deadlines.
+    caller can check its own deadlines. A broker that does not answer within ``connect_seconds``
+    raises :class:`KafkaUnreachable`.
     """
     import orjson
     from kafka import KafkaConsumer, TopicPartition
@@ -79,7 +80,8 @@ def follow_alerts(settings, from_beginning: bool, stop: threading.Event | None =
     stop = stop or threading.Event()
     try:
         consumer = KafkaConsumer(**settings.kafka_python_kwargs(), group_id=None, enable_auto_commit=False,
-                                 auto_offset_reset="earliest" if from_beginning else "latest")
+                                 auto_offset_reset="earliest" if from_beginning else "latest",
+                                 bootstrap_timeout_ms=max(int(connect_seconds * 1000), 1))
     except KafkaError:   # kafka-python 3 raises a timeout when it cannot bootstrap
         raise KafkaUnreachable(f"cannot reach Kafka at {settings.broker}: start it (e.g. `blipwatch broker`) "
                                "or set BLIPWATCH_BROKER") from None

@@ -41,7 +41,9 @@ def run_tail(args: argparse.Namespace) -> int:
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     printed = 0
     try:
-        for raw, alert in follow_alerts(settings, args.from_beginning):
+        # an unreachable broker is said within --timeout (10 s without one), not kafka-python's 30 s
+        connect = 10.0 if args.timeout is None else min(max(args.timeout, 0.1), 10.0)
+        for raw, alert in follow_alerts(settings, args.from_beginning, connect_seconds=connect):
             if raw:
                 if args.json:
                     print(raw.decode("utf-8", errors="replace"), flush=True)
