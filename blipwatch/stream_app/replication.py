@@ -57,7 +57,7 @@ def count_brokers(settings: Settings, timeout_s: float = 10.0) -> int | None:
 
     try:
         admin = KafkaAdminClient(**settings.kafka_python_kwargs(), request_timeout_ms=int(timeout_s * 1000),
-                                 client_id=f"{settings.app_id}-replication")
+                                 bootstrap_timeout_ms=int(timeout_s * 1000), client_id=f"{settings.app_id}-replication")
     except Exception:  # noqa: BLE001 - unreachable: the worker reports and retries Kafka itself
         return None
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import urllib.error
 import urllib.request
 
@@ -48,3 +49,14 @@ def test_the_default_replication_factor_is_lowered_to_the_brokers_there_are_and_
     assert "has 1 broker(s): topics get replication factor 1 instead of 3" in caplog.text
     explicit = Settings.from_env({"BLIPWATCH_BROKER": broker.url, "BLIPWATCH_REPLICATION_FACTOR": "3"})
     assert for_cluster(explicit) == Replication(factor=3, min_insync=2)  # as asked: a small cluster refuses it
+
+
+def test_an_unreachable_cluster_is_given_up_on_within_the_timeout_asked():
+    from blipwatch.stream_app.config import Settings
+    from blipwatch.stream_app.embedded_broker import free_port
+    from blipwatch.stream_app.replication import count_brokers
+
+    settings = Settings.from_env({"BLIPWATCH_BROKER": f"kafka://127.0.0.1:{free_port()}"})
+    started = time.monotonic()
+    assert count_brokers(settings, timeout_s=2.0) is None
+    assert time.monotonic() - started < 8   # not kafka-python's 30 s bootstrap: the worker starts sooner

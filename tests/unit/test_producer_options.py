@@ -41,7 +41,9 @@ def test_the_worker_app_passes_the_decision_to_faust(embedded):
     # its own process: create_app registers Prometheus collectors once per process
     code = ("from blipwatch.stream_app.app import create_app\n"
             "from blipwatch.stream_app.config import Settings, load_catalogue\n"
-            f"s = Settings.from_env({{'BLIPWATCH_BROKER': 'kafka://127.0.0.1:9', 'BLIPWATCH_EMBEDDED_BROKER': '{embedded}'}})\n"
+            # a replication factor given: the app does not wait to count the brokers of a cluster that is not there
+            f"s = Settings.from_env({{'BLIPWATCH_BROKER': 'kafka://127.0.0.1:9', 'BLIPWATCH_EMBEDDED_BROKER': '{embedded}', "
+            "'BLIPWATCH_REPLICATION_FACTOR': '1'})\n"
             "app = create_app(s, load_catalogue(s))\n"
             "print(app.producer._settings_extra().get('enable_idempotence', False))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
