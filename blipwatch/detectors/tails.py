@@ -71,13 +71,19 @@ def _betacf(a: float, b: float, x: float) -> float:
 
 def t_tail_score(z: float, dof: float) -> float:
     """Like :func:`tail_score` with Student's t tails (``dof`` degrees of freedom), via the
-    regularised incomplete beta function's continued fraction (no SciPy)."""
+    regularised incomplete beta function's continued fraction (no SciPy).
+
+    >>> t_tail_score(5e-9, 30.0)   # a residual too small for x = dof / (dof + z^2) to differ from 1
+    0.0
+    """
     if abs(z) < 1e-9:
         return 0.0
     x = dof / (dof + z * z)
     a, b = dof / 2.0, 0.5
     if x <= 0.0:
         return 1.0
+    if x >= 1.0:   # z so small next to dof that x rounds to 1 (log1p(-1) is a domain error): no evidence
+        return 0.0
     log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
     if x < (a + 1.0) / (a + b + 2.0):
         p = math.exp(log_front) * _betacf(a, b, x) / a          # two-sided tail = I_x(dof/2, 1/2)
