@@ -35,7 +35,7 @@ from blipwatch.detectors.page_hinkley import STATE_FIELDS as _SHIFT_FIELDS
 from blipwatch.detectors.policy import AlertPolicy, settings_names
 from blipwatch.detectors.river_models import RiverModelDetector
 
-FORMAT_VERSION = 8
+FORMAT_VERSION = 9
 _MAGIC = b"blipwatch-state/"
 
 _POLICY_SETTINGS = tuple(settings_names())
@@ -140,7 +140,7 @@ def dump_state(obj: SeriesDetector | RiverModelDetector | AlertPolicy) -> bytes:
     >>> det = make_detector("count")
     >>> det.learn_one({"t": 0.0, "value": 12})
     >>> blob = dump_state(det)
-    >>> blob.startswith(b"blipwatch-state/8 "), len(blob) < 20_000
+    >>> blob.startswith(b"blipwatch-state/9 "), len(blob) < 20_000
     (True, True)
     >>> load_state(blob).judge_one({"t": 60.0, "value": 12}) == det.judge_one({"t": 60.0, "value": 12})
     True

@@ -21,7 +21,7 @@ def test_a_step_of_two_sigma_is_caught_at_its_onset_only_with_the_level_change()
     caught = {}
     for change_memory in (0, 2000):
         rng = random.Random(3)
-        det = make_detector("value", {"change_memory": change_memory})
+        det = make_detector("value", {"change_memory": change_memory, "breakout_margin": 0})
         _noise(det, rng, 0, 1500)
         scores = _noise(det, rng, 1500, 1560, level=102.0)
         caught[change_memory] = max(scores[:10])
