@@ -16,7 +16,7 @@ A mixin of :class:`blipwatch.detectors.value.ValueDetector`.
 >>> det = make_detector("value", {"calibrate_memory": 0, "change_memory": 0, "news_decay": 0})
 >>> for minute in range(400):
 ...     det.learn_one({"t": minute * 60.0, "value": 50.0 + 30.0 * (minute % 20 == 0)})
->>> det._breakout(81.0), det._breakout(49.0), det._breakout(84.0)    # range 50-80, margin 1.5
+>>> det._breakout(80.5), det._breakout(49.5), det._breakout(84.0)    # range 50-80, margin 0.9
 (0.0, 0.0, 0.5)
 """
 

@@ -147,7 +147,7 @@ def dump_state(obj: SeriesDetector | RiverModelDetector | AlertPolicy) -> bytes:
     >>> load_state(b"blipwatch-state/0\\n...")
     Traceback (most recent call last):
     ...
-    blipwatch.detectors.state.StateVersionError: stored state has format version 0, this blipwatch reads version 8: re-warm the series
+    blipwatch.detectors.state.StateVersionError: stored state has format version 0, this blipwatch reads version 9: re-warm the series
     """
     if isinstance(obj, (SeriesDetector, RiverModelDetector)):
         return _HEADER + _encode(["detector", *_detector_fields(obj)])
