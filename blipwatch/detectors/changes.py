@@ -17,7 +17,7 @@ A mixin of :class:`blipwatch.detectors.value.ValueDetector`.
 >>> from blipwatch.detectors import make_detector
 >>> import random
 >>> rng = random.Random(1)
->>> det = make_detector("value")
+>>> det = make_detector("value", {"breakout_margin": 0})   # the change alone
 >>> for minute in range(1500):
 ...     det.learn_one({"t": minute * 60.0, "value": 100.0 + rng.gauss(0, 1)})
 >>> scores = []

@@ -54,6 +54,8 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "change_memory": 0,      # value: points of memory of the level change's own histogram (0: off)
     "change_fast": 0.1,      # value: ... the fast means' rate per point
     "change_slow": 0.01,     # value: ... the slow means' rate per point
+    "breakout_margin": 0.0,  # value: a value beyond the learned range by this share of it scores 1e-5 (0: off)
+    "seasonal_memory": 0,    # value: points of memory of the distance from the daily profile's own histogram (0: off)
     "news_decay": 0.0,       # value: a score counts only above the recent scores, a reference that
                              # falls by this per point (0: off)
 }
@@ -76,7 +78,8 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
              "tail_dof": 4},
     # generic values (NAB-like machine metrics) are strongly autocorrelated and often noiseless:
     # they are judged one point at a time, with Page-Hinkley re-levelling
-    "value": {"sequential": 0, "calibrate_memory": 2000, "change_memory": 2000, "news_decay": 0.005},
+    "value": {"sequential": 0, "calibrate_memory": 2000, "change_memory": 2000, "news_decay": 0.005,
+              "breakout_margin": 0.03, "seasonal_memory": 2000},
 }
 
 #: The keys of a ``detector:`` section that names a River model instead of our knobs.

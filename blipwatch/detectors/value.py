@@ -5,19 +5,23 @@ from __future__ import annotations
 import math
 
 from blipwatch.detectors.base import SeriesDetector
+from blipwatch.detectors.breakout import RangeBreakout
 from blipwatch.detectors.calibration import ResidualCalibration
 from blipwatch.detectors.changes import ChangeEvidence
 from blipwatch.detectors.scored import Scored
+from blipwatch.detectors.seasonal import SeasonalResidual
 
 
-class ValueDetector(ChangeEvidence, ResidualCalibration, SeriesDetector):
+class ValueDetector(ChangeEvidence, RangeBreakout, SeasonalResidual, ResidualCalibration, SeriesDetector):
     """Generic values; ``denominator`` = observations behind a value (default 1).
 
     The noise is learned from the residuals; a window with fewer observations than usual is
     weaker evidence, one with more is not taken as stronger (a busy evening stays quiet). One
     point at a time with Page-Hinkley re-levelling, and the residuals' own history
     (:mod:`~blipwatch.detectors.calibration`); changes of level and spread judged by their own
-    history, and only news scored (:mod:`~blipwatch.detectors.changes`).
+    history, and only news scored (:mod:`~blipwatch.detectors.changes`); a jump beyond the
+    whole range seen (:mod:`~blipwatch.detectors.breakout`); the distance from the daily
+    profile by its own history (:mod:`~blipwatch.detectors.seasonal`).
 
     >>> det = ValueDetector()
     >>> for minute in range(300):
@@ -33,12 +37,15 @@ class ValueDetector(ChangeEvidence, ResidualCalibration, SeriesDetector):
 
     kind = "value"
     _STATE_FIELDS = (SeriesDetector._STATE_FIELDS + ResidualCalibration._CALIBRATION_FIELDS
-                     + ChangeEvidence._CHANGE_FIELDS)
+                     + ChangeEvidence._CHANGE_FIELDS + RangeBreakout._BREAKOUT_FIELDS
+                     + SeasonalResidual._SEASONAL_FIELDS)
 
     def _reset(self) -> None:
         super()._reset()
         self._reset_calibration()
         self._reset_changes()
+        self._reset_breakout()
+        self._reset_seasonal()
 
     def _extra_sample(self, e: float, mu: float, n: float) -> float:
         return e * e * min(n / self.volume_mean, 1.0) if self.volume_mean > 0 else e * e
@@ -66,11 +73,19 @@ class ValueDetector(ChangeEvidence, ResidualCalibration, SeriesDetector):
                 and math.isfinite(scored.value):
             change, change_bin = self._change_score(key, scored.value)
             score = change if change > score else score
+        if scored.value is not None and math.isfinite(scored.value):
+            if self.breakout_margin:
+                breakout = self._breakout(scored.value)
+                score = breakout if breakout > score else score
+            if self.seasonal_memory:
+                seasonal = self._seasonal_score(key, key[0], scored.value)[0]
+                score = seasonal if seasonal > score else score
         return score, b, change_bin
 
     def _scored(self, t, value, numerator, denominator) -> Scored:
         scored = super()._scored(t, value, numerator, denominator)
-        if not (self.calibrate_memory or self.change_memory or self.news_decay):
+        if not (self.calibrate_memory or self.change_memory or self.news_decay or self.breakout_margin
+                or self.seasonal_memory):
             return scored
         raw, _, _ = self._raw((t, value, numerator, denominator), scored)
         final = self._news(raw)
@@ -78,7 +93,8 @@ class ValueDetector(ChangeEvidence, ResidualCalibration, SeriesDetector):
                       final >= self.threshold, scored.z, scored.volume)
 
     def _learn(self, t, value, numerator, denominator) -> None:
-        if self.calibrate_memory or self.change_memory or self.news_decay:
+        if self.calibrate_memory or self.change_memory or self.news_decay or self.breakout_margin \
+                or self.seasonal_memory:
             key = (t, value, numerator, denominator)
             scored = super()._scored(t, value, numerator, denominator)
             raw, b, _ = self._raw(key, scored)
@@ -87,5 +103,10 @@ class ValueDetector(ChangeEvidence, ResidualCalibration, SeriesDetector):
                 self._learn_calibration(b)
             if self.change_memory and scored.value is not None and math.isfinite(scored.value):
                 self._learn_changes(key, scored.value)
+            if scored.value is not None and math.isfinite(scored.value):
+                if self.breakout_margin:
+                    self._learn_breakout(scored.value)
+                if self.seasonal_memory:
+                    self._learn_seasonal(key, t, scored.value)
             self._learn_news(raw)
         super()._learn(t, value, numerator, denominator)
