@@ -25,8 +25,9 @@ demo: $(STAMP)
 test: $(STAMP) services
 	$(PY) -m pytest -q -ra -m "not soak" $(PYTEST_ARGS)
 
-# long tests: fault injection under load (issue 7: failover, graceful stop, broker outage, hostile
-# input at volume) and issue 5's detection bars on 48 h of the default simulated shop
+# long tests (marked soak): fault injection under load (failover, graceful stop, broker outage,
+# hostile input at volume, cut and stalled connections), restarts mid-stream, the detection bars on
+# 48 h of the default simulated shop, the full-length demos and the bench; CI runs them after make test
 soak: $(STAMP) services
 	$(PY) -m pytest -q -ra -m soak tests $(PYTEST_ARGS)
 

@@ -146,6 +146,7 @@ def test_stream_points_and_alerts_equal_replay(broker, unique_topics, tmp_path, 
         assert key.decode() not in text, "a customer or session id leaked into the output or logs"
 
 
+@pytest.mark.soak  # ~65 s each; the stream-equals-replay test above stays in make test
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_restart_mid_stream_loses_no_window_and_keeps_one_incident(broker, unique_topics, tmp_path, scenario,
                                                                    stop_signal):

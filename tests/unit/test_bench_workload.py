@@ -26,7 +26,8 @@ def _series_made(timed, config) -> int:
 
 
 @pytest.mark.parametrize(("seconds", "speed", "series", "raised"),
-                         [(20, 60, 1000, False), (30, 60, 3000, False), (60, 10, 10000, True)])
+                         [(20, 60, 1000, False), (30, 60, 3000, False),
+                          pytest.param(60, 10, 10000, True, marks=pytest.mark.soak)])  # ~80 s
 def test_live_plan_tracks_about_the_series_asked(seconds, speed, series, raised):
     plan = plan_live(seconds, speed, series)
     # the shop's traffic is raised only when the span is too short to make that many series

@@ -152,6 +152,7 @@ def test_oracle_detects_a_big_shift_at_once_and_no_shift_never():
     assert oracle.expected_delay(mean, np.arange(100, 130), threshold, np.random.default_rng(10)) <= 2
 
 
+@pytest.mark.soak  # ~45 s: two shops through the whole suite
 def test_quick_suite_reports_every_figure():
     summary = run_suite([0], shops=2, hours=8.0, log=None)
     assert summary["incidents"] == sum(r["incidents"] for r in summary["by_class"].values())

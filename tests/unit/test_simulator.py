@@ -64,7 +64,7 @@ def test_the_same_arguments_write_byte_identical_files_and_another_seed_does_not
     for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
         path = tmp_path / f"{name}.jsonl"
         assert main(["simulate", "--scenario", "payment_outage", "--incident-offset-hours", "0.2",
-                     "--hours", "0.5", "--seed", seed, "--out", str(path), "--labels", str(path) + ".labels",
+                     "--hours", "0.5", "--sessions-per-minute", "120", "--seed", seed, "--out", str(path), "--labels", str(path) + ".labels",
                      "--quiet"]) == 0
         paths.append(path)
     a, b, c = (path.read_bytes() for path in paths)
