@@ -1,4 +1,4 @@
-"""Detection on randomized shops against an oracle (issue 17's yardstick), default settings.
+"""Detection on randomized shops against an oracle (the detection yardstick), default settings.
 
     .venv/bin/python tests/benchmarks/random_suite.py [--seeds 0 1 2] [--shops 20] [--hours 30]
         [--quick] [--config YAML] [--json OUT] [--shops-out SHOPS.jsonl]

@@ -1,4 +1,4 @@
-"""Detection quality on the simulator's scenarios with default settings (issue 5's bars).
+"""Detection quality on the simulator's scenarios with default settings (the simulator's bars).
 
     .venv/bin/python tests/benchmarks/scenario_eval.py [--seeds 0 1 2] [--rates 480 60]
         [--scenario all] [--hours 48] [--workdir DIR]

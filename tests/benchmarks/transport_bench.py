@@ -3,7 +3,7 @@
     .venv/bin/pip install -e '.[bench]'      # confluent-kafka is not a runtime dependency
     .venv/bin/python tests/benchmarks/transport_bench.py [--events 300000] [--rounds 3]
 
-Issue 8 asks to consider Faust's librdkafka transport against its default aiokafka one. Faust's
+Why compare: Faust offers a librdkafka transport besides its default aiokafka one. Faust's
 own consumers carry little here (the partials topic: a few messages a second); the per-event
 consumer is the ingest stage's own batched one, so that is what is compared. In one process, on
 the embedded broker, over the events of ``blipwatch bench --series 1000`` (the demo scenario,

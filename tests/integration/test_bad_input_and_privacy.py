@@ -1,4 +1,4 @@
-"""Bad input at volume and personal data (issue 7), on a real worker and the embedded broker.
+"""Bad input at volume and personal data, on a real worker and the embedded broker.
 
 Bad input: 10,000 hypothesis-generated hostile messages mixed into the search-incident scenario.
 The worker stays up, every message is accounted for (valid + DLQ + late == produced, from /metrics

@@ -1,4 +1,4 @@
-"""Broker outage (issue 7): the embedded broker stops for 30 s and a new one starts on the same port
+"""Broker outage: the embedded broker stops for 30 s and a new one starts on the same port
 with nothing in it (memory storage). The worker stays up, says so in a few clear lines while Kafka is
 away (not a wall of retries and tracebacks), re-creates its topics and resumes without manual steps:
 events produced afterwards are counted and their windows scored."""

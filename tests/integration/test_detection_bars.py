@@ -1,4 +1,4 @@
-"""Issue 5's bars on the simulator, offline, with default settings, through the real
+"""The detection bars on the simulator, offline, with default settings, through the real
 ``blipwatch simulate`` / ``replay`` / ``evaluate`` commands: the whole ``all`` scenario, 48 h of
 the simulator's default shop (480 sessions a minute, ~12M events; the first day normal, then
 every incident of the second day). ``simulate`` is piped into ``replay``, one core each: about

@@ -1,4 +1,4 @@
-"""Faults on the real pipeline (issue 7): a worker killed mid-incident while another takes over, a
+"""Faults on the real pipeline: a worker killed mid-incident while another takes over, a
 graceful stop and restart. The reference is ``replay`` over the same events (see
 test_pipeline_stream's ``scenario``): every window scored once in content, one incident per
 dedup_key, resolved once."""

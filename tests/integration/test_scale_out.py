@@ -1,4 +1,4 @@
-"""Scale-out (issue 8): two workers in one consumer group split the partitions and, between them,
+"""Scale-out: two workers in one consumer group split the partitions and, between them,
 score every window exactly as ``replay`` does. How fast two are against one is a benchmark
 (``tests/benchmarks/scale_out.py``, ``blipwatch bench --workers 2``), not a timed test."""
 

@@ -1,4 +1,4 @@
-"""Secured Kafka for real (issue 7): TLS terminated by Debian's stunnel4 in front of the embedded
+"""Secured Kafka for real: TLS terminated by Debian's stunnel4 in front of the embedded
 broker, which advertises the proxy's port. The worker and `blipwatch simulate --kafka` work with
 BLIPWATCH_KAFKA_SECURITY_PROTOCOL=SSL and a CA file; against a certificate it cannot trust the
 worker fails fast with one clear line and a non-zero exit, not a hang or a wall of tracebacks."""

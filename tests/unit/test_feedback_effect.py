@@ -1,4 +1,4 @@
-"""The measured effect of feedback (issue: a harmless pattern that pages every night, a campaign).
+"""The measured effect of feedback (a harmless pattern that pages every night, a campaign).
 
 Counts per window go through ``Replay`` (the stream's trackers, gate, policy and verdict handling;
 no ingest, so a week of two channels takes a second or two): the app channel loses its tracking

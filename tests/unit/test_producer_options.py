@@ -1,4 +1,4 @@
-"""Item 5 of issue 16: the idempotent producer on a real Kafka, the plain one on the embedded broker.
+"""The idempotent producer on a real Kafka, the plain one on the embedded broker.
 
 The decision is ``kafka.producer_options``; these tests check it and what reaches Faust's producer
 and the aiokafka producer Faust builds from it (built, not started: no broker needed)."""

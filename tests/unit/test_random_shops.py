@@ -1,4 +1,4 @@
-"""The randomized shops (issue 17's yardstick): the generator against its own truth, the window
+"""The randomized shops (the detection yardstick): the generator against its own truth, the window
 counts against the real ingest, and the oracle against its promises."""
 
 from __future__ import annotations
