@@ -11,6 +11,9 @@
   (``Consumer._committed_offset``), where the aggregate resumes.
 - ``forget_gaps``: Faust counts offsets it saw skipped as acknowledged (``Consumer._gap``, meant
   for compacted topics); after the aggregate seeks back, those offsets come again and are not.
+- ``add_producer_options``: Faust builds its aiokafka producer from ``Producer._settings_extra()``
+  (only ``enable_idempotence`` inside transactions); the worker adds its own options there
+  (``producer_options``: the idempotent producer on a real Kafka).
 
 Each is checked by tests/unit/test_kafka_compat.py, which names the internal when an upgrade moves it.
 """
@@ -23,6 +26,19 @@ from typing import Any, Awaitable, Callable
 def aiokafka_producer(app: Any) -> Any:
     """The running ``aiokafka.AIOKafkaProducer`` of ``app.producer`` (Faust may replace it: ask each time)."""
     return app.producer._ensure_producer()  # noqa: SLF001
+
+
+def add_producer_options(app: Any, options: dict[str, Any]) -> None:
+    """Give Faust's aiokafka producer (built lazily, and again if Faust replaces it) ``options``."""
+    if not options:
+        return
+    producer = app.producer
+    base = producer._settings_extra  # noqa: SLF001
+
+    def settings_extra() -> dict[str, Any]:
+        return {**base(), **options}
+
+    producer._settings_extra = settings_extra  # noqa: SLF001
 
 
 def before_tables_stop(app: Any, callback: Callable[[Any, Any], Awaitable[None]]) -> None:
@@ -42,4 +58,4 @@ def forget_gaps(consumer: Any, tp: Any) -> None:
         gaps.clear()
 
 
-__all__ = ["aiokafka_producer", "before_tables_stop", "committed_offset", "forget_gaps"]
+__all__ = ["add_producer_options", "aiokafka_producer", "before_tables_stop", "committed_offset", "forget_gaps"]

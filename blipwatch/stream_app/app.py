@@ -16,6 +16,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 
 from blipwatch.kafka import faust_compat
 from blipwatch.kafka.partitioner import KeyHashCache
+from blipwatch.kafka.producer_options import producer_options
 from blipwatch.pipeline.catalogue import Catalogue
 from blipwatch.stream_app.aggregate_agent import AggregateAgent
 from blipwatch.stream_app.config import Settings
@@ -47,6 +48,8 @@ def create_app(settings: Settings, catalogue: Catalogue) -> faust.App:
         producer_partitioner=KeyHashCache(),
         logging_config=None,
     )
+    # idempotent retries on a real Kafka (a timed-out but written batch is not written twice)
+    faust_compat.add_producer_options(app, producer_options(settings.embedded_broker))
     consumer_options: dict[str, int] = {}
     if settings.embedded_broker:
         from blipwatch.kafka import tansu_compat
