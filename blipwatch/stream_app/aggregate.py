@@ -19,9 +19,12 @@ import time
 from collections import deque
 from typing import Any, Awaitable, Callable, Iterable
 
+import orjson
+
 from blipwatch.pipeline.catalogue import Catalogue, metric_of
 from blipwatch.pipeline.tracker import ClosedWindow, IncidentBook, SeriesTracker
 from blipwatch.pipeline.windows import GlobalWatermark, closes_at
+from blipwatch.schemas.partials import Coverage
 from blipwatch.stream_app import metrics
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,28 @@ STATE_DEFER_SECONDS = 2.0
 STATE_QUIET_SECONDS = 0.02
 #: Series serialised between two yields to the agent while the state is written.
 STATE_CHUNK = 256
+#: Table key (prefix, then the partials partition) of what a partials partition has merged: input
+#: partition -> highest (end offset, part) of the acknowledged partials messages. Not a series key
+#: (no metric has this name), stored and sent with the series' state.
+COVERED_KEY = "blipwatch.covered/"
+
+
+def covered_key(partition: int) -> bytes:
+    return f"{COVERED_KEY}{partition}".encode()
+
+
+def encode_covered(merged: dict[int, tuple[int, int]]) -> bytes:
+    return orjson.dumps({str(p): list(mark) for p, mark in merged.items()})
+
+
+def decode_covered_state(blob: bytes | None) -> dict[int, tuple[int, int]]:
+    if not blob:
+        return {}
+    try:
+        return {int(p): (int(mark[0]), int(mark[1])) for p, mark in orjson.loads(blob).items()}
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError, IndexError):
+        log.warning("aggregate: unreadable coverage record; starting from none")
+        return {}
 
 
 class PartitionAggregator:
@@ -46,8 +71,15 @@ class PartitionAggregator:
         self.trackers: dict[str, SeriesTracker] = {}
         self.watermark = GlobalWatermark()
         #: messages not yet acknowledged, in offset order, with the close point of the newest
-        #: window they fed (None: fed none, done as soon as those before it are)
-        self.pending: deque[tuple[int | None, Any]] = deque()
+        #: window they fed (None: fed none, done as soon as those before it are) and their coverage
+        self.pending: deque[tuple[int | None, Any, Coverage | None]] = deque()
+        #: per input partition, the highest (end offset, part) of the partials merged here: a
+        #: message sent again (a failed flush re-sent, a killed worker's flush re-read by the next
+        #: owner) is skipped, not counted twice
+        self.merged: dict[int, tuple[int, int]] = decode_covered_state(load_state(COVERED_KEY + str(partition)))
+        #: the same for the acknowledged messages only: what is stored (a restart re-reads the rest)
+        self.acked: dict[int, tuple[int, int]] = dict(self.merged)
+        self.acked_changed = False
         #: the offset the next partials message should have (a jump is logged)
         self.next_offset: int | None = None
         self.seek_asked_at: float | None = None  # when a seek back to next_offset was asked for
@@ -94,7 +126,22 @@ class PartitionAggregator:
             return "seek"
         return "skip"
 
-    def merge(self, series_partials: dict[str, list[list[float]]], ack: Any) -> None:
+    def already_merged(self, coverage: Coverage) -> bool:
+        """A message whose input offsets were all merged here already (to be acknowledged in order,
+        not merged). Part merged and part not cannot be split: merged (and counted in
+        ``blipwatch_partials_overlap_total``)."""
+        if coverage.merged_in(self.merged):
+            metrics.PARTIALS_DUPLICATE.inc()
+            return True
+        if coverage.overlaps(self.merged):
+            metrics.PARTIALS_OVERLAP.inc()
+            log.warning("aggregate: partition %d: a partials message covers offsets %s..%s, partly merged "
+                        "already (%s); merging it", self.partition, coverage.start, coverage.end, self.merged)
+        coverage.add_to(self.merged)
+        return False
+
+    def merge(self, series_partials: dict[str, list[list[float]]], ack: Any,
+              coverage: Coverage | None = None) -> None:
         newest = None   # the newest window merged: its close is the newest close (closes_at is monotonic)
         late = 0
         trackers = self.trackers
@@ -114,7 +161,7 @@ class PartitionAggregator:
                                                              self.catalogue.lateness_ms)
         if late:
             metrics.PARTIALS_LATE.inc(late)
-        self.pending.append((newest_close, ack))
+        self.pending.append((newest_close, ack, coverage))
 
     def close(self, watermark: int | None) -> list[tuple[SeriesTracker, list[ClosedWindow]]]:
         """Close every window the watermark has passed; returns per series what closed."""
@@ -137,10 +184,13 @@ class PartitionAggregator:
         that pending message's partials on every restart or rebalance."""
         pending = self.pending
         while pending:
-            close_at, ack = pending[0]
+            close_at, ack, coverage = pending[0]
             if close_at is not None and (watermark is None or close_at > watermark):
                 return
             pending.popleft()
+            if coverage is not None and coverage.end:
+                coverage.add_to(self.acked)
+                self.acked_changed = True
             ack()
 
 
@@ -244,6 +294,16 @@ class StateWriter:
                 sent.extend(await self.send(blobs))
                 for _, key, blob in blobs:
                     self.store(key, blob)
+            # what each partition has merged, as of its acknowledged messages (behind is safe: a
+            # message re-read after a restart is merged again only into windows it had not closed)
+            covered = [(aggregator.partition, covered_key(aggregator.partition), encode_covered(aggregator.acked))
+                       for aggregator, _ in marks if aggregator.acked_changed]
+            if covered:
+                for aggregator, _ in marks:
+                    aggregator.acked_changed = False
+                sent.extend(await self.send(covered))
+                for _, key, blob in covered:
+                    self.store(key, blob)
             await asyncio.gather(*sent)
             if generation != self.generation:
                 return
@@ -262,10 +322,12 @@ class StateWriter:
                     continue
                 try:
                     await self.write()
-                except Exception as exc:  # raised in the agent at its next message, as it was inline
+                except Exception as exc:  # the agent recovers at its next message (AggregateAgent.recover)
                     log.warning("aggregate: writing the detector state failed (%s)", exc)
                     self.failure = exc
-                    return
+                    self.forget()
+                    self.ack_wanted = False
+                    break
 
 
 def publish_closed(tracker: SeriesTracker, closed: list[ClosedWindow], observed_at: float,

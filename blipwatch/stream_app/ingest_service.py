@@ -40,6 +40,9 @@ MAX_BATCH = 10_000
 #: How often the worker checks that its topics exist and Kafka answers (a restarted broker may
 #: come back without them); also the pace of the "cannot reach Kafka" warning while it is down.
 TOPIC_CHECK_SECONDS = 5.0
+#: A partition taken over is read up to where its previous owner had sent partials for at most this
+#: long before the ingest goes on without that bound.
+BOUND_SECONDS = 30.0
 
 
 class IngestService(Service):
@@ -61,6 +64,16 @@ class IngestService(Service):
         self.batch = IngestBatch(catalogue, settings.max_event_bytes)
         self.watermark = LocalWatermark(catalogue.window_ms, catalogue.lateness_ms, catalogue.idle_ms)
         self.positions: dict[TopicPartition, int] = {}
+        #: the first offset read per partition since the last flush (a partials message's "from")
+        self.starts: dict[TopicPartition, int] = {}
+        #: a flush that failed: its partials messages, dead letters and offsets, sent again (first,
+        #: identical) by the next flush; the aggregate skips what it merged already
+        self.unsent: tuple[list[tuple[int, bytes]], list[Any], dict[TopicPartition, int]] = ([], [], {})
+        #: input partition -> offset a previous owner sent its partials up to but did not commit
+        #: (``IngestRebalance``): read up to there, flushed alone, before anything else is read
+        self.bounds: dict[TopicPartition, int] = {}
+        self.bounded_since = 0.0
+        self.resume_after_flush = False
         self.source = f"ingest-{uuid.uuid4().hex[:8]}"
         self.total_partitions = 0
         self.last_flush = time.monotonic()
@@ -93,7 +106,7 @@ class IngestService(Service):
         )
         await self.consumer.start()
         self.consumer.subscribe([settings.events_topic], listener=IngestRebalance(
-            self.consumer, self.watermark, self.flush, settings))
+            self.consumer, self.watermark, self.flush, settings, bound=self.bounded, discard=self.discard))
         self.add_future(self.run())
 
     async def on_stop(self) -> None:
@@ -133,7 +146,8 @@ class IngestService(Service):
             try:
                 await self.flush()
             except Exception as exc:
-                log.warning("ingest: flush failed (%s); will retry", exc)
+                log.warning("ingest: flush failed (%s: %s); its partials and dead letters are kept and sent "
+                            "again", type(exc).__name__, exc)
                 await asyncio.sleep(1.0)
 
     @Service.timer(TOPIC_CHECK_SECONDS)
@@ -162,6 +176,15 @@ class IngestService(Service):
         watermark = self.watermark.value(now_ms)
         add_records = self.batch.add_records
         for tp, records in batches.items():
+            bound = self.bounds.get(tp)
+            if bound is not None and records and records[-1].offset >= bound:
+                records = [record for record in records if record.offset < bound]
+                self.consumer.seek(tp, bound)   # what lies past the bound is read after its flush
+                self.consumer.pause(tp)
+                if not records:
+                    continue
+            if tp not in self.starts and records:
+                self.starts[tp] = records[0].offset
             newest = add_records(records, f"{tp.topic}/{tp.partition}/", watermark)
             if newest is not None:
                 self.watermark.observe(tp.partition, newest, now_ms)
@@ -170,10 +193,56 @@ class IngestService(Service):
             self.positions[tp] = records[-1].offset + 1
         metrics.INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
 
+    def bounded(self, bounds: dict[TopicPartition, int]) -> None:
+        """Read the partitions in ``bounds`` up to their bound, flush that alone, then the rest: a
+        flush covering both offsets a killed owner had sent (some partials partitions have them)
+        and offsets it had not could not be skipped by the aggregate, nor merged, without error."""
+        assert self.consumer is not None
+        self.bounds = dict(bounds)
+        self.bounded_since = time.monotonic()
+        self.resume_after_flush = True
+        others = [tp for tp in self.consumer.assignment() if tp not in bounds]
+        if others:
+            self.consumer.pause(*others)
+
+    async def bounds_reached(self) -> bool:
+        assert self.consumer is not None
+        for tp, bound in list(self.bounds.items()):
+            if tp not in self.consumer.assignment():
+                del self.bounds[tp]
+                continue
+            try:
+                if await self.consumer.position(tp) < bound:
+                    return False
+            except Exception:  # not positioned yet
+                return False
+        return True
+
+    def discard(self) -> None:
+        """Partitions handed over with a flush not delivered: the next owner reads them again from the
+        committed offsets, so nothing of it is sent or counted here."""
+        self.unsent = ([], [], {})
+        self.batch.aggregate.drain()
+        self.batch.drain_dead_letters()
+        self.batch.counts.clear()
+        self.batch.aggregate.drain_dropped()
+        self.positions, self.starts, self.bounds = {}, {}, {}
+
     async def flush(self) -> None:
         """Send partials + dead letters, wait for the broker's acks, then commit offsets."""
         assert self.consumer is not None
         settings, producer = self.settings, self.app.producer
+        if self.bounds:
+            if not await self.bounds_reached():
+                if time.monotonic() - self.bounded_since < BOUND_SECONDS:
+                    return   # no flush across a bound (see ``bounded``)
+                log.warning("ingest: partitions %s not read up to where the previous owner had sent them "
+                            "within %.0f s; going on (their events may count twice)",
+                            sorted(tp.partition for tp in self.bounds), BOUND_SECONDS)
+            else:
+                log.info("ingest: partitions %s read up to where the previous owner had sent them",
+                         sorted(tp.partition for tp in self.bounds))
+            self.bounds = {}
         self.last_flush = time.monotonic()
         now_ms = int(time.time() * 1000)
         if not self.total_partitions:
@@ -186,19 +255,38 @@ class IngestService(Service):
         letters = self.batch.drain_dead_letters()
         futures = []
         offsets, self.positions = dict(self.positions), {}
+        starts, self.starts = self.starts, {}
+        messages: list[tuple[int, bytes]] = []
         if self.total_partitions and (report or partials):
             covered = {tp.partition: offset for tp, offset in offsets.items()}
-            for partition, value in partial_messages(partials, report, self.total_partitions,
-                                                     settings.partitions, self.source, sent_to=covered):
+            messages = partial_messages(partials, report, self.total_partitions, settings.partitions, self.source,
+                                        sent_to=covered, sent_from={tp.partition: o for tp, o in starts.items()})
+        # a failed flush's messages go first, identical (the aggregate skips those it merged)
+        unsent_messages, unsent_letters, unsent_offsets = self.unsent
+        messages, letters, offsets = unsent_messages + messages, unsent_letters + letters, {**unsent_offsets, **offsets}
+        try:
+            for partition, value in messages:
                 futures.append(await producer.send(settings.partials_topic, None, value, partition, None, None))
-        for letter in letters:
-            futures.append(await producer.send(settings.dlq_topic, letter.key, letter.value or b"",
-                                               None, None, letter.headers()))
-        if futures:
-            await asyncio.gather(*futures)
+            for letter in letters:
+                futures.append(await producer.send(settings.dlq_topic, letter.key, letter.kept_value(),
+                                                   None, None, letter.headers()))
+            if futures:
+                await asyncio.gather(*futures)
+        except Exception:
+            self.unsent = (messages, letters, offsets)
+            metrics.DELIVERY_FAILURES.labels("ingest").inc()
+            raise
+        self.unsent = ([], [], {})
         self.count()
         if offsets:
-            await self.consumer.commit(offsets)
+            try:
+                await self.consumer.commit(offsets)
+            except Exception:
+                self.unsent = ([], [], offsets)   # delivered: only the commit is owed
+                raise
+        if self.resume_after_flush and not self.bounds:
+            self.resume_after_flush = False
+            self.consumer.resume(*self.consumer.assignment())
         await self.report_lag()
 
     def count(self) -> None:
