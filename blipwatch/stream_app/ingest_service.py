@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from typing import Any
@@ -43,6 +44,10 @@ TOPIC_CHECK_SECONDS = 5.0
 #: A partition taken over is read up to where its previous owner had sent partials for at most this
 #: long before the ingest goes on without that bound.
 BOUND_SECONDS = 30.0
+#: Fault tests only: the worker exits at once (as if killed) in its Nth flush with partial counts,
+#: once the first of that flush's partials messages that carries counts is delivered and before the
+#: others are sent (tests/integration/test_delivery_faults.py).
+EXIT_MID_FLUSH_ENV = "BLIPWATCH_TEST_EXIT_MID_FLUSH"
 
 
 class IngestService(Service):
@@ -80,6 +85,7 @@ class IngestService(Service):
         self.flushed_closes: int | None = None  # windows the watermark had closed at the last flush
         #: aiokafka consumer options beside the connection (the embedded broker's shorter fetch wait)
         self.consumer_options = consumer_options or {}
+        self.exit_mid_flush = int(os.environ.get(EXIT_MID_FLUSH_ENV) or 0)
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
@@ -264,6 +270,10 @@ class IngestService(Service):
         # a failed flush's messages go first, identical (the aggregate skips those it merged)
         unsent_messages, unsent_letters, unsent_offsets = self.unsent
         messages, letters, offsets = unsent_messages + messages, unsent_letters + letters, {**unsent_offsets, **offsets}
+        if self.exit_mid_flush and partials:
+            self.exit_mid_flush -= 1
+            if not self.exit_mid_flush:
+                await self.exit_after_first(messages)
         try:
             for partition, value in messages:
                 futures.append(await producer.send(settings.partials_topic, None, value, partition, None, None))
@@ -288,6 +298,17 @@ class IngestService(Service):
             self.resume_after_flush = False
             self.consumer.resume(*self.consumer.assignment())
         await self.report_lag()
+
+    async def exit_after_first(self, messages: list[tuple[int, bytes]]) -> None:
+        """Fault tests only (``EXIT_MID_FLUSH_ENV``): deliver the first message with counts, then exit."""
+        for partition, value in messages:
+            future = await self.app.producer.send(self.settings.partials_topic, None, value, partition, None, None)
+            if b'"s":{}' not in value:
+                await future
+                log.warning("ingest: %s: exiting after 1 of %d partials messages of this flush",
+                            EXIT_MID_FLUSH_ENV, len(messages))
+                logging.shutdown()
+                os._exit(137)
 
     def count(self) -> None:
         counts = self.batch.counts
