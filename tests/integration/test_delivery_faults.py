@@ -34,9 +34,9 @@ def small_scenario(tmp_path_factory):
     config.write_text(CONFIG)
     subprocess.run([*BLIPWATCH, "simulate", *SCENARIO, "--out", str(events), "--labels", str(labels), "--quiet"],
                    check=True, timeout=120)
-    points = folder / "points.jsonl"
-    subprocess.run([*BLIPWATCH, "replay", str(events), "--config", str(config), "--points", str(points), "--quiet"],
-                   check=True, timeout=120)
+    points, alerts = folder / "points.jsonl", folder / "alerts.jsonl"
+    subprocess.run([*BLIPWATCH, "replay", str(events), "--config", str(config), "--points", str(points),
+                    "--alerts", str(alerts), "--quiet"], check=True, timeout=120)
     lines = events.read_bytes().splitlines()
     return {
         "config": config,
