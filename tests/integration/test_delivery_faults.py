@@ -7,9 +7,12 @@ with the same counts (every event counted once), whatever was re-sent."""
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 
 import orjson
 import pytest
+from kafka import KafkaProducer
 
 from blipwatch.stream_app.embedded_broker import EmbeddedBroker, free_port
 from blipwatch.stream_app.ingest import MAX_DEAD_LETTER_BYTES
@@ -122,6 +125,25 @@ def found_points(points: list[dict]) -> list[dict]:
     return list({point_identity(p): p for p in points}.values())
 
 
+def produce_slowly(broker, topic: str, messages, seconds: float) -> threading.Thread:
+    """Produce ``messages`` in chunks over about ``seconds`` from a thread (its sends wait out a stall)."""
+    def run():
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5, acks="all",
+                                 enable_idempotence=False, request_timeout_ms=60_000)
+        chunks = 40
+        step = -(-len(messages) // chunks)
+        for start in range(0, len(messages), step):
+            for key, value in messages[start:start + step]:
+                producer.send(topic, key=key, value=value)
+            time.sleep(seconds / chunks)
+        producer.flush(120)
+        producer.close(5)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
 @pytest.mark.timeout(300)
 def test_stalled_connections_during_flushes_and_state_writes_lose_and_double_nothing(
         unique_topics, tmp_path, small_scenario):
@@ -135,21 +157,35 @@ def test_stalled_connections_during_flushes_and_state_writes_lose_and_double_not
     env = base_env(broker, unique_topics, BLIPWATCH_CONFIG=str(small_scenario["config"]),
                    PRODUCER_REQUEST_TIMEOUT="3")
     worker = Worker(env, tmp_path)
+
+    def failures() -> dict[str, float]:
+        return {stage: worker.metric("blipwatch_delivery_failures_total", stage=stage)
+                for stage in ("ingest", "aggregate")}
+
+    stalls = 0
     try:
         worker.start().wait_ready(90)
-        produce(broker, unique_topics["BLIPWATCH_EVENTS_TOPIC"], messages)
+        # a backlog (the aggregate busy scoring it: points and state in flight), then a trickle (the
+        # ingest flushing partial counts all the time)
+        backlog = len(messages) * 6 // 10
+        produce(broker, unique_topics["BLIPWATCH_EVENTS_TOPIC"], messages[:backlog])
+        producing = produce_slowly(broker, unique_topics["BLIPWATCH_EVENTS_TOPIC"], messages[backlog:], 25)
         wait_for(lambda: worker.metric("blipwatch_windows_scored_total", metric="event_volume") > 0, 60,
                  interval=0.1, message="windows scored")
-        proxy.stall()
-        wait_for(lambda: worker.metric("blipwatch_delivery_failures_total", stage="ingest") >= 1, 30,
-                 message="a failed flush counted")
-        proxy.restore()
+        # stall every connection, 8 s at a time, until a flush with partial counts in flight failed
+        # (a stall that falls on the ingest's commit only delays it) and a delivery of the aggregate
+        while stalls < 5 and (failures()["ingest"] < 1 or failures()["aggregate"] < 1):
+            proxy.stall()
+            stalls += 1
+            time.sleep(8)
+            proxy.restore()
+            time.sleep(2)
+        producing.join(120)
         points, _ = stream_output(broker, unique_topics, len(reference), timeout=150, reference=reference,
                                   worker=worker)
         wait_for(lambda: events_counted(worker) >= len(messages), 30, message="every event counted")
         counted = events_counted(worker)
-        failures = {stage: worker.metric("blipwatch_delivery_failures_total", stage=stage)
-                    for stage in ("ingest", "aggregate")}
+        failed = failures()
         assert worker.process.poll() is None
         log = worker.log()
     finally:
@@ -159,8 +195,8 @@ def test_stalled_connections_during_flushes_and_state_writes_lose_and_double_not
     found = distinct(points)
     assert_same_points(list(found.values()), [point_content(p) for p in reference])
     assert counted == len(messages), f"{counted} events counted of {len(messages)}"
-    assert "its partials and dead letters are kept and sent again" in log
-    assert failures["aggregate"] >= 1, log[-3000:]
-    assert "delivering points or detector state failed" in log
-    print(f"stall: {len(messages)} events counted {counted:.0f}; windows {len(found)}/{len(reference)} equal to "
-          f"replay; delivery failures ingest {failures['ingest']:.0f}, aggregate {failures['aggregate']:.0f}")
+    assert failed["ingest"] >= 1 and "its partials and dead letters are kept and sent again" in log, log[-3000:]
+    assert failed["aggregate"] >= 1 and "delivering points or detector state failed" in log, log[-3000:]
+    print(f"stall: {stalls} stalls of 8 s; {len(messages)} events counted {counted:.0f}; windows "
+          f"{len(found)}/{len(reference)} equal to replay; delivery failures ingest {failed['ingest']:.0f}, "
+          f"aggregate {failed['aggregate']:.0f}")
