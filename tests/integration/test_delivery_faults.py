@@ -172,14 +172,16 @@ def test_stalled_connections_during_flushes_and_state_writes_lose_and_double_not
         producing = produce_slowly(broker, unique_topics["BLIPWATCH_EVENTS_TOPIC"], messages[backlog:], 25)
         wait_for(lambda: worker.metric("blipwatch_windows_scored_total", metric="event_volume") > 0, 60,
                  interval=0.1, message="windows scored")
-        # stall every connection, 8 s at a time, until a flush with partial counts in flight failed
-        # (a stall that falls on the ingest's commit only delays it) and a delivery of the aggregate
+        # stall every connection for 6 s, then cut them (what the stall held back never reaches the
+        # broker), until a flush with partial counts in flight failed (a stall that falls on the
+        # ingest's commit only delays it) and a delivery of the aggregate
         while stalls < 5 and (failures()["ingest"] < 1 or failures()["aggregate"] < 1):
             proxy.stall()
             stalls += 1
-            time.sleep(8)
+            time.sleep(6)
+            proxy.cut()
             proxy.restore()
-            time.sleep(2)
+            time.sleep(3)
         producing.join(120)
         points, _ = stream_output(broker, unique_topics, len(reference), timeout=150, reference=reference,
                                   worker=worker)
@@ -197,6 +199,6 @@ def test_stalled_connections_during_flushes_and_state_writes_lose_and_double_not
     assert counted == len(messages), f"{counted} events counted of {len(messages)}"
     assert failed["ingest"] >= 1 and "its partials and dead letters are kept and sent again" in log, log[-3000:]
     assert failed["aggregate"] >= 1 and "delivering points or detector state failed" in log, log[-3000:]
-    print(f"stall: {stalls} stalls of 8 s; {len(messages)} events counted {counted:.0f}; windows "
+    print(f"stall: {stalls} stalls of 6 s, each ended by a cut; {len(messages)} events counted {counted:.0f}; windows "
           f"{len(found)}/{len(reference)} equal to replay; delivery failures ingest {failed['ingest']:.0f}, "
           f"aggregate {failed['aggregate']:.0f}")
