@@ -49,18 +49,22 @@ def covered_key(partition: int) -> bytes:
     return f"{COVERED_KEY}{partition}".encode()
 
 
-def encode_covered(merged: dict[int, tuple[int, int]]) -> bytes:
-    return orjson.dumps({str(p): list(mark) for p, mark in merged.items()})
+def encode_covered(merged: dict[int, tuple[int, int]], committed: int | None = None) -> bytes:
+    """``{"m": {input partition: [end, part]}, "c": a committed offset of the partials partition}``."""
+    return orjson.dumps({"m": {str(p): list(mark) for p, mark in merged.items()}, "c": committed})
 
 
-def decode_covered_state(blob: bytes | None) -> dict[int, tuple[int, int]]:
+def decode_covered_state(blob: bytes | None) -> tuple[dict[int, tuple[int, int]], int | None]:
     if not blob:
-        return {}
+        return {}, None
     try:
-        return {int(p): (int(mark[0]), int(mark[1])) for p, mark in orjson.loads(blob).items()}
-    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError, IndexError):
+        document = orjson.loads(blob)
+        merged = {int(p): (int(mark[0]), int(mark[1])) for p, mark in document["m"].items()}
+        committed = document.get("c")
+        return merged, None if committed is None else int(committed)
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError, IndexError, KeyError):
         log.warning("aggregate: unreadable coverage record; starting from none")
-        return {}
+        return {}, None
 
 
 class PartitionAggregator:
@@ -76,7 +80,9 @@ class PartitionAggregator:
         #: per input partition, the highest (end offset, part) of the partials merged here: a
         #: message sent again (a failed flush re-sent, a killed worker's flush re-read by the next
         #: owner) is skipped, not counted twice
-        self.merged: dict[int, tuple[int, int]] = decode_covered_state(load_state(COVERED_KEY + str(partition)))
+        self.merged, self.stored_committed = decode_covered_state(load_state(COVERED_KEY + str(partition)))
+        #: the partials partition's committed offset now (set by the agent), stored with the coverage
+        self.committed: Callable[[], int | None] = lambda: None
         #: the same for the acknowledged messages only: what is stored (a restart re-reads the rest)
         self.acked: dict[int, tuple[int, int]] = dict(self.merged)
         self.acked_changed = False
@@ -125,6 +131,18 @@ class PartitionAggregator:
             self.seek_asked_at = now
             return "seek"
         return "skip"
+
+    def check_resume(self, resume_offset: int) -> None:
+        """Committed offsets only move forward: resuming below the committed offset stored with the
+        coverage means the partials topic was made anew (a memory-only broker restarted, the topic
+        deleted), and with it, as the worker re-creates them together, the input offsets: the
+        coverage of the old ones would skip new messages. It is dropped."""
+        if self.stored_committed is not None and resume_offset < self.stored_committed:
+            log.warning("aggregate: partition %d resumes at offset %d, below the committed offset %d stored "
+                        "with what it had merged: the topics were made anew; forgetting it",
+                        self.partition, resume_offset, self.stored_committed)
+            self.merged, self.acked, self.stored_committed = {}, {}, None
+            self.acked_changed = True
 
     def already_merged(self, coverage: Coverage) -> bool:
         """A message whose input offsets were all merged here already (to be acknowledged in order,
@@ -296,7 +314,8 @@ class StateWriter:
                     self.store(key, blob)
             # what each partition has merged, as of its acknowledged messages (behind is safe: a
             # message re-read after a restart is merged again only into windows it had not closed)
-            covered = [(aggregator.partition, covered_key(aggregator.partition), encode_covered(aggregator.acked))
+            covered = [(aggregator.partition, covered_key(aggregator.partition),
+                        encode_covered(aggregator.acked, aggregator.committed()))
                        for aggregator, _ in marks if aggregator.acked_changed]
             if covered:
                 for aggregator, _ in marks:

@@ -91,6 +91,9 @@ class AggregateAgent:
         aggregator = self.aggregator_for(partition)
         if fresh:
             aggregator.next_offset = await self.resume_offset(tp)
+            aggregator.check_resume(aggregator.next_offset)
+            consumer = self.consumer()
+            aggregator.committed = lambda: faust_compat.committed_offset(consumer, tp)
             log.info("aggregate: %s partition %d resumes at offset %d (first delivered %d) with %d series "
                      "from the detector state", self.settings.partials_topic, partition, aggregator.next_offset,
                      offset, len(aggregator.trackers))

@@ -43,7 +43,7 @@ def test_the_aggregator_skips_what_it_merged_and_remembers_what_was_acknowledged
     from blipwatch.stream_app.config import Settings, load_catalogue
 
     catalogue = load_catalogue(Settings.from_env({}))
-    stored = {COVERED_KEY + "2": encode_covered({0: (50, 0)})}
+    stored = {COVERED_KEY + "2": encode_covered({0: (50, 0)}, committed=30)}
     aggregator = PartitionAggregator(2, catalogue, lambda key: stored.get(key))
     assert aggregator.merged == {0: (50, 0)}                       # read back from the state
     acked = []
@@ -56,3 +56,16 @@ def test_the_aggregator_skips_what_it_merged_and_remembers_what_was_acknowledged
     assert aggregator.acked == {0: (50, 0)}                          # not acknowledged yet
     aggregator.acknowledge_until(10**15)
     assert acked == ["new"] and aggregator.acked == {0: (60, 0)} and aggregator.acked_changed
+    aggregator.check_resume(30)                                      # at the committed offset: kept
+    assert aggregator.merged == {0: (60, 0)}
+
+
+def test_a_partials_topic_made_anew_drops_the_coverage_of_the_old_offsets():
+    from blipwatch.stream_app.aggregate import COVERED_KEY, PartitionAggregator, encode_covered
+    from blipwatch.stream_app.config import Settings, load_catalogue
+
+    catalogue = load_catalogue(Settings.from_env({}))
+    stored = {COVERED_KEY + "0": encode_covered({1: (600, 0)}, committed=40)}
+    aggregator = PartitionAggregator(0, catalogue, lambda key: stored.get(key))
+    aggregator.check_resume(0)   # a restarted memory-only broker: offsets start again at 0
+    assert aggregator.merged == {} and not aggregator.already_merged(Coverage({1: 0}, {1: 150}, 0))
