@@ -19,8 +19,6 @@ import time
 from collections import deque
 from typing import Any, Awaitable, Callable, Iterable
 
-import orjson
-
 from blipwatch.pipeline.catalogue import Catalogue, metric_of
 from blipwatch.pipeline.tracker import ClosedWindow, IncidentBook, SeriesTracker
 from blipwatch.pipeline.windows import GlobalWatermark, closes_at
@@ -39,34 +37,6 @@ STATE_DEFER_SECONDS = 2.0
 STATE_QUIET_SECONDS = 0.02
 #: Series serialised between two yields to the agent while the state is written.
 STATE_CHUNK = 256
-#: Table key (prefix, then the partials partition) of what a partials partition has merged: input
-#: partition -> highest (end offset, part) of the acknowledged partials messages. Not a series key
-#: (no metric has this name), stored and sent with the series' state.
-COVERED_KEY = "blipwatch.covered/"
-
-
-def covered_key(partition: int) -> bytes:
-    return f"{COVERED_KEY}{partition}".encode()
-
-
-def encode_covered(merged: dict[int, tuple[int, int]], committed: int | None = None) -> bytes:
-    """``{"m": {input partition: [end, part]}, "c": a committed offset of the partials partition}``."""
-    return orjson.dumps({"m": {str(p): list(mark) for p, mark in merged.items()}, "c": committed})
-
-
-def decode_covered_state(blob: bytes | None) -> tuple[dict[int, tuple[int, int]], int | None]:
-    if not blob:
-        return {}, None
-    try:
-        document = orjson.loads(blob)
-        merged = {int(p): (int(mark[0]), int(mark[1])) for p, mark in document["m"].items()}
-        committed = document.get("c")
-        return merged, None if committed is None else int(committed)
-    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError, IndexError, KeyError):
-        log.warning("aggregate: unreadable coverage record; starting from none")
-        return {}, None
-
-
 class PartitionAggregator:
     def __init__(self, partition: int, catalogue: Catalogue, load_state: Callable[[str], bytes | None]):
         self.partition = partition
@@ -75,17 +45,14 @@ class PartitionAggregator:
         self.trackers: dict[str, SeriesTracker] = {}
         self.watermark = GlobalWatermark()
         #: messages not yet acknowledged, in offset order, with the close point of the newest
-        #: window they fed (None: fed none, done as soon as those before it are) and their coverage
-        self.pending: deque[tuple[int | None, Any, Coverage | None]] = deque()
+        #: window they fed (None: fed none, done as soon as those before it are)
+        self.pending: deque[tuple[int | None, Any]] = deque()
         #: per input partition, the highest (end offset, part) of the partials merged here: a
         #: message sent again (a failed flush re-sent, a killed worker's flush re-read by the next
-        #: owner) is skipped, not counted twice
-        self.merged, self.stored_committed = decode_covered_state(load_state(COVERED_KEY + str(partition)))
-        #: the partials partition's committed offset now (set by the agent), stored with the coverage
-        self.committed: Callable[[], int | None] = lambda: None
-        #: the same for the acknowledged messages only: what is stored (a restart re-reads the rest)
-        self.acked: dict[int, tuple[int, int]] = dict(self.merged)
-        self.acked_changed = False
+        #: owner) is skipped, not counted twice. In memory only: rebuilt after a restart by reading
+        #: again from the committed offset, and a copy of a message before it (acknowledged: every
+        #: window it fed is closed in the stored state) only meets closed windows (late, dropped).
+        self.merged: dict[int, tuple[int, int]] = {}
         #: the offset the next partials message should have (a jump is logged)
         self.next_offset: int | None = None
         self.seek_asked_at: float | None = None  # when a seek back to next_offset was asked for
@@ -132,18 +99,6 @@ class PartitionAggregator:
             return "seek"
         return "skip"
 
-    def check_resume(self, resume_offset: int) -> None:
-        """Committed offsets only move forward: resuming below the committed offset stored with the
-        coverage means the partials topic was made anew (a memory-only broker restarted, the topic
-        deleted), and with it, as the worker re-creates them together, the input offsets: the
-        coverage of the old ones would skip new messages. It is dropped."""
-        if self.stored_committed is not None and resume_offset < self.stored_committed:
-            log.warning("aggregate: partition %d resumes at offset %d, below the committed offset %d stored "
-                        "with what it had merged: the topics were made anew; forgetting it",
-                        self.partition, resume_offset, self.stored_committed)
-            self.merged, self.acked, self.stored_committed = {}, {}, None
-            self.acked_changed = True
-
     def already_merged(self, coverage: Coverage) -> bool:
         """A message whose input offsets were all merged here already (to be acknowledged in order,
         not merged). Part merged and part not cannot be split: merged (and counted in
@@ -158,8 +113,7 @@ class PartitionAggregator:
         coverage.add_to(self.merged)
         return False
 
-    def merge(self, series_partials: dict[str, list[list[float]]], ack: Any,
-              coverage: Coverage | None = None) -> None:
+    def merge(self, series_partials: dict[str, list[list[float]]], ack: Any) -> None:
         newest = None   # the newest window merged: its close is the newest close (closes_at is monotonic)
         late = 0
         trackers = self.trackers
@@ -179,7 +133,7 @@ class PartitionAggregator:
                                                              self.catalogue.lateness_ms)
         if late:
             metrics.PARTIALS_LATE.inc(late)
-        self.pending.append((newest_close, ack, coverage))
+        self.pending.append((newest_close, ack))
 
     def close(self, watermark: int | None) -> list[tuple[SeriesTracker, list[ClosedWindow]]]:
         """Close every window the watermark has passed; returns per series what closed."""
@@ -202,13 +156,10 @@ class PartitionAggregator:
         that pending message's partials on every restart or rebalance."""
         pending = self.pending
         while pending:
-            close_at, ack, coverage = pending[0]
+            close_at, ack = pending[0]
             if close_at is not None and (watermark is None or close_at > watermark):
                 return
             pending.popleft()
-            if coverage is not None and coverage.end:
-                coverage.add_to(self.acked)
-                self.acked_changed = True
             ack()
 
 
@@ -311,17 +262,6 @@ class StateWriter:
                          for partition, tracker in todo[start:start + STATE_CHUNK]]
                 sent.extend(await self.send(blobs))
                 for _, key, blob in blobs:
-                    self.store(key, blob)
-            # what each partition has merged, as of its acknowledged messages (behind is safe: a
-            # message re-read after a restart is merged again only into windows it had not closed)
-            covered = [(aggregator.partition, covered_key(aggregator.partition),
-                        encode_covered(aggregator.acked, aggregator.committed()))
-                       for aggregator, _ in marks if aggregator.acked_changed]
-            if covered:
-                for aggregator, _ in marks:
-                    aggregator.acked_changed = False
-                sent.extend(await self.send(covered))
-                for _, key, blob in covered:
                     self.store(key, blob)
             await asyncio.gather(*sent)
             if generation != self.generation:

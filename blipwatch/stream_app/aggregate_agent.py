@@ -91,9 +91,6 @@ class AggregateAgent:
         aggregator = self.aggregator_for(partition)
         if fresh:
             aggregator.next_offset = await self.resume_offset(tp)
-            aggregator.check_resume(aggregator.next_offset)
-            consumer = self.consumer()
-            aggregator.committed = lambda: faust_compat.committed_offset(consumer, tp)
             log.info("aggregate: %s partition %d resumes at offset %d (first delivered %d) with %d series "
                      "from the detector state", self.settings.partials_topic, partition, aggregator.next_offset,
                      offset, len(aggregator.trackers))
@@ -109,8 +106,8 @@ class AggregateAgent:
         writer.in_hand = True
         try:
             if aggregator.already_merged(coverage):   # sent again: acknowledged in order, not merged
-                series_partials, coverage, report = {}, None, {}
-            aggregator.merge(series_partials, ack, coverage)
+                series_partials, report = {}, {}
+            aggregator.merge(series_partials, ack)
             aggregator.watermark.update(report, total)
             watermark = aggregator.watermark.value()
             closed_series = aggregator.close(watermark)

@@ -38,34 +38,27 @@ def test_every_piece_of_a_message_carries_its_coverage():
     assert coverages == [Coverage({0: 3}, {0: 10}, part) for part in range(len(coverages))]
 
 
-def test_the_aggregator_skips_what_it_merged_and_remembers_what_was_acknowledged():
-    from blipwatch.stream_app.aggregate import COVERED_KEY, PartitionAggregator, encode_covered
+def test_the_aggregator_skips_what_it_merged_and_a_copy_of_an_acknowledged_message_only_meets_closed_windows():
+    from blipwatch.pipeline.windows import closes_at
+    from blipwatch.stream_app.aggregate import PartitionAggregator
     from blipwatch.stream_app.config import Settings, load_catalogue
 
     catalogue = load_catalogue(Settings.from_env({}))
-    stored = {COVERED_KEY + "2": encode_covered({0: (50, 0)}, committed=30)}
-    aggregator = PartitionAggregator(2, catalogue, lambda key: stored.get(key))
-    assert aggregator.merged == {0: (50, 0)}                       # read back from the state
+    aggregator = PartitionAggregator(2, catalogue, lambda key: None)
     acked = []
-    old = Coverage({0: 40}, {0: 50}, 0)
-    assert aggregator.already_merged(old)                            # merged before a restart
-    new = Coverage({0: 50}, {0: 60}, 0)
-    assert not aggregator.already_merged(new)
-    aggregator.merge({"complaint_count|all": [[0, 3, 0]]}, lambda: acked.append("new"), new)
-    assert aggregator.already_merged(new)                            # the same message again
-    assert aggregator.acked == {0: (50, 0)}                          # not acknowledged yet
-    aggregator.acknowledge_until(10**15)
-    assert acked == ["new"] and aggregator.acked == {0: (60, 0)} and aggregator.acked_changed
-    aggregator.check_resume(30)                                      # at the committed offset: kept
-    assert aggregator.merged == {0: (60, 0)}
-
-
-def test_a_partials_topic_made_anew_drops_the_coverage_of_the_old_offsets():
-    from blipwatch.stream_app.aggregate import COVERED_KEY, PartitionAggregator, encode_covered
-    from blipwatch.stream_app.config import Settings, load_catalogue
-
-    catalogue = load_catalogue(Settings.from_env({}))
-    stored = {COVERED_KEY + "0": encode_covered({1: (600, 0)}, committed=40)}
-    aggregator = PartitionAggregator(0, catalogue, lambda key: stored.get(key))
-    aggregator.check_resume(0)   # a restarted memory-only broker: offsets start again at 0
-    assert aggregator.merged == {} and not aggregator.already_merged(Coverage({1: 0}, {1: 150}, 0))
+    first = Coverage({0: 0}, {0: 60}, 0)
+    assert not aggregator.already_merged(first)
+    aggregator.merge({"complaint_count|all": [[0, 3, 0]]}, lambda: acked.append("first"))
+    assert aggregator.already_merged(first)                          # the same message again
+    assert aggregator.already_merged(Coverage({0: 0}, {0: 30}, 0))  # a part of it, re-read up to a bound
+    assert not aggregator.already_merged(Coverage({0: 60}, {0: 90}, 0))
+    # the window closes and the message is acknowledged: after a restart (merged offsets forgotten)
+    # a copy of it is merged again, but only into a closed window: late, not counted twice
+    closing = closes_at(0, catalogue.window_ms, catalogue.lateness_ms)
+    [(tracker, closed)] = aggregator.close(closing)
+    aggregator.acknowledge_until(closing)
+    assert acked == ["first"] and closed[0].point.numerator == 3
+    restarted = PartitionAggregator(2, catalogue, lambda key: tracker.to_bytes() if key == tracker.series else None)
+    restarted.adopt([tracker.series])
+    assert not restarted.already_merged(first)
+    assert restarted.trackers[tracker.series].merge(0, 3, 0) is False   # late: window 0 stays closed
