@@ -48,7 +48,7 @@ class IngestRebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned) -> None:
         # aiokafka lets getmany return records from the committed offsets while this callback is
-        # still awaiting: paused (before the first await) nothing is read until skip_sent has seeked
+        # still awaiting: paused (before the first await) nothing is read until skip_sent has found the bounds
         self.consumer.pause(*assigned)
         bounds: dict = {}
         try:
