@@ -112,7 +112,7 @@ class IngestService(Service):
         )
         await self.consumer.start()
         self.consumer.subscribe([settings.events_topic], listener=IngestRebalance(
-            self.consumer, self.watermark, self.flush, settings, bound=self.bounded, discard=self.discard))
+            self.consumer, self.watermark, self.handover, settings, bound=self.bounded, discard=self.discard))
         self.add_future(self.run())
 
     async def on_stop(self) -> None:
@@ -233,6 +233,15 @@ class IngestService(Service):
         self.batch.counts.clear()
         self.batch.aggregate.drain_dropped()
         self.positions, self.starts, self.bounds = {}, {}, {}
+
+    async def handover(self) -> None:
+        """Partitions revoked: flush and commit, unless a bounded read is under way (a flush now would
+        cross its bound): then the next owner reads it all again from the committed offsets."""
+        if self.bounds and not await self.bounds_reached():
+            log.info("ingest: partitions revoked before their bounded read ended; the next owner re-reads them")
+            self.discard()
+            return
+        await self.flush()
 
     async def flush(self) -> None:
         """Send partials + dead letters, wait for the broker's acks, then commit offsets."""
