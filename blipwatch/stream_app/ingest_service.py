@@ -152,8 +152,10 @@ class IngestService(Service):
             try:
                 await self.flush()
             except Exception as exc:
+                messages, letters, _ = self.unsent
                 log.warning("ingest: flush failed (%s: %s); its partials and dead letters are kept and sent "
-                            "again", type(exc).__name__, exc)
+                            "again (%d partials messages, %d with counts; %d dead letters)", type(exc).__name__, exc,
+                            len(messages), sum(b'"s":{}' not in value for _, value in messages), len(letters))
                 await asyncio.sleep(1.0)
 
     @Service.timer(TOPIC_CHECK_SECONDS)
