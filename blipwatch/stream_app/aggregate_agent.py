@@ -13,12 +13,15 @@ import logging
 import time
 from typing import Any, Callable
 
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
+
 from blipwatch.kafka import faust_compat
 from blipwatch.kafka.batches import BatchSender
 from blipwatch.pipeline.catalogue import Catalogue
 from blipwatch.pipeline.feedback import FeedbackBook
 from blipwatch.pipeline.tracker import IncidentBook
-from blipwatch.schemas.partials import decode_partials, partition_for
+from blipwatch.schemas.partials import decode_covered, partition_for
 from blipwatch.stream_app import metrics
 from blipwatch.stream_app.aggregate import PartitionAggregator, StateWriter, publish_closed
 from blipwatch.stream_app.config import Settings
@@ -65,19 +68,35 @@ class AggregateAgent:
     async def handle(self, value: bytes, tp: Any, offset: int, ack: Callable[[], Any]) -> None:
         """One partials message (its bytes, topic partition and offset; ``ack`` acknowledges it)."""
         if self.writer.failure is not None:
-            raise self.writer.failure  # points or state not delivered: as when they were awaited here
+            self.recover(self.writer.failure)
         ready = self.feedback_ready
         if ready is not None and not ready.is_set():
             await self.wait_for_feedback(ready)
         self.processing.set()
         try:
             await self.aggregate_one(value, tp, offset, ack)
+        except (KafkaError, ProducerSendError) as exc:  # a send refused, or a delivery awaited here failed
+            self.recover(exc)
         finally:
             self.processing.clear()
 
+    def recover(self, exc: BaseException) -> None:
+        """Points, alerts or detector state were not delivered (a non-retriable produce error, a
+        partition without a leader for longer than the producer's request timeout). Nothing after
+        the failure is acknowledged; start again from what is known to be safe: every aggregator is
+        dropped, rebuilt from the table (its local copy holds only state whose points were delivered)
+        and fed again from the committed offsets (``in_order`` seeks back: the next message is past
+        the expected one). Windows whose points did not leave are closed again and re-published."""
+        metrics.DELIVERY_FAILURES.labels("aggregate").inc()
+        log.error("aggregate: delivering points or detector state failed (%s: %s); rebuilding the "
+                  "aggregators from the detector state and re-reading the partials from the committed offsets",
+                  type(exc).__name__, exc)
+        self.writer.failure = None
+        self.forget_partitions()
+
     async def aggregate_one(self, value: bytes, tp: Any, offset: int, ack: Callable[[], Any]) -> None:
         """Merge one partials message, close what its watermark closes, publish, store, acknowledge."""
-        report, total, observed_at, series_partials = decode_partials(value)
+        report, total, observed_at, series_partials, coverage = decode_covered(value)
         partition = tp.partition
         writer = self.writer
         fresh = partition not in self.aggregators
@@ -100,6 +119,8 @@ class AggregateAgent:
         # producer buffer for at most 0.1 s per record, so a commit could pass state still buffered).
         writer.in_hand = True
         try:
+            if aggregator.already_merged(coverage):   # sent again: acknowledged in order, not merged
+                series_partials, report = {}, {}
             aggregator.merge(series_partials, ack)
             aggregator.watermark.update(report, total)
             watermark = aggregator.watermark.value()
