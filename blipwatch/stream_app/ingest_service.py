@@ -11,7 +11,7 @@ import logging
 import os
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
@@ -47,7 +47,8 @@ TOPIC_CHECK_SECONDS = 5.0
 BOUND_SECONDS = 30.0
 #: Fault tests only: the worker exits at once (as if killed) in its Nth flush with partial counts,
 #: once the first of that flush's partials messages that carries counts is delivered and before the
-#: others are sent (tests/integration/test_delivery_faults.py).
+#: others are sent; ``journeys``: in its first flush with funnel counts, once the first message
+#: carrying funnel counts is delivered (tests/integration/test_delivery_faults.py).
 EXIT_MID_FLUSH_ENV = "BLIPWATCH_TEST_EXIT_MID_FLUSH"
 
 
@@ -91,7 +92,11 @@ class IngestService(Service):
         self.flushed_closes: int | None = None  # windows the watermark had closed at the last flush
         #: aiokafka consumer options beside the connection (the embedded broker's shorter fetch wait)
         self.consumer_options = consumer_options or {}
-        self.exit_mid_flush = int(os.environ.get(EXIT_MID_FLUSH_ENV) or 0)
+        exit_mid_flush = os.environ.get(EXIT_MID_FLUSH_ENV) or "0"
+        #: series name prefixes of the funnel metrics, when the fault test exits in a flush carrying them
+        self.exit_at_funnels = [f'"{metric.name}|'.encode() for metric in catalogue.metrics
+                                if metric.kind == "funnel"] if exit_mid_flush == "journeys" else []
+        self.exit_mid_flush = 0 if exit_mid_flush == "journeys" else int(exit_mid_flush)
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
@@ -305,6 +310,9 @@ class IngestService(Service):
         decided: dict[int, int] = {}   # input partition -> how far this flush decides its journeys (``jw``)
         if self.journeys is not None:   # funnel counts now decided; the snapshot matches these offsets
             watermarks = dict(self.bound_journeys) if bounded_flush else self.journey_watermarks(report, now_ms)
+            if bounded_flush and watermarks:
+                log.info("ingest: journeys of partitions %s decided as far as the previous owner's flush had "
+                         "decided them", sorted(watermarks))
             decided = {p: w for p, w in watermarks.items()
                        if w is not None and p not in self.journeys.journeys_only_until}
             self.journeys.advance(watermarks, partials)
@@ -326,7 +334,12 @@ class IngestService(Service):
         if self.exit_mid_flush and partials:
             self.exit_mid_flush -= 1
             if not self.exit_mid_flush:
-                await self.exit_after_first(messages)
+                await self.exit_after_first(messages, lambda value: b'"s":{}' not in value)
+        if self.exit_at_funnels:
+            def funnel(value: bytes) -> bool:
+                return any(prefix in value for prefix in self.exit_at_funnels)
+            if any(funnel(value) for _, value in messages):
+                await self.exit_after_first(messages, funnel)
         try:
             for partition, value in messages:
                 futures.append(await producer.send(settings.partials_topic, None, value, partition, None, None))
@@ -377,11 +390,12 @@ class IngestService(Service):
             watermarks[partition] = value
         return watermarks
 
-    async def exit_after_first(self, messages: list[tuple[int, bytes]]) -> None:
-        """Fault tests only (``EXIT_MID_FLUSH_ENV``): deliver the first message with counts, then exit."""
+    async def exit_after_first(self, messages: list[tuple[int, bytes]], wanted: Callable[[bytes], bool]) -> None:
+        """Fault tests only (``EXIT_MID_FLUSH_ENV``): deliver the messages up to the first ``wanted``
+        one, then exit."""
         for partition, value in messages:
             future = await self.app.producer.send(self.settings.partials_topic, None, value, partition, None, None)
-            if b'"s":{}' not in value:
+            if wanted(value):
                 await future
                 log.warning("ingest: %s: exiting after 1 of %d partials messages of this flush",
                             EXIT_MID_FLUSH_ENV, len(messages))

@@ -91,12 +91,19 @@ def test_a_1mb_event_is_dead_lettered_truncated_and_the_flush_keeps_its_other_de
           f"{len(huge)} bytes, header blipwatch.truncated={headers['blipwatch.truncated'].decode()}")
 
 
+FUNNELS = ("cart_abandonment_rate", "checkout_conversion_rate", "checkout_unconverted_5m")
+
+
+# "3": the 3rd flush with counts, once its first message with counts is delivered; "journeys": the
+# first flush with funnel counts, once its first message with funnel counts is delivered (the
+# successor's flush must decide the journeys as far as that flush did)
+@pytest.mark.parametrize("exit_at", ["3", "journeys"])
 @pytest.mark.timeout(240)
 def test_a_worker_exiting_between_the_sends_of_one_flush_loses_and_doubles_nothing(
-        broker, unique_topics, tmp_path, small_scenario):
+        broker, unique_topics, tmp_path, small_scenario, exit_at):
     reference, messages = small_scenario["points"], small_scenario["messages"]
     env = base_env(broker, unique_topics, BLIPWATCH_CONFIG=str(small_scenario["config"]))
-    victim = Worker(dict(env, **{EXIT_MID_FLUSH_ENV: "3"}), tmp_path, name="victim").start()
+    victim = Worker(dict(env, **{EXIT_MID_FLUSH_ENV: exit_at}), tmp_path, name="victim").start()
     successor = Worker(env, tmp_path, name="successor")
     try:
         victim.wait_ready(90)
@@ -117,9 +124,19 @@ def test_a_worker_exiting_between_the_sends_of_one_flush_loses_and_doubles_nothi
     assert_same_points(list(found.values()), [point_content(p) for p in reference])
     assert "read up to where the previous owner had sent them" in log, log[-3000:]
     assert duplicates >= 1 and overlaps == 0
-    print(f"exit mid-flush: {len(messages)} events; windows {len(found)}/{len(reference)} equal to replay "
-          f"(event volume {volume(found_points(points))} = replay's {volume(reference)}); "
-          f"partials skipped as merged already {duplicates:.0f}, overlaps {overlaps:.0f}")
+    funnel_points = [c for c in found.values() if c[0].split("|")[0] in FUNNELS]
+    assert len({c[0].split("|")[0] for c in funnel_points}) == 3, "the reference has every funnel"
+    if exit_at == "journeys":
+        assert "decided as far as the previous owner's flush had decided them" in log, log[-3000:]
+    print(f"exit mid-flush ({exit_at}): {len(messages)} events; windows {len(found)}/{len(reference)} equal to "
+          f"replay (event volume {volume(found_points(points))} = replay's {volume(reference)}; "
+          f"{len(funnel_points)} funnel points, {journeys(found_points(points))} journeys on 'all' = replay's "
+          f"{journeys(reference)}); partials skipped as merged already {duplicates:.0f}, overlaps {overlaps:.0f}")
+
+
+def journeys(points) -> float:
+    """Journeys counted into the funnel points: the denominators of their all-traffic series."""
+    return sum(p["denominator"] or 0 for p in points if p["series"] in {f"{name}|all" for name in FUNNELS})
 
 
 def found_points(points: list[dict]) -> list[dict]:
