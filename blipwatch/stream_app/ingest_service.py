@@ -168,9 +168,13 @@ class IngestService(Service):
                 await self.flush()
             except Exception as exc:
                 messages, letters, _ = self.unsent
-                log.warning("ingest: flush failed (%s: %s); its partials and dead letters are kept and sent "
-                            "again (%d partials messages, %d with counts; %d dead letters)", type(exc).__name__, exc,
-                            len(messages), sum(b'"s":{}' not in value for _, value in messages), len(letters))
+                if messages or letters:
+                    log.warning("ingest: flush failed (%s: %s); its partials and dead letters are kept and sent "
+                                "again (%d partials messages, %d with counts; %d dead letters)", type(exc).__name__,
+                                exc, len(messages), sum(b'"s":{}' not in value for _, value in messages), len(letters))
+                else:   # delivered; the journey snapshots or the commit failed
+                    log.warning("ingest: flush failed (%s: %s) after its partials were delivered; the next flush "
+                                "commits them", type(exc).__name__, exc)
                 await asyncio.sleep(1.0)
 
     @Service.timer(TOPIC_CHECK_SECONDS)

@@ -28,14 +28,17 @@ SCENARIO = ["--scenario", "search_zero_results", "--start", "2026-01-05T17:00:00
             "--incident-offset-hours", "0.3", "--hours", "0.67", "--sessions-per-minute", "40", "--seed", "11"]
 # a partition quiet for the idle timeout stops holding the watermark back, and the events behind
 # a stall would then be late: 30 s, longer than a stall and the reconnects after it
-CONFIG = "policy:\n  warmup: 10\nwindow:\n  idle_partition_seconds: 30\n"
+CONFIG = "policy:\n  warmup: 10\nwindow:\n  idle_partition_seconds: {idle}\n"
 
 
 @pytest.fixture(scope="module")
 def small_scenario(tmp_path_factory):
     folder = tmp_path_factory.mktemp("faults-scenario")
     events, labels, config = folder / "events.jsonl", folder / "labels.json", folder / "config.yaml"
-    config.write_text(CONFIG)
+    config.write_text(CONFIG.format(idle=30))
+    # without stalls, the last windows close 5 s after the stream ends, not 30 (replay has no idle timeout)
+    quick = folder / "config-idle-5s.yaml"
+    quick.write_text(CONFIG.format(idle=5))
     subprocess.run([*BLIPWATCH, "simulate", *SCENARIO, "--out", str(events), "--labels", str(labels), "--quiet"],
                    check=True, timeout=120)
     points, alerts = folder / "points.jsonl", folder / "alerts.jsonl"
@@ -44,6 +47,7 @@ def small_scenario(tmp_path_factory):
     lines = events.read_bytes().splitlines()
     return {
         "config": config,
+        "quick_config": quick,
         "messages": [((orjson.loads(line).get("customer_id") or orjson.loads(line)["session_id"]).encode(), line)
                      for line in lines],
         "points": [orjson.loads(line) for line in points.read_bytes().splitlines()],
@@ -102,7 +106,7 @@ FUNNELS = ("cart_abandonment_rate", "checkout_conversion_rate", "checkout_unconv
 def test_a_worker_exiting_between_the_sends_of_one_flush_loses_and_doubles_nothing(
         broker, unique_topics, tmp_path, small_scenario, exit_at):
     reference, messages = small_scenario["points"], small_scenario["messages"]
-    env = base_env(broker, unique_topics, BLIPWATCH_CONFIG=str(small_scenario["config"]))
+    env = base_env(broker, unique_topics, BLIPWATCH_CONFIG=str(small_scenario["quick_config"]))
     victim = Worker(dict(env, **{EXIT_MID_FLUSH_ENV: exit_at}), tmp_path, name="victim").start()
     successor = Worker(env, tmp_path, name="successor")
     try:
