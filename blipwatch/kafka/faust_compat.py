@@ -15,7 +15,8 @@
   (only ``enable_idempotence`` inside transactions); the worker adds its own options there
   (``producer_options``: the idempotent producer on a real Kafka).
 
-Each is checked by tests/unit/test_kafka_compat.py, which names the internal when an upgrade moves it.
+Each is checked by tests/unit/test_kafka_compat.py, which names the internal when an upgrade moves it
+(``add_producer_options`` by tests/unit/test_producer_options.py).
 """
 
 from __future__ import annotations

@@ -10,11 +10,18 @@ even when a partition had no data::
      "total": 4,                              partitions of the input topic
      "at": 1767643561.25,                     the ingest's clock at the flush (alert latency)
      "src": "ingest-3f2a9c1d",                the ingest that sent it
+     "from": {"0": 1100, "1": 850},           input partition -> first offset this flush covers
      "to": {"0": 1200, "1": 877},             input partition -> next offset this flush covers
+     "jw": {"0": 1767643500000},              input partition -> watermark its journeys were decided to
+     "part": 0,                               which piece of a flush split over several messages
      "s": {"event_volume|all": [[1767643500000, 42.0, 0.0], ...]}}   series -> [window, n, d]
 
-``to`` is absent when the flush covered no offsets, and on every chunk but the last of a split
-flush (as is ``wm``, then ``{}``): no window closes before every chunk of the flush is merged.
+``from`` and ``to`` are absent when the flush covered no offsets. Every piece of a split flush
+carries them (the aggregate skips a piece it has merged already: ``Coverage``), with ``part``
+its index; only the last carries the watermark report (``wm`` is ``{}`` on the others), so no
+window closes before every piece of the flush is merged. ``jw`` (with funnel metrics only) says how
+far this flush decided each input partition's journeys: a worker re-reading a killed owner's flush
+decides them to the same point, so the funnel counts it adds equal the ones that flush had sent.
 
 >>> [(partition, value)] = partial_messages({"event_volume|all": {1767643500000: [3.0, 0.0]}},
 ...                                         {0: 1767643560000}, 1, 1, "ingest-1", observed_at=1.5,
@@ -23,6 +30,8 @@ flush (as is ``wm``, then ``{}``): no window closes before every chunk of the fl
 b'{"wm":{"0":1767643560000},"total":1,"at":1.5,"src":"ingest-1","to":{"0":3},"s":{"event_volume|all":[[1767643500000,3.0,0.0]]}}'
 >>> decode_partials(value)
 ({0: 1767643560000}, 1, 1.5, {'event_volume|all': [[1767643500000, 3.0, 0.0]]})
+>>> decode_covered(value)[4]
+Coverage(start={}, end={0: 3}, part=0)
 >>> sent_positions([value], {0})
 {0: 3}
 """
@@ -31,6 +40,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -53,12 +63,17 @@ def partition_for(series: str, partitions: int) -> int:
 def partial_messages(partials: Partials, report: dict[int, int | None], total_input_partitions: int,
                      partitions: int, source: str, observed_at: float | None = None,
                      sent_to: dict[int, int] | None = None,
-                     max_bytes: int = MAX_PARTIALS_BYTES) -> list[tuple[int, bytes]]:
+                     max_bytes: int = MAX_PARTIALS_BYTES,
+                     sent_from: dict[int, int] | None = None,
+                     journey_watermarks: dict[int, int] | None = None) -> list[tuple[int, bytes]]:
     """One flush as ``(partials partition, message)``: one message per partition, or several, in
     order, when one would exceed ``max_bytes``.
 
     ``sent_to`` (input partition -> next offset) says which input offsets this flush covers, so a
-    worker taking over an input partition skips what was sent but not committed."""
+    worker taking over an input partition knows what was sent but not committed, and the aggregate
+    skips a message it has merged already; ``sent_from`` (input partition -> first offset) is
+    where the flush starts; ``journey_watermarks`` (input partition -> ms) how far it decided the
+    journeys of each input partition."""
     by_partition: list[SeriesPartials] = [{} for _ in range(partitions)]
     for series, windows in partials.items():
         by_partition[partition_for(series, partitions)][series] = [
@@ -70,7 +85,11 @@ def partial_messages(partials: Partials, report: dict[int, int | None], total_in
         "src": source,
     }
     if sent_to:
+        if sent_from:
+            header["from"] = {str(p): offset for p, offset in sent_from.items()}
         header["to"] = {str(p): offset for p, offset in sent_to.items()}
+    if journey_watermarks:
+        header["jw"] = {str(p): watermark for p, watermark in journey_watermarks.items()}
     messages = []
     for p, series in enumerate(by_partition):
         value = orjson.dumps({**header, "s": series})
@@ -79,27 +98,68 @@ def partial_messages(partials: Partials, report: dict[int, int | None], total_in
             continue
         # Too big for one Kafka record (the producer refuses > 1 MiB: the flush failed and its
         # partials were lost; seen with 10,000 series). Split the series over several messages in
-        # the same partition, in order; only the last carries the watermark report and the
-        # coverage ("to"), so no window closes before every chunk of this flush is merged, and a
-        # worker killed between chunks re-reads (duplicates, not a gap).
+        # the same partition, in order; only the last carries the watermark report, so no window
+        # closes before every chunk of this flush is merged. Each carries the coverage and its
+        # index ("part"): the aggregate skips a chunk it merged already when the flush is sent again.
         pieces = -(-len(value) // max_bytes) + 1
         items = list(series.items())
         step = -(-len(items) // pieces)
         chunks = [dict(items[i:i + step]) for i in range(0, len(items), step)]
         lead = {**header, "wm": {}}
-        lead.pop("to", None)
-        for chunk in chunks[:-1]:
-            messages.append((p, orjson.dumps({**lead, "s": chunk})))
-        messages.append((p, orjson.dumps({**header, "s": chunks[-1]})))
+        for part, chunk in enumerate(chunks[:-1]):
+            messages.append((p, orjson.dumps({**lead, "part": part, "s": chunk})))
+        messages.append((p, orjson.dumps({**header, "part": len(chunks) - 1, "s": chunks[-1]})))
     return messages
+
+
+@dataclass
+class Coverage:
+    """Which input offsets one partials message carries the counts of: per input partition
+    ``[start, end)`` (``start`` may be unknown: ``{}``), and its piece of a split flush (``part``).
+
+    One input partition is read by one ingest at a time, in offset order, so per input partition
+    the messages of a partials partition come in increasing ``(end, part)``; a flush sent again
+    (after a failed send, or by the next owner of the input partition re-reading what a killed
+    worker had sent) repeats ``(end, part)`` values already seen."""
+
+    start: dict[int, int] = field(default_factory=dict)
+    end: dict[int, int] = field(default_factory=dict)
+    part: int = 0
+
+    def merged_in(self, merged: "dict[int, tuple[int, int]]") -> bool:
+        """Every input partition it covers is covered already by ``merged`` (input partition ->
+        the highest ``(end, part)`` merged); False for a message covering nothing (a report)."""
+        part = self.part
+        return bool(self.end) and all(
+            (end, part) <= merged.get(partition, (-1, -1)) for partition, end in self.end.items())
+
+    def overlaps(self, merged: "dict[int, tuple[int, int]]") -> bool:
+        """Part of it merged already and part not: the counts of both halves cannot be told apart."""
+        return any(self.start.get(partition, end) < merged.get(partition, (-1, -1))[0] < end
+                   for partition, end in self.end.items())
+
+    def add_to(self, merged: "dict[int, tuple[int, int]]") -> None:
+        part = self.part
+        for partition, end in self.end.items():
+            if (end, part) > merged.get(partition, (-1, -1)):
+                merged[partition] = (end, part)
+
+
+def decode_covered(value: bytes) -> tuple[dict[int, int | None], int, float, SeriesPartials, Coverage]:
+    """``decode_partials`` and the message's ``Coverage``."""
+    document = orjson.loads(value)
+    report = {int(p): v for p, v in document.get("wm", {}).items()}
+    coverage = Coverage({int(p): int(o) for p, o in (document.get("from") or {}).items()},
+                        {int(p): int(o) for p, o in (document.get("to") or {}).items()},
+                        int(document.get("part", 0)))
+    return (report, int(document.get("total", 0)), float(document.get("at", 0.0)), document.get("s", {}),
+            coverage)
 
 
 def decode_partials(value: bytes) -> tuple[dict[int, int | None], int, float, SeriesPartials]:
     """What the aggregate stage reads of a message: watermark report (input partition ->
     watermark), input partitions, the flush's clock, and the series' ``[window, n, d]``."""
-    document = orjson.loads(value)
-    report = {int(p): v for p, v in document.get("wm", {}).items()}
-    return report, int(document.get("total", 0)), float(document.get("at", 0.0)), document.get("s", {})
+    return decode_covered(value)[:4]
 
 
 def covered_offsets(value: bytes) -> dict[int, int]:
@@ -122,5 +182,27 @@ def sent_positions(values: list[bytes], input_partitions: set[int]) -> dict[int,
     return furthest
 
 
-__all__ = ["MAX_PARTIALS_BYTES", "covered_offsets", "decode_partials", "partial_messages", "partition_for",
-           "sent_positions"]
+def sent_journey_watermarks(values: list[bytes], bounds: dict[int, int]) -> dict[int, int]:
+    """Per input partition in ``bounds`` (partition -> offset), how far the flush that covered it up
+    to that offset decided its journeys (``jw``); absent where no such message says.
+
+    >>> [(_, value)] = partial_messages({}, {0: 5}, 1, 1, "ingest-1", sent_to={0: 9}, journey_watermarks={0: 7})
+    >>> sent_journey_watermarks([value], {0: 9}), sent_journey_watermarks([value], {0: 12})
+    ({0: 7}, {})
+    """
+    found: dict[int, int] = {}
+    for value in values:
+        try:
+            document = orjson.loads(value)
+            covered, decided = document.get("to") or {}, document.get("jw") or {}
+        except (orjson.JSONDecodeError, AttributeError):
+            continue
+        for partition, offset in bounds.items():
+            watermark = decided.get(str(partition))
+            if watermark is not None and covered.get(str(partition)) == offset:
+                found[partition] = max(int(watermark), found.get(partition, int(watermark)))
+    return found
+
+
+__all__ = ["MAX_PARTIALS_BYTES", "Coverage", "covered_offsets", "decode_covered", "decode_partials", "partial_messages",
+           "partition_for", "sent_journey_watermarks", "sent_positions"]

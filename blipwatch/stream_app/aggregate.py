@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Callable, Iterable
 from blipwatch.pipeline.catalogue import Catalogue, metric_of
 from blipwatch.pipeline.tracker import ClosedWindow, IncidentBook, SeriesTracker
 from blipwatch.pipeline.windows import GlobalWatermark
+from blipwatch.schemas.partials import Coverage
 from blipwatch.stream_app import metrics
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,12 @@ class PartitionAggregator:
         #: messages not yet acknowledged, in offset order, with the close point of the newest
         #: window they fed (None: fed none, done as soon as those before it are)
         self.pending: deque[tuple[int | None, Any]] = deque()
+        #: per input partition, the highest (end offset, part) of the partials merged here: a
+        #: message sent again (a failed flush re-sent, a killed worker's flush re-read by the next
+        #: owner) is skipped, not counted twice. In memory only: rebuilt after a restart by reading
+        #: again from the committed offset, and a copy of a message before it (acknowledged: every
+        #: window it fed is closed in the stored state) only meets closed windows (late, dropped).
+        self.merged: dict[int, tuple[int, int]] = {}
         #: the offset the next partials message should have (a jump is logged)
         self.next_offset: int | None = None
         self.seek_asked_at: float | None = None  # when a seek back to next_offset was asked for
@@ -95,6 +102,20 @@ class PartitionAggregator:
             self.seek_asked_at = now
             return "seek"
         return "skip"
+
+    def already_merged(self, coverage: Coverage) -> bool:
+        """A message whose input offsets were all merged here already (to be acknowledged in order,
+        not merged). Part merged and part not cannot be split: merged (and counted in
+        ``blipwatch_partials_overlap_total``)."""
+        if coverage.merged_in(self.merged):
+            metrics.PARTIALS_DUPLICATE.inc()
+            return True
+        if coverage.overlaps(self.merged):
+            metrics.PARTIALS_OVERLAP.inc()
+            log.warning("aggregate: partition %d: a partials message covers offsets %s..%s, partly merged "
+                        "already (%s); merging it", self.partition, coverage.start, coverage.end, self.merged)
+        coverage.add_to(self.merged)
+        return False
 
     def merge(self, series_partials: dict[str, list[list[float]]], ack: Any) -> None:
         newest = None   # the newest close of a window merged (a funnel's windows close ``within`` later)
@@ -263,10 +284,12 @@ class StateWriter:
                     continue
                 try:
                     await self.write()
-                except Exception as exc:  # raised in the agent at its next message, as it was inline
+                except Exception as exc:  # the agent recovers at its next message (AggregateAgent.recover)
                     log.warning("aggregate: writing the detector state failed (%s)", exc)
                     self.failure = exc
-                    return
+                    self.forget()
+                    self.ack_wanted = False
+                    break
 
 
 def publish_closed(tracker: SeriesTracker, closed: list[ClosedWindow], observed_at: float,

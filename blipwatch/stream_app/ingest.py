@@ -26,6 +26,10 @@ from blipwatch.stream_app.metrics import event_type_label
 #: An event stamped further ahead of the wall clock than this is rejected (``too_far_ahead``): it
 #: would move its partition's watermark into the future and make every later on-time event late.
 MAX_AHEAD_MS = 3600 * 1000
+#: A dead letter keeps at most this much of the original value (header ``blipwatch.truncated`` gives
+#: the original size): a ~1 MB event kept whole was refused by the producer (over its request size),
+#: failing the flush and losing every other dead letter of it.
+MAX_DEAD_LETTER_BYTES = 64 * 1024
 
 
 @dataclass
@@ -39,13 +43,20 @@ class DeadLetter:
     message: str
     source: str  # "topic/partition/offset"
 
+    def kept_value(self) -> bytes:
+        """The value as it goes to the DLQ: the original bytes, the first ``MAX_DEAD_LETTER_BYTES`` of them."""
+        return (self.value or b"")[:MAX_DEAD_LETTER_BYTES]
+
     def headers(self) -> list[tuple[str, bytes]]:
-        return [
+        headers = [
             ("blipwatch.reason", self.reason.encode()),
             ("blipwatch.field", (self.field or "").encode()),
             ("blipwatch.error", self.message.encode("utf-8", "replace")[:1000]),
             ("blipwatch.source", self.source.encode()),
         ]
+        if self.value is not None and len(self.value) > MAX_DEAD_LETTER_BYTES:
+            headers.append(("blipwatch.truncated", str(len(self.value)).encode()))
+        return headers
 
 
 @dataclass

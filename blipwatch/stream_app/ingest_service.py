@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
@@ -41,6 +42,14 @@ MAX_BATCH = 10_000
 #: How often the worker checks that its topics exist and Kafka answers (a restarted broker may
 #: come back without them); also the pace of the "cannot reach Kafka" warning while it is down.
 TOPIC_CHECK_SECONDS = 5.0
+#: A partition taken over is read up to where its previous owner had sent partials for at most this
+#: long before the ingest goes on without that bound.
+BOUND_SECONDS = 30.0
+#: Fault tests only: the worker exits at once (as if killed) in its Nth flush with partial counts,
+#: once the first of that flush's partials messages that carries counts is delivered and before the
+#: others are sent; ``journeys``: in its first flush with funnel counts, once the first message
+#: carrying funnel counts is delivered (tests/integration/test_delivery_faults.py).
+EXIT_MID_FLUSH_ENV = "BLIPWATCH_TEST_EXIT_MID_FLUSH"
 
 
 class IngestService(Service):
@@ -65,12 +74,29 @@ class IngestService(Service):
                                      settings.partitions) if self.batch.funnels else None
         self.watermark = LocalWatermark(catalogue.window_ms, catalogue.lateness_ms, catalogue.idle_ms)
         self.positions: dict[TopicPartition, int] = {}
+        #: the first offset read per partition since the last flush (a partials message's "from")
+        self.starts: dict[TopicPartition, int] = {}
+        #: a flush that failed: its partials messages, dead letters and offsets, sent again (first,
+        #: identical) by the next flush; the aggregate skips what it merged already
+        self.unsent: tuple[list[tuple[int, bytes]], list[Any], dict[TopicPartition, int]] = ([], [], {})
+        #: input partition -> offset a previous owner sent its partials up to but did not commit
+        #: (``IngestRebalance``): read up to there, flushed alone, before anything else is read
+        self.bounds: dict[TopicPartition, int] = {}
+        #: input partition -> how far the flush that sent up to its bound decided its journeys
+        self.bound_journeys: dict[int, int] = {}
+        self.bounded_since = 0.0
+        self.resume_after_flush = False
         self.source = f"ingest-{uuid.uuid4().hex[:8]}"
         self.total_partitions = 0
         self.last_flush = time.monotonic()
         self.flushed_closes: int | None = None  # windows the watermark had closed at the last flush
         #: aiokafka consumer options beside the connection (the embedded broker's shorter fetch wait)
         self.consumer_options = consumer_options or {}
+        exit_mid_flush = os.environ.get(EXIT_MID_FLUSH_ENV) or "0"
+        #: series name prefixes of the funnel metrics, when the fault test exits in a flush carrying them
+        self.exit_at_funnels = [f'"{metric.name}|'.encode() for metric in catalogue.metrics
+                                if metric.kind == "funnel"] if exit_mid_flush == "journeys" else []
+        self.exit_mid_flush = 0 if exit_mid_flush == "journeys" else int(exit_mid_flush)
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
@@ -100,7 +126,8 @@ class IngestService(Service):
         )
         await self.consumer.start()
         self.consumer.subscribe([settings.events_topic], listener=IngestRebalance(
-            self.consumer, self.watermark, self.flush, settings, journeys=self.journeys))
+            self.consumer, self.watermark, self.handover, settings, bound=self.bounded, discard=self.discard,
+            journeys=self.journeys))
         self.add_future(self.run())
 
     async def on_stop(self) -> None:
@@ -140,7 +167,14 @@ class IngestService(Service):
             try:
                 await self.flush()
             except Exception as exc:
-                log.warning("ingest: flush failed (%s); will retry", exc)
+                messages, letters, _ = self.unsent
+                if messages or letters:
+                    log.warning("ingest: flush failed (%s: %s); its partials and dead letters are kept and sent "
+                                "again (%d partials messages, %d with counts; %d dead letters)", type(exc).__name__,
+                                exc, len(messages), sum(b'"s":{}' not in value for _, value in messages), len(letters))
+                else:   # delivered; the journey snapshots or the commit failed
+                    log.warning("ingest: flush failed (%s: %s) after its partials were delivered; the next flush "
+                                "commits them", type(exc).__name__, exc)
                 await asyncio.sleep(1.0)
 
     @Service.timer(TOPIC_CHECK_SECONDS)
@@ -170,6 +204,13 @@ class IngestService(Service):
         add_records = self.batch.add_records
         journeys = self.journeys
         for tp, records in batches.items():
+            bound = self.bounds.get(tp)
+            if bound is not None and records and records[-1].offset >= bound:
+                records = [record for record in records if record.offset < bound]
+                self.consumer.seek(tp, bound)   # what lies past the bound is read after its flush
+                self.consumer.pause(tp)
+                if not records:
+                    continue
             if journeys is not None:
                 journeys_only, counts_only, records_both = journeys.split(tp.partition, records)
                 if journeys_only:   # sent by the previous owner, not in its journey snapshot
@@ -181,19 +222,85 @@ class IngestService(Service):
                     if newest_both is not None and (newest is None or newest_both > newest):
                         newest = newest_both
                 journeys.positions[tp.partition] = records[-1].offset + 1
+                counted = records[len(journeys_only):]
             else:
                 newest = add_records(records, f"{tp.topic}/{tp.partition}/", watermark, tp.partition)
+                counted = records
             if newest is not None:
                 self.watermark.observe(tp.partition, newest, now_ms)
             elif records:
                 self.watermark.last_active[tp.partition] = now_ms
-            self.positions[tp] = records[-1].offset + 1
+            if counted:   # records for the journeys only were committed by the previous owner: not covered again
+                if tp not in self.starts:
+                    self.starts[tp] = counted[0].offset
+                self.positions[tp] = counted[-1].offset + 1
         metrics.INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    def bounded(self, bounds: dict[TopicPartition, int], journey_watermarks: dict[int, int]) -> None:
+        """Read the partitions in ``bounds`` up to their bound, flush that alone, then the rest: a
+        flush covering both offsets a killed owner had sent (some partials partitions have them)
+        and offsets it had not could not be skipped by the aggregate, nor merged, without error.
+        That flush decides their journeys up to ``journey_watermarks`` (input partition -> ms), as
+        the killed owner's flush did (its ``jw``), so it carries the same funnel counts; a
+        partition without one waits (that flush decided none of its journeys)."""
+        assert self.consumer is not None
+        self.bounds = dict(bounds)
+        self.bound_journeys = dict(journey_watermarks)
+        self.bounded_since = time.monotonic()
+        self.resume_after_flush = True
+        others = [tp for tp in self.consumer.assignment() if tp not in bounds]
+        if others:
+            self.consumer.pause(*others)
+
+    async def bounds_reached(self) -> bool:
+        assert self.consumer is not None
+        for tp, bound in list(self.bounds.items()):
+            if tp not in self.consumer.assignment():
+                del self.bounds[tp]
+                continue
+            try:
+                if await self.consumer.position(tp) < bound:
+                    return False
+            except Exception:  # not positioned yet
+                return False
+        return True
+
+    def discard(self) -> None:
+        """Partitions handed over with a flush not delivered: the next owner reads them again from the
+        committed offsets, so nothing of it is sent or counted here."""
+        self.unsent = ([], [], {})
+        self.batch.aggregate.drain()
+        self.batch.drain_dead_letters()
+        self.batch.counts.clear()
+        self.batch.aggregate.drain_dropped()
+        self.positions, self.starts, self.bounds, self.bound_journeys = {}, {}, {}, {}
+
+    async def handover(self) -> None:
+        """Partitions revoked: flush and commit, unless a bounded read is under way (a flush now would
+        cross its bound): then the next owner reads it all again from the committed offsets."""
+        if self.bounds and not await self.bounds_reached():
+            log.info("ingest: partitions revoked before their bounded read ended; the next owner re-reads them")
+            self.discard()
+            return
+        await self.flush()
 
     async def flush(self) -> None:
         """Send partials + dead letters, wait for the broker's acks, then commit offsets."""
         assert self.consumer is not None
         settings, producer = self.settings, self.app.producer
+        bounded_flush = False
+        if self.bounds:
+            if not await self.bounds_reached():
+                if time.monotonic() - self.bounded_since < BOUND_SECONDS:
+                    return   # no flush across a bound (see ``bounded``)
+                log.warning("ingest: partitions %s not read up to where the previous owner had sent them "
+                            "within %.0f s; going on (their events may count twice)",
+                            sorted(tp.partition for tp in self.bounds), BOUND_SECONDS)
+            else:
+                log.info("ingest: partitions %s read up to where the previous owner had sent them",
+                         sorted(tp.partition for tp in self.bounds))
+                bounded_flush = True
+            self.bounds = {}
         self.last_flush = time.monotonic()
         now_ms = int(time.time() * 1000)
         if not self.total_partitions:
@@ -204,29 +311,71 @@ class IngestService(Service):
         self.flushed_closes = self.closes(now_ms)
         partials = self.batch.aggregate.drain()
         snapshots = []
+        decided: dict[int, int] = {}   # input partition -> how far this flush decides its journeys (``jw``)
         if self.journeys is not None:   # funnel counts now decided; the snapshot matches these offsets
-            self.journeys.advance(self.journey_watermarks(report, now_ms), partials)
+            watermarks = dict(self.bound_journeys) if bounded_flush else self.journey_watermarks(report, now_ms)
+            if bounded_flush and watermarks:
+                log.info("ingest: journeys of partitions %s decided as far as the previous owner's flush had "
+                         "decided them", sorted(watermarks))
+            decided = {p: w for p, w in watermarks.items()
+                       if w is not None and p not in self.journeys.journeys_only_until}
+            self.journeys.advance(watermarks, partials)
             snapshots = self.journeys.records()
+        self.bound_journeys = {}
         letters = self.batch.drain_dead_letters()
         futures = []
         offsets, self.positions = dict(self.positions), {}
+        starts, self.starts = self.starts, {}
+        messages: list[tuple[int, bytes]] = []
         if self.total_partitions and (report or partials):
             covered = {tp.partition: offset for tp, offset in offsets.items()}
-            for partition, value in partial_messages(partials, report, self.total_partitions,
-                                                     settings.partitions, self.source, sent_to=covered):
+            messages = partial_messages(partials, report, self.total_partitions, settings.partitions, self.source,
+                                        sent_to=covered, sent_from={tp.partition: o for tp, o in starts.items()},
+                                        journey_watermarks=decided)
+        # a failed flush's messages go first, identical (the aggregate skips those it merged)
+        unsent_messages, unsent_letters, unsent_offsets = self.unsent
+        messages, letters, offsets = unsent_messages + messages, unsent_letters + letters, {**unsent_offsets, **offsets}
+        if self.exit_mid_flush and partials:
+            self.exit_mid_flush -= 1
+            if not self.exit_mid_flush:
+                await self.exit_after_first(messages, lambda value: b'"s":{}' not in value)
+        if self.exit_at_funnels:
+            def funnel(value: bytes) -> bool:
+                return any(prefix in value for prefix in self.exit_at_funnels)
+            if any(funnel(value) for _, value in messages):
+                await self.exit_after_first(messages, funnel)
+        try:
+            for partition, value in messages:
                 futures.append(await producer.send(settings.partials_topic, None, value, partition, None, None))
-        for letter in letters:
-            futures.append(await producer.send(settings.dlq_topic, letter.key, letter.value or b"",
-                                               None, None, letter.headers()))
-        if futures:
-            await asyncio.gather(*futures)
+            for letter in letters:
+                futures.append(await producer.send(settings.dlq_topic, letter.key, letter.kept_value(),
+                                                   None, None, letter.headers()))
+            if futures:
+                await asyncio.gather(*futures)
+        except Exception:
+            self.unsent = (messages, letters, offsets)
+            metrics.DELIVERY_FAILURES.labels("ingest").inc()
+            raise
+        self.unsent = ([], [], {})
         if snapshots:   # after the partials: a snapshot never covers more than what was sent
-            await asyncio.gather(*[await producer.send(self.journeys.topic, key, value, partition, None, None)
-                                   for partition, key, value in snapshots])
+            try:
+                await asyncio.gather(*[await producer.send(self.journeys.topic, key, value, partition, None, None)
+                                       for partition, key, value in snapshots])
+            except Exception:
+                self.unsent = ([], [], offsets)   # partials delivered: the next flush writes the snapshots, commits
+                metrics.DELIVERY_FAILURES.labels("ingest").inc()
+                raise
             self.journeys.delivered()
         self.count()
         if offsets:
-            await self.consumer.commit(offsets)
+            try:
+                await self.consumer.commit(offsets)
+            except Exception:
+                self.unsent = ([], [], offsets)   # delivered: only the commit is owed
+                raise
+        if self.resume_after_flush and not self.bounds:
+            self.resume_after_flush = False
+            self.consumer.resume(*self.consumer.assignment())
         await self.report_lag()
 
     def journey_watermarks(self, report: dict[int, int | None], now_ms: int) -> dict[int, int | None]:
@@ -244,6 +393,18 @@ class IngestService(Service):
                 value = local
             watermarks[partition] = value
         return watermarks
+
+    async def exit_after_first(self, messages: list[tuple[int, bytes]], wanted: Callable[[bytes], bool]) -> None:
+        """Fault tests only (``EXIT_MID_FLUSH_ENV``): deliver the messages up to the first ``wanted``
+        one, then exit."""
+        for partition, value in messages:
+            future = await self.app.producer.send(self.settings.partials_topic, None, value, partition, None, None)
+            if wanted(value):
+                await future
+                log.warning("ingest: %s: exiting after 1 of %d partials messages of this flush",
+                            EXIT_MID_FLUSH_ENV, len(messages))
+                logging.shutdown()
+                os._exit(137)
 
     def count(self) -> None:
         if self.journeys is not None:

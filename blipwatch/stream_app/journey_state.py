@@ -8,10 +8,14 @@ covers (``to``), like the partials' ``to``:
 
 - the flush sends its partials and dead letters, waits for their acks, then sends the snapshots
   and waits for theirs, then commits; so a snapshot never covers more than the partials sent;
-- a new owner starts reading where the partials stopped (``IngestRebalance.skip_sent``); when the
-  newest snapshot covers less (the old owner was killed between the two acks), the records in
-  between feed the journey stage only (their counts were sent), and the funnel counts that flush
-  released are released again, to nobody (they were sent too).
+- a new owner reads from the committed offset; where the partials went further (the old owner was
+  killed after sending some or all of a flush's messages, ``IngestRebalance.skip_sent``), it reads
+  up to there and flushes that alone, deciding the journeys up to the watermark that flush
+  recorded (``jw``): its funnel counts are the killed flush's, skipped where that flush arrived;
+- when the newest snapshot covers less than the committed offset, the records in between feed the
+  journey stage only (their counts were sent), and the funnel counts released by the flushes they
+  were in are released again, to nobody (they were sent too); when it covers more (killed between
+  the snapshot's ack and the commit), the records in between feed the counts only.
 """
 
 from __future__ import annotations

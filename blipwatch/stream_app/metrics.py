@@ -37,6 +37,14 @@ EVENTS_LATE = Counter("blipwatch_events_late",
                       "Valid events whose window had already closed (beyond allowed lateness): counted, not scored")
 PARTIALS_LATE = Counter("blipwatch_partials_late",
                         "Partial counts that reached the aggregator after their window closed")
+PARTIALS_DUPLICATE = Counter("blipwatch_partials_duplicate",
+                             "Partials messages skipped: their input offsets were merged already (a flush sent again)")
+PARTIALS_OVERLAP = Counter("blipwatch_partials_overlap",
+                           "Partials messages partly merged already, merged again (their events may count twice)")
+DELIVERY_FAILURES = Counter("blipwatch_delivery_failures",
+                            "Failed deliveries to Kafka, by stage: 'aggregate' (points, alerts or detector state: "
+                            "rebuilt from the stored state and the committed offsets), 'ingest' (a flush: sent again)",
+                            ["stage"])
 SERIES_DROPPED = Counter("blipwatch_series_dropped",
                          "Event contributions dropped because the metric's series cap was reached", ["metric"])
 WINDOWS_SCORED = Counter("blipwatch_windows_scored", "Metric windows closed and scored", ["metric"])

@@ -5,10 +5,12 @@ events produced afterwards are counted and their windows scored."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from blipwatch.stream_app.embedded_broker import EmbeddedBroker, free_port
 from tests.helpers import Worker, base_env, produce, wait_for
@@ -24,6 +26,19 @@ def events(n: int, start_ms: int, spread_ms: int) -> list[tuple[bytes, bytes]]:
     return [(f"c{i % 7}".encode(), orjson.dumps({
         "event_id": f"e{start_ms}-{i}", "event_type": "page_view", "occurred_at": start_ms + i * spread_ms // n,
         "channel": "web", "country": "DE", "device": "mobile"})) for i in range(n)]
+
+
+def topics_on(broker: EmbeddedBroker) -> dict[str, int]:
+    """Topic -> partitions, read with the admin client (a metadata request for named topics would
+    create them on a broker that auto-creates)."""
+    async def read() -> dict[str, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        try:
+            return {topic["topic"]: len(topic["partitions"]) for topic in await admin.describe_topics()}
+        finally:
+            await admin.close()
+    return asyncio.run(read())
 
 
 def counted(worker: Worker) -> float:
@@ -64,6 +79,13 @@ def test_worker_survives_a_30s_broker_outage_and_resumes_on_the_new_broker(uniqu
         resumed_scoring = time.monotonic() - restarted
         after_scored = scored(worker)
         assert worker.process.poll() is None
+        app = unique_topics["BLIPWATCH_APP_ID"]
+        wanted = [unique_topics[k] for k in ("BLIPWATCH_PARTIALS_TOPIC", "BLIPWATCH_DLQ_TOPIC", "BLIPWATCH_POINTS_TOPIC",
+                                             "BLIPWATCH_ALERTS_TOPIC")] + [f"{app}-journeys",
+                                                                            f"{app}-detector-state-changelog"]
+        wait_for(lambda: all(topic in topics_on(broker) for topic in wanted), 30, interval=1,
+                 message="the worker's topics back on the new broker")
+        partitions = topics_on(broker)
     finally:
         worker.stop()
         broker.stop()
@@ -71,14 +93,18 @@ def test_worker_survives_a_30s_broker_outage_and_resumes_on_the_new_broker(uniqu
     log = worker.log()
     unreachable = [line for line in outage_log if "is unreachable for" in line]
     tracebacks = log.count("Traceback")
+    recreated = "are missing on" in log
     print(f"broker outage {OUTAGE_SECONDS} s: {len(outage_log)} log lines while down "
           f"({len(unreachable)} 'unreachable' lines), {tracebacks} tracebacks; counting resumed "
           f"{resumed_counting:.1f} s and scoring {resumed_scoring:.1f} s after the new broker started; "
           f"events counted 600 before + {len(after)} after; windows scored {before_scored:.0f} before, "
-          f"{after_scored:.0f} in all")
+          f"{after_scored:.0f} in all; topics re-created by {'the worker' if recreated else 'metadata requests'}")
     assert len(unreachable) >= OUTAGE_SECONDS // 10, "a clear line at least every 10 s while Kafka is away"
     assert len(outage_log) < 200, "\n".join(outage_log[:50])
     assert tracebacks == 0, log[-5000:]
-    assert "are missing on" in log and "is reachable again" in log
+    assert "is reachable again" in log
+    # the worker re-creates missing topics with its partition count; the embedded broker also creates
+    # a topic a client's metadata request names (4 partitions, its default), which may come first
+    assert all(partitions[topic] == 4 for topic in wanted), partitions
 
 

@@ -121,3 +121,26 @@ def test_a_message_delivered_again_after_it_was_merged_is_not_counted_twice(brok
     settings, *_ = asyncio.run(run_agent(broker.bootstrap, stem, [messages], redeliver=True))
     points = [orjson.loads(r.value) for r in read_topic(broker, settings.points_topic, timeout=20)]
     assert [p["value"] for p in points if p["series"] == "event_volume|all"] == [30.0]
+
+
+def test_the_first_offset_served_from_an_offset_is_read_from_the_broker(broker):
+    """``first_offset_from`` (how the agent tells a hole in the partials log from a message Faust
+    dropped): the offset itself where a message is there, None past the end."""
+    from blipwatch.stream_app.aggregate_agent import first_offset_from
+
+    topic = "holes-" + uuid.uuid4().hex[:6]
+
+    async def scenario():
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks=-1, enable_idempotence=False)
+        await producer.start()
+        try:
+            for i in range(3):
+                await (await producer.send(topic, f"m{i}".encode(), partition=0))
+        finally:
+            await producer.stop()
+        tp = TopicPartition(topic, 0)
+        connection = {"bootstrap_servers": broker.bootstrap}
+        return (await first_offset_from(connection, tp, 1), await first_offset_from(connection, tp, 0),
+                await first_offset_from(connection, tp, 3, seconds=1.0))
+
+    assert asyncio.run(scenario()) == (1, 0, None)

@@ -73,3 +73,38 @@ def test_a_snapshot_is_written_when_it_holds_something_new_and_restores_the_jour
     assert to == 1 and other.journey_stage(1).open_journeys == 1   # the cart, open in cart_abandonment_rate
     partials = other.advance_journeys({1: T0 + 60_000 + 30 * 60_000 + 30_000}, {})
     assert partials["cart_abandonment_rate|all"] == {T0: [1.0, 1.0]}
+
+
+def test_a_successor_deciding_to_the_killed_flush_jw_releases_what_that_flush_released():
+    """The bounded re-read on takeover: snapshot at the committed offset, the killed flush's records
+    fed again, journeys decided to that flush's ``jw`` (IngestService.bounded): the same funnel
+    counts as that flush, which the aggregate skips where it arrived and merges where it did not.
+    Decided to a lower watermark (the successor's own progress, when the partition's newest event
+    came before the committed offset), it would release less, and the rest again later where the
+    killed flush had arrived."""
+    catalogue = Catalogue.from_dict(default_config_dict())
+
+    def cart(i: int, minute: int) -> Record:
+        return Record(i, orjson.dumps({"event_id": f"e{i}", "event_type": "add_to_cart",
+                                       "occurred_at": T0 + minute * 60_000 + i, "session_id": f"s{i}",
+                                       "channel": "web"}))
+
+    before = [cart(i, i) for i in range(9)] + [cart(9, 50)]   # committed, in the snapshot; one at 20:50
+    killed = [cart(i, i - 5) for i in range(10, 20)]      # the killed flush's records, 20:05..20:14
+    owner = IngestBatch(catalogue, 65536)
+    owner.add_records(before, "t/0/", None, partition=0)
+    snapshot = owner.journey_stage(0).snapshot()
+    owner.add_records(killed, "t/0/", None, partition=0)
+    jw = T0 + 50 * 60_000 + 9                             # the owner's progress: the newest event it had seen
+    sent = owner.advance_journeys({0: jw}, {})
+    assert sum(cell[1] for cell in sent["cart_abandonment_rate|all"].values()) >= 10
+
+    def successor(watermark: int) -> dict:
+        batch = IngestBatch(catalogue, 65536)
+        batch.journey_stage(0).restore(snapshot)
+        batch.add_records(killed, "t/0/", None, partition=0)
+        return batch.advance_journeys({0: watermark}, {})
+
+    assert successor(jw) == sent
+    own = T0 + 14 * 60_000 + 19                           # the successor's progress: the newest re-read event
+    assert successor(own) == {} != sent

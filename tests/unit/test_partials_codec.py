@@ -48,14 +48,15 @@ def test_every_message_of_a_flush_is_valid_against_the_schema_and_decodes_to_wha
     assert decoded == partials
 
 
-def test_a_split_flush_is_valid_piece_by_piece_and_only_its_last_piece_reports_and_covers():
+def test_a_split_flush_is_valid_piece_by_piece_only_its_last_piece_reports_and_each_piece_covers():
     partials = {f"event_volume|country=C{n}": {60_000 * w: [1.0, 0.0] for w in range(20)} for n in range(3000)}
     messages = partial_messages(partials, {0: 5}, 1, 1, "ingest-test", sent_to={0: 10}, max_bytes=64 * 1024)
     assert len(messages) > 2
     for _, value in messages:
         VALIDATOR.validate(orjson.loads(value))
     assert [decode_partials(value)[0] for _, value in messages] == [{}] * (len(messages) - 1) + [{0: 5}]
-    assert [covered_offsets(value) for _, value in messages] == [{}] * (len(messages) - 1) + [{0: 10}]
+    assert [covered_offsets(value) for _, value in messages] == [{0: 10}] * len(messages)
+    assert [orjson.loads(value)["part"] for _, value in messages] == list(range(len(messages)))
 
 
 def test_the_wire_bytes_are_the_documented_layout_in_its_key_order():

@@ -70,7 +70,7 @@ def test_a_flush_too_big_for_one_record_is_split_in_order_with_the_watermark_on_
         assert len(pieces) > 1
         assert all(len(value) <= 64 * 1024 * 1.2 for p, value in messages if p == partition)
         assert [piece["wm"] for piece in pieces] == [{}] * (len(pieces) - 1) + [{"0": 5, "1": 6}]
-        assert ["to" in piece for piece in pieces] == [False] * (len(pieces) - 1) + [True]
+        assert [(piece["to"], piece["part"]) for piece in pieces] == [({"0": 10, "1": 11}, i) for i in range(len(pieces))]
         for piece in pieces:
             assert not set(piece["s"]) & set(merged)
             merged.update(piece["s"])
