@@ -50,6 +50,7 @@ BOUND_SECONDS = 30.0
 #: others are sent; ``journeys``: in its first flush with funnel counts, once the first message
 #: carrying funnel counts is delivered (tests/integration/test_delivery_faults.py).
 EXIT_MID_FLUSH_ENV = "BLIPWATCH_TEST_EXIT_MID_FLUSH"
+EXIT_AT_FUNNELS = ("journeys", "before-snapshot")
 
 
 class IngestService(Service):
@@ -95,8 +96,10 @@ class IngestService(Service):
         exit_mid_flush = os.environ.get(EXIT_MID_FLUSH_ENV) or "0"
         #: series name prefixes of the funnel metrics, when the fault test exits in a flush carrying them
         self.exit_at_funnels = [f'"{metric.name}|'.encode() for metric in catalogue.metrics
-                                if metric.kind == "funnel"] if exit_mid_flush == "journeys" else []
-        self.exit_mid_flush = 0 if exit_mid_flush == "journeys" else int(exit_mid_flush)
+                                if metric.kind == "funnel"] if exit_mid_flush in EXIT_AT_FUNNELS else []
+        #: "before-snapshot": exit once a flush with funnel counts is delivered, before its journey snapshots
+        self.exit_before_snapshot = exit_mid_flush == "before-snapshot"
+        self.exit_mid_flush = 0 if exit_mid_flush in EXIT_AT_FUNNELS else int(exit_mid_flush)
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
@@ -339,11 +342,10 @@ class IngestService(Service):
             self.exit_mid_flush -= 1
             if not self.exit_mid_flush:
                 await self.exit_after_first(messages, lambda value: b'"s":{}' not in value)
-        if self.exit_at_funnels:
-            def funnel(value: bytes) -> bool:
-                return any(prefix in value for prefix in self.exit_at_funnels)
-            if any(funnel(value) for _, value in messages):
-                await self.exit_after_first(messages, funnel)
+        def funnel(value: bytes) -> bool:
+            return any(prefix in value for prefix in self.exit_at_funnels)
+        if self.exit_at_funnels and not self.exit_before_snapshot and any(funnel(value) for _, value in messages):
+            await self.exit_after_first(messages, funnel)
         try:
             for partition, value in messages:
                 futures.append(await producer.send(settings.partials_topic, None, value, partition, None, None))
@@ -358,6 +360,9 @@ class IngestService(Service):
             raise
         self.unsent = ([], [], {})
         if snapshots:   # after the partials: a snapshot never covers more than what was sent
+            if self.exit_before_snapshot and any(funnel(value) for _, value in messages):
+                self.exit_now(f"exiting after the {len(messages)} partials messages of this flush, "
+                              "before its journey snapshots")
             try:
                 await asyncio.gather(*[await producer.send(self.journeys.topic, key, value, partition, None, None)
                                        for partition, key, value in snapshots])
@@ -401,10 +406,14 @@ class IngestService(Service):
             future = await self.app.producer.send(self.settings.partials_topic, None, value, partition, None, None)
             if wanted(value):
                 await future
-                log.warning("ingest: %s: exiting after 1 of %d partials messages of this flush",
-                            EXIT_MID_FLUSH_ENV, len(messages))
-                logging.shutdown()
-                os._exit(137)
+                self.exit_now(f"exiting after 1 of {len(messages)} partials messages of this flush")
+
+    @staticmethod
+    def exit_now(what: str) -> None:
+        """Fault tests only: say what was done, exit as a SIGKILL would leave it."""
+        log.warning("ingest: %s: %s", EXIT_MID_FLUSH_ENV, what)
+        logging.shutdown()
+        os._exit(137)
 
     def count(self) -> None:
         if self.journeys is not None:

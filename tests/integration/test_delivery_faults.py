@@ -100,8 +100,9 @@ FUNNELS = ("cart_abandonment_rate", "checkout_conversion_rate", "checkout_unconv
 
 # "3": the 3rd flush with counts, once its first message with counts is delivered; "journeys": the
 # first flush with funnel counts, once its first message with funnel counts is delivered (the
-# successor's flush must decide the journeys as far as that flush did)
-@pytest.mark.parametrize("exit_at", ["3", "journeys"])
+# successor's flush must decide the journeys as far as that flush did); "before-snapshot": the first
+# flush with funnel counts once all its partials are delivered, before its journey snapshots and commit
+@pytest.mark.parametrize("exit_at", ["3", "journeys", "before-snapshot"])
 @pytest.mark.timeout(240)
 def test_a_worker_exiting_between_the_sends_of_one_flush_loses_and_doubles_nothing(
         broker, unique_topics, tmp_path, small_scenario, exit_at):
@@ -114,7 +115,8 @@ def test_a_worker_exiting_between_the_sends_of_one_flush_loses_and_doubles_nothi
         produce(broker, unique_topics["BLIPWATCH_EVENTS_TOPIC"], messages)
         victim.process.wait(60)
         assert victim.process.returncode == 137, victim.log()[-2000:]
-        assert "exiting after 1 of" in victim.log()
+        assert ("before its journey snapshots" if exit_at == "before-snapshot" else "exiting after 1 of") \
+            in victim.log(), victim.log()[-2000:]
         successor.start().wait_ready(90)
         points, _ = stream_output(broker, unique_topics, len(reference), timeout=120, reference=reference,
                                   worker=successor)
@@ -130,7 +132,7 @@ def test_a_worker_exiting_between_the_sends_of_one_flush_loses_and_doubles_nothi
     assert duplicates >= 1 and overlaps == 0
     funnel_points = [c for c in found.values() if c[0].split("|")[0] in FUNNELS]
     assert len({c[0].split("|")[0] for c in funnel_points}) == 3, "the reference has every funnel"
-    if exit_at == "journeys":
+    if exit_at in ("journeys", "before-snapshot"):
         assert "decided as far as the previous owner's flush had decided them" in log, log[-3000:]
     print(f"exit mid-flush ({exit_at}): {len(messages)} events; windows {len(found)}/{len(reference)} equal to "
           f"replay (event volume {volume(found_points(points))} = replay's {volume(reference)}; "
