@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from blipwatch.pipeline.catalogue import Catalogue
-from blipwatch.pipeline.journeys import DEFAULT_MAX_OPEN, JourneyStage, SessionPartitions
+from blipwatch.pipeline.journeys import DEFAULT_MAX_OPEN, JourneyCap, JourneyStage, SessionPartitions
 from blipwatch.pipeline.preaggregate import PartialAggregate
 from blipwatch.schemas.events import InvalidEvent, decode_event_fields
 from blipwatch.schemas.presets import get_preset
@@ -72,8 +72,9 @@ class IngestBatch:
         self._decode = get_preset(preset).decode   # the contract's: decode_event_fields itself
         #: input partition -> its journey stage (only when the catalogue has funnel metrics)
         self.funnels = journeys and any(metric.kind == "funnel" for metric in catalogue.metrics)
-        self.max_open_journeys = max_open_journeys
-        self.journeys: dict[int, JourneyStage] = {}
+        #: the cap on open journeys over this worker's stages (BLIPWATCH_MAX_OPEN_JOURNEYS)
+        self.journey_cap = JourneyCap(max_open_journeys)
+        self.journeys: dict[int, JourneyStage] = self.journey_cap.stages
         self.session_partitions = SessionPartitions()
         self.aggregate = PartialAggregate(catalogue)
         self._window_ms = catalogue.window_ms
@@ -87,8 +88,8 @@ class IngestBatch:
             return None
         stage = self.journeys.get(partition)
         if stage is None:
-            stage = self.journeys[partition] = JourneyStage(
-                self.catalogue, partition=partition, max_open=self.max_open_journeys, notes=self.session_partitions)
+            stage = JourneyStage(self.catalogue, partition=partition, notes=self.session_partitions,
+                                 cap=self.journey_cap)   # in self.journeys from here
         return stage
 
     def add(self, key: bytes | None, value: bytes | None, source: str,
