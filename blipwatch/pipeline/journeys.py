@@ -152,6 +152,8 @@ class JourneyStage:
             for role, types in ((_START, metric.funnel.start), (_SUCCESS, metric.funnel.success)):
                 for event_type in types:
                     self._roles[event_type] = self._roles.get(event_type, ()) + ((slot, role),)
+        #: the funnels' start and success types: ``add`` ignores an event of another type with a session id
+        self.event_types = frozenset(self._roles)
         #: session key -> [last event ms, start ms of funnel 0 (-1: none), its segment values, start 1, ...],
         #: least recently active first (a session moves to the end when an event of it is looked at)
         self.open: OrderedDict[str, list] = OrderedDict()

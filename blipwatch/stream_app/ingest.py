@@ -133,6 +133,8 @@ class IngestBatch:
         decode = self._decode
         stage = self.journey_stage(partition) if journeys else None
         journey = stage.add if stage is not None else None
+        # the events stage.add returns from at once, not called: a session id's, of no funnel's type
+        funnel_types = stage.event_types if stage is not None else frozenset()
         max_bytes = self.max_event_bytes
         max_ahead_ms = self.max_ahead_ms
         limit = time.time() * 1000 + max_ahead_ms  # the clock only moves on: anything below is below later
@@ -169,7 +171,7 @@ class IngestBatch:
             if occurred_at_ms < late_before:
                 late += 1
                 continue
-            if journey is not None:
+            if journey is not None and (event_type in funnel_types or event.session_id is None):
                 journey(event, occurred_at_ms)
             if not start <= occurred_at_ms < end:
                 start = occurred_at_ms - occurred_at_ms % window_ms
