@@ -1,7 +1,8 @@
 """The journey stages' state in Kafka: a snapshot per input partition, written with a flush to
 the compacted topic ``<app_id>-journeys`` (key: the input partition), read back when a partition
 is taken over (after a restart, a kill or a failover). With few open journeys every flush writes
-it; a big one (its encoding takes long) waits ``COST_FACTOR`` times that since the last.
+it; a big one (its encoding takes long) waits ``COST_FACTOR`` times that since the last, unless
+its stage released windows since.
 
 A snapshot holds session and customer ids (``JourneyStage.snapshot``): it lives in this topic only,
 never in points, alerts, metric labels or logs. Each record says up to which input offset it
@@ -35,9 +36,10 @@ _HEADER = struct.Struct(">qII")
 #: an unchanged snapshot is written again this often (seconds), so it stays in the topic's tail
 REWRITE_SECONDS = 60.0
 #: a partition's snapshot that took more than SMALL_SECONDS to encode is written again only after
-#: COST_FACTOR times that (at most ~5% of the worker's time on snapshots): with few open journeys
-#: every flush writes it, with 300,000 every few seconds; a new owner re-reads the records after
-#: the snapshot it finds, for the journeys only
+#: COST_FACTOR times that (at most ~5% of the worker's time on snapshots), or when its stage has
+#: released windows since (a new owner must not release them again): with few open journeys every
+#: flush writes it, with 300,000 every 10-20 s or each minute's release; a new owner re-reads the
+#: records after the snapshot it finds, for the journeys only
 COST_FACTOR = 20.0
 SMALL_SECONDS = 0.01
 #: a snapshot is sent in pieces of at most this many bytes (a producer's request limit is 1 MiB)
@@ -152,8 +154,9 @@ class JourneyState:
             if written is not None and written[0] == held and now - written[1] < REWRITE_SECONDS:
                 continue  # the snapshot written last holds the same
             cost = self.cost.get(partition, 0.0)
-            if written is not None and cost > SMALL_SECONDS and now - written[1] < COST_FACTOR * cost:
-                continue  # a big one, written recently: the records since are re-read on a take-over
+            if (written is not None and cost > SMALL_SECONDS and now - written[1] < COST_FACTOR * cost
+                    and written[0][4] == held[4]):
+                continue  # a big one, written recently, nothing released since: a new owner re-reads the records since
             self.unconfirmed[partition] = (held, now)
             began = time.perf_counter()
             snapshot = stage.snapshot()

@@ -95,6 +95,11 @@ def test_a_big_snapshot_waits_twenty_times_its_encoding_time(monkeypatch):
     clock[0] += 0.2
     written = state.records()
     assert len(written) == 1 and state.cost[1] < 0.5   # its real (small) cost from here
+    state.delivered()
+    state.cost[1] = 0.5
+    clock[0] += 1.0
+    state.advance({1: T0 + 60_000 + 30 * 60_000 + 30_000}, {})   # a window released: written at once
+    assert len(state.records()) == 1
     reader = SnapshotReader({1})
     for _, key, value in written:
         reader.add(key, value)
