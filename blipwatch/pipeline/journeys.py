@@ -41,6 +41,7 @@ longer than others: its counts arrive after ``within`` has passed.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -49,8 +50,9 @@ from blipwatch.pipeline.catalogue import Catalogue
 
 #: how long a session without a session id lasts without events (GA4's and Segment's default)
 DEFAULT_GAP_MS = 30 * 60_000
-#: open journeys per stage before the oldest session's are evicted (and counted)
-DEFAULT_MAX_OPEN = 200_000
+#: open journeys per worker (over its stages) before the least recently active session's are evicted
+#: (and counted): BLIPWATCH_MAX_OPEN_JOURNEYS; ~400 bytes each (tests/benchmarks/journeys_bench.py)
+DEFAULT_MAX_OPEN = 1_000_000
 SNAPSHOT_VERSION = 1
 #: the prefix of a session keyed by an anonymous or customer id (apart from session ids)
 _VISITOR = "\x00"
@@ -85,21 +87,57 @@ class SessionPartitions:
             del self.partition_of[key]
 
 
+class JourneyCap:
+    """The cap on open journeys shared by one worker's stages (``stages``: input partition -> its
+    stage, the worker's own map of them): when a stage opens a journey with ``limit`` open over all
+    of them, the session least recently active (event time of the newest event the stage looked
+    at for it) among every stage's sessions loses its open journeys (``evicted``, counted by the
+    stage that held them)."""
+
+    def __init__(self, limit: int = DEFAULT_MAX_OPEN):
+        if limit < 1:
+            raise ValueError(f"the cap on open journeys must be at least 1, not {limit}")
+        self.limit = limit
+        self.stages: dict[int, JourneyStage] = {}
+
+    def open_journeys(self) -> int:
+        return sum(stage.open_journeys for stage in self.stages.values())
+
+    def make_room(self, keep_stage: "JourneyStage", keep: str) -> None:
+        """Evicts sessions, least recently active first, until a journey more fits under the cap;
+        never ``keep_stage``'s session ``keep`` (the one opening it)."""
+        while self.open_journeys() >= self.limit:
+            oldest = None
+            for stage in self.stages.values():
+                for key, state in stage.open.items():   # each stage's sessions: least recently active first
+                    if key == keep and stage is keep_stage:
+                        continue
+                    if oldest is None or state[0] < oldest[2][0]:
+                        oldest = (stage, key, state)
+                    break
+            if oldest is None:
+                return   # only the session opening the journey: it may exceed the cap
+            oldest[0]._evict(oldest[1])
+
+
 class JourneyStage:
     """Open journeys of one input partition and the funnel counts of their start windows.
 
     ``add(event, occurred_at_ms)`` per valid, on-time event, in the partition's order;
     ``advance(watermark_ms)`` per flush, returning the partials of the windows now decided.
-    ``counts`` says what happened: journeys started, converted, not converted, evicted (the cap
-    ``max_open``), starts too late for their window, funnel events with no session or customer id,
+    ``counts`` says what happened: journeys started, converted, not converted, evicted (the cap:
+    ``cap``, a worker's ``JourneyCap`` shared with its other stages, else one of ``max_open`` for
+    this stage alone), starts too late for their window, funnel events with no session or customer id,
     sessions seen on two partitions.
     """
 
     def __init__(self, catalogue: Catalogue, partition: int = 0, gap_ms: int = DEFAULT_GAP_MS,
-                 max_open: int = DEFAULT_MAX_OPEN, notes: SessionPartitions | None = None):
+                 max_open: int = DEFAULT_MAX_OPEN, notes: SessionPartitions | None = None,
+                 cap: JourneyCap | None = None):
         self.partition = partition
         self.gap_ms = gap_ms
-        self.max_open = max_open
+        self.cap = JourneyCap(max_open) if cap is None else cap
+        self.cap.stages[partition] = self
         self.notes = notes
         self.window_ms = catalogue.window_ms
         self.lateness_ms = catalogue.lateness_ms
@@ -114,8 +152,11 @@ class JourneyStage:
             for role, types in ((_START, metric.funnel.start), (_SUCCESS, metric.funnel.success)):
                 for event_type in types:
                     self._roles[event_type] = self._roles.get(event_type, ()) + ((slot, role),)
-        #: session key -> [last event ms, start ms of funnel 0 (-1: none), its segment values, start 1, ...]
-        self.open: dict[str, list] = {}
+        #: the funnels' start and success types: ``add`` ignores an event of another type with a session id
+        self.event_types = frozenset(self._roles)
+        #: session key -> [last event ms, start ms of funnel 0 (-1: none), its segment values, start 1, ...],
+        #: least recently active first (a session moves to the end when an event of it is looked at)
+        self.open: OrderedDict[str, list] = OrderedDict()
         self.open_journeys = 0
         #: (funnel slot, window start) -> [(session key, start ms)] of the journeys started there
         self.timers: dict[tuple[int, int], list[tuple[str, int]]] = {}
@@ -145,6 +186,9 @@ class JourneyStage:
             if roles is None:
                 return
             state = self.open.get(key)
+            if state is not None and occurred_at_ms > state[0]:
+                state[0] = occurred_at_ms
+                self.open.move_to_end(key)
         else:
             key = getattr(event, "anonymous_id", None) or event.customer_id
             if key is None:
@@ -159,6 +203,7 @@ class JourneyStage:
                     state = None
                 elif occurred_at_ms > state[0]:
                     state[0] = occurred_at_ms
+                    self.open.move_to_end(key)
             if roles is None:
                 return
         for slot, role in roles:
@@ -192,8 +237,9 @@ class JourneyStage:
         if window <= self.released[slot]:
             self.counts["late"] += 1
             return
-        while self.open_journeys >= self.max_open and self._evict(key):
-            pass
+        cap = self.cap
+        if self.open_journeys >= cap.limit or (len(cap.stages) > 1 and cap.open_journeys() >= cap.limit):
+            cap.make_room(self, key)
         values = self._values(event)
         values = self._interned.setdefault(values, values) if len(self._interned) < 100_000 else values
         state[1 + 2 * slot] = occurred_at_ms
@@ -239,14 +285,9 @@ class JourneyStage:
         if self.notes is not None:
             self.notes.forget(key, self.partition)
 
-    def _evict(self, keep: str) -> bool:
-        """The oldest session's open journeys (not ``keep``'s) leave both counts (an outcome we
-        cannot know); False when there is no other session."""
-        for key in self.open:
-            if key != keep:
-                break
-        else:
-            return False
+    def _evict(self, key: str) -> None:
+        """The session's open journeys leave both counts (an outcome we cannot know); ``JourneyCap``
+        chooses the session."""
         state = self.open[key]
         for slot in range(len(self.metrics)):
             start = state[1 + 2 * slot]
@@ -256,7 +297,6 @@ class JourneyStage:
                 self.open_journeys -= 1
                 self.counts["evicted"] += 1
         self._drop_session(key)
-        return True
 
     # -- per flush ------------------------------------------------------------------------------
 
@@ -338,7 +378,7 @@ class JourneyStage:
         if document["funnels"] != funnels:
             raise ValueError("journey snapshot was taken with other funnel metrics")
         segments = [tuple(values) for values in document["segments"]]
-        self.open, self.timers, self.pending, self.open_journeys = {}, {}, {}, 0
+        self.open, self.timers, self.pending, self.open_journeys = OrderedDict(), {}, {}, 0
         for key, last, *slots in document["sessions"]:
             state = [last]
             for slot in range(len(self.metrics)):

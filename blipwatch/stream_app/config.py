@@ -32,6 +32,7 @@ DEFAULTS: dict[str, str] = {
     "DATA_DIR": "",
     "LOG_LEVEL": "info",
     "MAX_EVENT_BYTES": "65536",
+    "MAX_OPEN_JOURNEYS": "1000000",
     "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
     "KAFKA_SASL_MECHANISM": "",
     "KAFKA_SASL_USERNAME": "",
@@ -70,6 +71,8 @@ class Settings:
     data_dir: str = DEFAULTS["DATA_DIR"]
     log_level: str = DEFAULTS["LOG_LEVEL"]
     max_event_bytes: int = int(DEFAULTS["MAX_EVENT_BYTES"])
+    #: open journeys a worker holds over its input partitions (docs/inputs.md)
+    max_open_journeys: int = int(DEFAULTS["MAX_OPEN_JOURNEYS"])
     security_protocol: str = DEFAULTS["KAFKA_SECURITY_PROTOCOL"]
     sasl_mechanism: str = DEFAULTS["KAFKA_SASL_MECHANISM"]
     sasl_username: str = DEFAULTS["KAFKA_SASL_USERNAME"]
@@ -158,6 +161,7 @@ class Settings:
             data_dir=get("DATA_DIR"),
             log_level=log_level,
             max_event_bytes=integer("MAX_EVENT_BYTES", 256, 64 * 1024 * 1024),
+            max_open_journeys=integer("MAX_OPEN_JOURNEYS", 1, 1_000_000_000),
             security_protocol=protocol,
             sasl_mechanism=mechanism,
             sasl_username=get("KAFKA_SASL_USERNAME"),
@@ -289,6 +293,7 @@ class Settings:
             "calendar_topic": "CALENDAR_TOPIC", "partitions": "PARTITIONS", "app_id": "APP_ID",
             "web_port": "WEB_PORT", "web_host": "WEB_HOST", "config_path": "CONFIG",
             "data_dir": "DATA_DIR", "log_level": "LOG_LEVEL", "max_event_bytes": "MAX_EVENT_BYTES",
+            "max_open_journeys": "MAX_OPEN_JOURNEYS",
             "security_protocol": "KAFKA_SECURITY_PROTOCOL", "sasl_mechanism": "KAFKA_SASL_MECHANISM",
             "sasl_username": "KAFKA_SASL_USERNAME", "sasl_password": "KAFKA_SASL_PASSWORD",
             "ssl_cafile": "KAFKA_SSL_CAFILE", "embedded_broker": "EMBEDDED_BROKER",

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from blipwatch.pipeline.catalogue import Catalogue
-from blipwatch.pipeline.journeys import DEFAULT_MAX_OPEN, JourneyStage, SessionPartitions
+from blipwatch.pipeline.journeys import DEFAULT_MAX_OPEN, JourneyCap, JourneyStage, SessionPartitions
 from blipwatch.pipeline.preaggregate import PartialAggregate
 from blipwatch.schemas.events import InvalidEvent, decode_event_fields
 from blipwatch.schemas.presets import get_preset
@@ -83,8 +83,9 @@ class IngestBatch:
         self._decode = get_preset(preset).decode   # the contract's: decode_event_fields itself
         #: input partition -> its journey stage (only when the catalogue has funnel metrics)
         self.funnels = journeys and any(metric.kind == "funnel" for metric in catalogue.metrics)
-        self.max_open_journeys = max_open_journeys
-        self.journeys: dict[int, JourneyStage] = {}
+        #: the cap on open journeys over this worker's stages (BLIPWATCH_MAX_OPEN_JOURNEYS)
+        self.journey_cap = JourneyCap(max_open_journeys)
+        self.journeys: dict[int, JourneyStage] = self.journey_cap.stages
         self.session_partitions = SessionPartitions()
         self.aggregate = PartialAggregate(catalogue)
         self._window_ms = catalogue.window_ms
@@ -98,8 +99,8 @@ class IngestBatch:
             return None
         stage = self.journeys.get(partition)
         if stage is None:
-            stage = self.journeys[partition] = JourneyStage(
-                self.catalogue, partition=partition, max_open=self.max_open_journeys, notes=self.session_partitions)
+            stage = JourneyStage(self.catalogue, partition=partition, notes=self.session_partitions,
+                                 cap=self.journey_cap)   # in self.journeys from here
         return stage
 
     def add(self, key: bytes | None, value: bytes | None, source: str,
@@ -143,6 +144,8 @@ class IngestBatch:
         decode = self._decode
         stage = self.journey_stage(partition) if journeys else None
         journey = stage.add if stage is not None else None
+        # the events stage.add returns from at once, not called: a session id's, of no funnel's type
+        funnel_types = stage.event_types if stage is not None else frozenset()
         max_bytes = self.max_event_bytes
         max_ahead_ms = self.max_ahead_ms
         limit = time.time() * 1000 + max_ahead_ms  # the clock only moves on: anything below is below later
@@ -179,7 +182,7 @@ class IngestBatch:
             if occurred_at_ms < late_before:
                 late += 1
                 continue
-            if journey is not None:
+            if journey is not None and (event_type in funnel_types or event.session_id is None):
                 journey(event, occurred_at_ms)
             if not start <= occurred_at_ms < end:
                 start = occurred_at_ms - occurred_at_ms % window_ms

@@ -69,7 +69,8 @@ class IngestService(Service):
         self.events_topic = events_topic
         self.topics = topics
         self.consumer: AIOKafkaConsumer | None = None
-        self.batch = IngestBatch(catalogue, settings.max_event_bytes, preset=input_preset(settings, catalogue))
+        self.batch = IngestBatch(catalogue, settings.max_event_bytes, preset=input_preset(settings, catalogue),
+                                 max_open_journeys=settings.max_open_journeys)
         #: the journey stages' snapshots (``<app_id>-journeys``), when the catalogue has funnels
         self.journeys = JourneyState(self.batch, settings.aiokafka_kwargs(), journeys_topic(settings.app_id),
                                      settings.partitions) if self.batch.funnels else None

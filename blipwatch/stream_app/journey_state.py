@@ -1,6 +1,8 @@
-"""The journey stages' state in Kafka: a snapshot per input partition, written with each flush to
+"""The journey stages' state in Kafka: a snapshot per input partition, written with a flush to
 the compacted topic ``<app_id>-journeys`` (key: the input partition), read back when a partition
-is taken over (after a restart, a kill or a failover).
+is taken over (after a restart, a kill or a failover). With few open journeys every flush writes
+it; a big one (its encoding takes long) waits ``COST_FACTOR`` times that since the last, unless
+its stage released windows since.
 
 A snapshot holds session and customer ids (``JourneyStage.snapshot``): it lives in this topic only,
 never in points, alerts, metric labels or logs. Each record says up to which input offset it
@@ -37,6 +39,13 @@ log = logging.getLogger("blipwatch")
 _HEADER = struct.Struct(">qII")
 #: an unchanged snapshot is written again this often (seconds), so it stays in the topic's tail
 REWRITE_SECONDS = 60.0
+#: a partition's snapshot that took more than SMALL_SECONDS to encode is written again only after
+#: COST_FACTOR times that (at most ~5% of the worker's time on snapshots), or when its stage has
+#: released windows since (a new owner must not release them again): with few open journeys every
+#: flush writes it, with 300,000 every 10-20 s or each minute's release; a new owner re-reads the
+#: records after the snapshot it finds, for the journeys only
+COST_FACTOR = 20.0
+SMALL_SECONDS = 0.01
 #: a snapshot is sent in pieces of at most this many bytes (a producer's request limit is 1 MiB)
 PIECE_BYTES = 512 * 1024
 
@@ -109,6 +118,8 @@ class JourneyState:
         self.exported: dict[int, dict[str, int]] = {}   # input partition -> its counts already exported
         #: input partition -> (what its last written snapshot held, when it was written)
         self.written: dict[int, tuple[tuple, float]] = {}
+        #: input partition -> seconds its last snapshot took to encode
+        self.cost: dict[int, float] = {}
         self.unconfirmed: dict[int, tuple[tuple, float]] = {}   # ... of the snapshots being sent
 
     def advance(self, watermarks: dict[int, int | None], partials: dict) -> dict:
@@ -146,8 +157,15 @@ class JourneyState:
             written = self.written.get(partition)
             if written is not None and written[0] == held and now - written[1] < REWRITE_SECONDS:
                 continue  # the snapshot written last holds the same
+            cost = self.cost.get(partition, 0.0)
+            if (written is not None and cost > SMALL_SECONDS and now - written[1] < COST_FACTOR * cost
+                    and written[0][4] == held[4]):
+                continue  # a big one, written recently, nothing released since: a new owner re-reads the records since
             self.unconfirmed[partition] = (held, now)
-            for key, value in snapshot_records(partition, to, stage.snapshot()):
+            began = time.perf_counter()
+            snapshot = stage.snapshot()
+            self.cost[partition] = time.perf_counter() - began
+            for key, value in snapshot_records(partition, to, snapshot):
                 out.append((partition % self.partitions, key, value))
         return out
 
@@ -188,6 +206,7 @@ class JourneyState:
             self.positions.pop(partition, None)
             self.exported.pop(partition, None)
             self.written.pop(partition, None)
+            self.cost.pop(partition, None)
             self.journeys_only_until.pop(partition, None)
             self.counts_only_until.pop(partition, None)
             self.discard_next_release.discard(partition)

@@ -17,6 +17,7 @@ from typing import Callable, Iterable
 
 from blipwatch.pipeline.catalogue import Catalogue, metric_of
 from blipwatch.pipeline.feedback import FeedbackBook
+from blipwatch.pipeline.journeys import DEFAULT_MAX_OPEN
 from blipwatch.schemas.feedback import Feedback, time_ms
 from blipwatch.pipeline.tracker import ClosedWindow, IncidentBook, SeriesTracker
 from blipwatch.pipeline.windows import LocalWatermark
@@ -44,11 +45,11 @@ class Replay:
     def __init__(self, catalogue: Catalogue, on_point: Callable[[MetricPoint], None],
                  on_alert: Callable[[AnomalyAlert], None], max_event_bytes: int = 65536,
                  book: FeedbackBook | None = None, verdicts: Iterable[Feedback] = (),
-                 preset: str = "blipwatch"):
+                 preset: str = "blipwatch", max_open_journeys: int = DEFAULT_MAX_OPEN):
         self.catalogue = catalogue
         self.on_point = on_point
         self.on_alert = on_alert
-        self.batch = IngestBatch(catalogue, max_event_bytes, preset=preset)
+        self.batch = IngestBatch(catalogue, max_event_bytes, preset=preset, max_open_journeys=max_open_journeys)
         # idle detection is meaningless offline: the end of the file is the only idle moment
         self.watermark = LocalWatermark(catalogue.window_ms, catalogue.lateness_ms, idle_ms=2**62)
         self.trackers: dict[str, SeriesTracker] = {}

@@ -114,6 +114,26 @@ BEHAVIOURS = {
 }
 
 
+def true_funnel_rates(channel: str) -> dict[str, float]:
+    """The default funnels' rates as ``channel``'s parameters make them, outside incidents: the
+    expectation a sample's rates scatter around with binomial noise (``docs/simulator.md``).
+
+    A cart goes to checkout with ``p_checkout``; a checkout is left with ``p_dropout``, else paid in
+    up to 3 attempts (each failing with ``P_PAYMENT_FAILURE``, retried with ``P_PAYMENT_RETRY``). The
+    purchase follows its checkout by a few of the channel's gaps, so ``within: 30m`` misses none and
+    ``within: 5m`` less than 0.3 % (counted as converted here).
+
+    >>> {name: round(rate, 4) for name, rate in true_funnel_rates("web").items()}
+    {'checkout_conversion_rate': 0.7183, 'checkout_unconverted_5m': 0.2817, 'cart_abandonment_rate': 0.6983}
+    """
+    behaviour = BEHAVIOURS[channel]
+    fail, retry = P_PAYMENT_FAILURE, P_PAYMENT_RETRY
+    paid = sum((1 - fail) * (fail * retry) ** attempt for attempt in range(3))
+    converted = (1 - behaviour.p_dropout) * paid
+    return {"checkout_conversion_rate": converted, "checkout_unconverted_5m": 1 - converted,
+            "cart_abandonment_rate": 1 - behaviour.p_checkout * converted}
+
+
 @dataclass(frozen=True)
 class Incident:
     """A change in customer behaviour (or in what reaches us) in one segment for a while.

@@ -1,13 +1,14 @@
 """Cost of the journey stage: microseconds per event and bytes per open journey.
 
-    PYTHONPATH=$PWD .venv/bin/python tests/benchmarks/journeys_bench.py [--hours 1] [--repeat 3]
+    PYTHONPATH=$PWD .venv/bin/python tests/benchmarks/journeys_bench.py [--hours 1] [--repeat 3] [--open 100000]
 
 The simulator's traffic (its default shop, 480 sessions a minute) through a ``JourneyStage`` with
 the intended default funnels (cart abandonment and checkout conversion within 30 minutes, checkouts
 not converted within 5 minutes), the watermark advanced every 5,000 events as a flush would.
 Decoding the same events (``decode_event_fields``) is timed too, for scale on a shared machine.
-Memory: the stage's allocations (tracemalloc) with every journey still open, over their number;
-and the snapshot's bytes per open journey.
+Memory: the stage's allocations (tracemalloc) with ``--open`` journeys open (the simulator's
+sessions again and again under new ids, never advanced), over their number; and the snapshot's
+bytes per open journey.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--open", type=int, default=100_000, help="open journeys to measure memory over")
     args = parser.parse_args()
     catalogue = Catalogue.from_dict({"metrics": FUNNELS})
     # the ingest's decoded wire structs, as the stage will get them
@@ -62,18 +64,29 @@ def main() -> None:
           f"(best of {args.repeat}; decoding them: {decode_best / len(events) * 1e6:.2f} us/event), "
           f"{stage.open_journeys:,} open at the end")
 
+    # the simulator's sessions again and again under new ids, until --open journeys are open
+    sessions = [event for event in generate_events("none", hours=args.hours, seed=1)]
     tracemalloc.start()
-    stage = JourneyStage(catalogue)
+    stage = JourneyStage(catalogue, max_open=10**9)
     before = tracemalloc.get_traced_memory()[0]
-    for fields, at_ms in events[: len(events) // 4]:  # no advance: every journey stays open
-        stage.add(fields, at_ms)
+    copy = 0
+    while stage.open_journeys < args.open:
+        for event in sessions:
+            renamed = dict(event, session_id=f"{event['session_id']}-{copy}")
+            if renamed.get("customer_id"):
+                renamed["customer_id"] = f"{renamed['customer_id']}-{copy}"
+            fields, at_ms = decode_event_fields(orjson.dumps(renamed))
+            stage.add(fields, at_ms)
+            if stage.open_journeys >= args.open:
+                break
+        copy += 1
+    del fields, renamed
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     snapshot = stage.snapshot()
     print(f"{stage.open_journeys:,} open journeys in {len(stage.open):,} sessions: "
-          f"{held / stage.open_journeys:.0f} bytes/journey in memory, "
+          f"{held / stage.open_journeys:.0f} bytes/journey in memory ({held / 2**20:.1f} MiB), "
           f"{len(snapshot) / stage.open_journeys:.0f} bytes/journey in a snapshot")
-
 
 if __name__ == "__main__":
     main()

@@ -86,3 +86,16 @@ def test_shop_rate_too_high_for_the_events_says_how_many_are_needed():
 
     with pytest.raises(BenchError, match=r"span 20 s of event time.*at least 100 s \(--events 100,000\)"):
         plan_workload(20_000, 300, shop_rate=1000)
+
+
+def test_comparing_journeys_on_and_off_uses_the_same_messages_with_and_without_funnels():
+    from blipwatch.tools.bench.workload import plan_workload
+
+    workload = plan_workload(20_000, 300, compare=True)
+    off = workload.without_journeys
+    assert workload.journeys and off is not None and not off.journeys
+    assert off.messages == workload.messages
+    funnels = {name for name, metric in workload.config["metrics"].items() if metric.get("kind") == "funnel"}
+    assert funnels and set(off.config["metrics"]) == set(workload.config["metrics"]) - funnels
+    assert 0 < off.series < workload.series and off.points_total < workload.points_total
+    assert plan_workload(20_000, 300).without_journeys is None

@@ -78,6 +78,11 @@ def run_both(catalogue: Catalogue, watermark: int | None, chunk: int = 500):
     assert fast.drain_dead_letters() == slow.drain_dead_letters()
     assert fast.counts == slow.counts
     assert fast.aggregate.drain_dropped() == slow.aggregate.drain_dropped()
+    # the journey stage: add_records skips the events stage.add would ignore, and nothing else
+    assert fast.journey_counts() == slow.journey_counts() and slow.journey_counts()["started"] > 100
+    assert fast.open_journeys() == slow.open_journeys()
+    assert [stage.snapshot() for stage in fast.journeys.values()] == [stage.snapshot() for stage in slow.journeys.values()]
+    assert ordered(fast.advance_journeys({0: 10**15}, {})) == ordered(slow.advance_journeys({0: 10**15}, {}))
     return slow
 
 

@@ -11,10 +11,17 @@ import pytest
 from blipwatch.pipeline.catalogue import Catalogue, default_config_dict
 from blipwatch.stream_app.replay import Replay
 from blipwatch.tools import simulator
-from blipwatch.tools.simulator import generate_events, tracker_encoder
+from blipwatch.schemas.events import parse_timestamp_ms
+from blipwatch.tools.simulator import generate_events, tracker_encoder, true_funnel_rates
 
 FUNNELS = ("cart_abandonment_rate", "checkout_conversion_rate", "checkout_unconverted_5m")
 RUN = dict(scenario="none", start="2026-01-05T17:00:00Z", hours=2.0, seed=5, sessions_per_minute=60)
+
+
+PRESETS = ("blipwatch", "segment", "ga4", "snowplow")
+#: the default funnels: start event, minutes within, counting the journeys not converted
+DEFINITIONS = {"cart_abandonment_rate": ("add_to_cart", 30, True), "checkout_conversion_rate": ("checkout_start", 30, False),
+               "checkout_unconverted_5m": ("checkout_start", 5, True)}
 
 
 def replay_points(preset: str, events: list[dict]) -> tuple[list, dict]:
@@ -32,8 +39,20 @@ def events():
 
 
 @pytest.fixture(scope="module")
-def contract_points(events):
-    return replay_points("blipwatch", events)
+def replayed(events):
+    """preset -> its funnel points and replay stats (each preset replayed once for the module)."""
+    cache: dict[str, tuple[list, dict]] = {}
+
+    def points_of(preset: str) -> tuple[list, dict]:
+        if preset not in cache:
+            cache[preset] = replay_points(preset, events)
+        return cache[preset]
+    return points_of
+
+
+@pytest.fixture(scope="module")
+def contract_points(replayed):
+    return replayed("blipwatch")
 
 
 def content(point) -> tuple:
@@ -42,9 +61,9 @@ def content(point) -> tuple:
 
 
 @pytest.mark.parametrize("preset", ["segment", "ga4", "snowplow"])
-def test_a_trackers_format_gives_the_same_funnel_points_as_the_contracts(preset, events, contract_points):
+def test_a_trackers_format_gives_the_same_funnel_points_as_the_contracts(preset, replayed, contract_points):
     reference, reference_stats = contract_points
-    points, stats = replay_points(preset, events)
+    points, stats = replayed(preset)
     assert len(reference) > 500 and {p.metric for p in reference} == set(FUNNELS)
     assert sum(p.denominator for p in reference if p.series.endswith("|all")) > 1000
     assert sorted(map(content, points)) == sorted(map(content, reference))
@@ -54,30 +73,66 @@ def test_a_trackers_format_gives_the_same_funnel_points_as_the_contracts(preset,
     assert stats.journeys["unattributed"] == 0 and stats.journeys["split_sessions"] == 0
 
 
-def true_rates(channel: str) -> dict[str, float]:
-    """The simulator's parameters as funnel outcomes: a cart goes to checkout with ``p_checkout``,
-    a checkout is left with ``p_dropout``, else up to 3 payment attempts (failure
-    P_PAYMENT_FAILURE, retried with P_PAYMENT_RETRY) until one succeeds."""
-    behaviour = simulator.BEHAVIOURS[channel]
-    fail, retry = simulator.P_PAYMENT_FAILURE, simulator.P_PAYMENT_RETRY
-    paid = sum((1 - fail) * (fail * retry) ** attempt for attempt in range(3))
-    converted = (1 - behaviour.p_dropout) * paid
-    return {"checkout_conversion_rate": converted, "cart_abandonment_rate": 1 - behaviour.p_checkout * converted}
+def simulated_outcomes(events: list[dict], metric: str) -> dict[str, dict[int, list[float]]]:
+    """The simulator's own sessions (its session ids, whatever a tracker sends) as the funnel's
+    truth: a session's first start event opens its journey, converted by a purchase of the session
+    at most ``within`` later; per channel, start window -> [journeys with the metric's outcome, journeys]."""
+    start_type, minutes, counts_failure = DEFINITIONS[metric]
+    started: dict[str, tuple[int, str]] = {}
+    converted: set[str] = set()
+    for event in events:   # in time order
+        session, at = event["session_id"], parse_timestamp_ms(event["occurred_at"])
+        if event["event_type"] == start_type and session not in started:
+            started[session] = (at, event["channel"])
+        elif event["event_type"] == "purchase" and session in started and at - started[session][0] <= minutes * 60_000:
+            converted.add(session)
+    outcomes: dict[str, dict[int, list[float]]] = {}
+    for session, (at, channel) in started.items():
+        cell = outcomes.setdefault(channel, {}).setdefault(at - at % 60_000, [0.0, 0.0])
+        cell[0] += (session not in converted) == counts_failure
+        cell[1] += 1
+    return outcomes
 
 
-@pytest.mark.parametrize("channel", ["web", "app"])
-def test_funnel_rates_equal_the_simulators_true_rates_within_noise(channel, contract_points):
-    points, _ = contract_points
-    for metric, truth in true_rates(channel).items():
-        series = [p for p in points if p.series == f"{metric}|channel={channel}"]
-        numerator = sum(p.numerator for p in series)
-        denominator = sum(p.denominator for p in series)
-        assert denominator > 200, (metric, channel, denominator)
-        rate = numerator / denominator
-        sigma = math.sqrt(truth * (1 - truth) / denominator)
-        print(f"{metric} channel={channel}: journeys {numerator:.0f}/{denominator:.0f} = {rate:.4f}, "
-              f"the simulator's true rate {truth:.4f} (±{sigma:.4f})")
-        assert abs(rate - truth) < 4 * sigma, (metric, channel, rate, truth, sigma)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_each_presets_funnel_points_count_the_simulators_own_sessions_outcomes(preset, replayed, events):
+    points, _ = replayed(preset)
+    last_point = max(parse_timestamp_ms(p.window_start) for p in points)
+    for metric in FUNNELS:
+        truth = simulated_outcomes(events, metric)
+        for channel, windows in truth.items():
+            series = {parse_timestamp_ms(p.window_start): [p.numerator, p.denominator] for p in points
+                      if p.series == f"{metric}|channel={channel}" and p.denominator}   # not the empty windows
+            assert series == {window: cell for window, cell in windows.items() if window in series}, (metric, channel)
+            # no journey lost: windows without a point are those still undecided when the input ended
+            assert all(window > last_point - 35 * 60_000 for window in windows if window not in series), (metric, channel)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_each_presets_funnel_rates_equal_the_simulators_true_rates_within_noise(preset, replayed):
+    """The sample's rates against ``true_funnel_rates``, the expectation they scatter around: per
+    channel (web and app, a few hundred journeys each, within 4 sigma) and over every channel
+    (the channels' true rates weighted by their journeys, within 3 sigma)."""
+    points, _ = replayed(preset)
+    for metric in FUNNELS:
+        pooled_n = pooled_d = pooled_truth = pooled_variance = 0.0
+        for channel in simulator.BEHAVIOURS:
+            series = [p for p in points if p.series == f"{metric}|channel={channel}"]
+            numerator, denominator = sum(p.numerator for p in series), sum(p.denominator for p in series)
+            truth = true_funnel_rates(channel)[metric]
+            pooled_n, pooled_d = pooled_n + numerator, pooled_d + denominator
+            pooled_truth += truth * denominator
+            pooled_variance += truth * (1 - truth) * denominator
+            if channel in ("web", "app"):
+                assert denominator > 200, (metric, channel, denominator)
+                sigma = math.sqrt(truth * (1 - truth) / denominator)
+                print(f"{preset} {metric} channel={channel}: journeys {numerator:.0f}/{denominator:.0f} = "
+                      f"{numerator / denominator:.4f}, true {truth:.4f} (±{sigma:.4f})")
+                assert abs(numerator / denominator - truth) < 4 * sigma, (metric, channel)
+        truth, sigma = pooled_truth / pooled_d, math.sqrt(pooled_variance) / pooled_d
+        print(f"{preset} {metric} every channel: {pooled_n:.0f}/{pooled_d:.0f} = {pooled_n / pooled_d:.4f}, "
+              f"true {truth:.4f} (±{sigma:.4f})")
+        assert abs(pooled_n / pooled_d - truth) < 3 * sigma, metric
 
 
 def test_the_ingest_decodes_with_the_chosen_preset_and_the_contracts_is_its_fast_path():

@@ -108,3 +108,36 @@ def test_a_successor_deciding_to_the_killed_flush_jw_releases_what_that_flush_re
     assert successor(jw) == sent
     own = T0 + 14 * 60_000 + 19                           # the successor's progress: the newest re-read event
     assert successor(own) == {} != sent
+
+
+def test_a_big_snapshot_waits_twenty_times_its_encoding_time(monkeypatch):
+    catalogue = Catalogue.from_dict(default_config_dict())
+    batch = IngestBatch(catalogue, 65536)
+    state = JourneyState(batch, {}, "t", 4)
+    carts = [Record(n, orjson.dumps({"event_id": f"e{n}", "event_type": "add_to_cart", "occurred_at": T0 + n,
+                                     "session_id": f"s{n}", "channel": "web"})) for n in range(3)]
+    batch.add_records(carts[:1], "t/1/", None, partition=1)
+    state.positions[1] = 1
+    clock = [1000.0]
+    monkeypatch.setattr(journey_state.time, "monotonic", lambda: clock[0])
+    assert len(state.records()) == 1
+    state.delivered()
+    state.cost[1] = 0.5                       # as if encoding it had taken 0.5 s
+    batch.add_records(carts[1:], "t/1/", None, partition=1)
+    state.positions[1] = 3
+    clock[0] += 9.9
+    assert state.records() == []              # within 20 x 0.5 s: the older snapshot stands
+    clock[0] += 0.2
+    written = state.records()
+    assert len(written) == 1 and state.cost[1] < 0.5   # its real (small) cost from here
+    state.delivered()
+    state.cost[1] = 0.5
+    clock[0] += 1.0
+    state.advance({1: T0 + 60_000 + 30 * 60_000 + 30_000}, {})   # a window released: written at once
+    assert len(state.records()) == 1
+    reader = SnapshotReader({1})
+    for _, key, value in written:
+        reader.add(key, value)
+    other = IngestBatch(catalogue, 65536)
+    other.journey_stage(1).restore(reader.newest[1][1])
+    assert reader.newest[1][0] == 3 and other.journey_stage(1).open_journeys == 3

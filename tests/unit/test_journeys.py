@@ -123,6 +123,37 @@ def test_the_cap_never_evicts_the_session_being_added_to():
     assert partials["conversion|all"] == {T0: [1.0, 1.0]} and partials["checkout|all"] == {T0: [1.0, 1.0]}
 
 
+def test_the_cap_is_per_worker_over_its_partitions_and_evicts_the_least_recently_active_session():
+    from blipwatch.stream_app.ingest import IngestBatch
+
+    batch = IngestBatch(funnel_catalogue(conversion={"within": "2h"}), 65536, max_open_journeys=3)
+    first, second = batch.journey_stage(0), batch.journey_stage(1)
+    feed(first, event("add_to_cart", T0 + 1, None, "c1"), event("add_to_cart", T0 + 2, None, "c2"))
+    feed(second, event("add_to_cart", T0 + 3, None, "c3"))
+    feed(first, event("page_view", T0 + 4, None, "c1"))   # c1 active again: c2 is now the least recent
+    assert batch.open_journeys() == 3 and first.counts["evicted"] == second.counts["evicted"] == 0
+    feed(second, event("add_to_cart", T0 + 5, None, "c4"))   # the worker's fourth: one goes, on partition 0
+    assert batch.open_journeys() == 3 and first.counts["evicted"] == 1 and second.counts["evicted"] == 0
+    assert sorted(key[1:] for key in first.open) == ["c1"] and sorted(key[1:] for key in second.open) == ["c3", "c4"]
+    feed(first, event("purchase", T0 + 6, None, "c2"), event("purchase", T0 + 7, None, "c1"))
+    partials = batch.advance_journeys({0: 10**15, 1: 10**15}, {})
+    assert partials["conversion|all"] == {T0: [1.0, 3.0]}   # c2's journey left both counts
+    assert batch.journey_counts()["evicted"] == 1
+
+
+def test_a_session_id_session_is_as_recent_as_its_newest_funnel_event():
+    from blipwatch.pipeline.journeys import JourneyCap
+
+    catalogue = funnel_catalogue(conversion={}, checkout={"start": ["checkout_start"]})
+    cap = JourneyCap(3)
+    first, second = JourneyStage(catalogue, 0, cap=cap), JourneyStage(catalogue, 1, cap=cap)
+    feed(first, event("add_to_cart", T0 + 1, "s1"))
+    feed(second, event("add_to_cart", T0 + 2, "s2"))
+    feed(first, event("checkout_start", T0 + 3, "s1"))      # s1: two open journeys, active at T0 + 3
+    feed(second, event("add_to_cart", T0 + 4, "s3"))        # over the cap: s2 (T0 + 2) goes
+    assert second.counts["evicted"] == 1 and list(second.open) == ["s3"] and cap.open_journeys() == 3
+
+
 def test_a_session_seen_on_two_partitions_is_counted_once_by_the_second():
     notes = SessionPartitions()
     catalogue = funnel_catalogue(conversion={})

@@ -37,10 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "run one after another with a fresh worker each (default 60: every series "
                              "closes a one-minute window each second; 10 is a calmer pace, see "
                              "docs/performance.md)")
-    parser.add_argument("--journeys", choices=("on", "off"), default="on",
+    parser.add_argument("--journeys", choices=("on", "off", "both"), default="on",
                         help="on (default): the default catalogue's funnel metrics, a journey stage in the ingest; "
-                             "off: no funnel metrics (compare the two runs' events/s); the report gives the "
-                             "journey stage's cost per event either way")
+                             "off: no funnel metrics; both: the worker with them, then again without them on the "
+                             "same events, each compared with the same bare consumer; the report gives the "
+                             "journey stage's cost per event in any case")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.set_defaults(func=run)
 
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = run_bench(args.events, args.series, progress=progress, workers=args.workers,
                            live_seconds=args.live_seconds, live_speeds=speeds, shop_rate=args.shop_rate,
-                           journeys=args.journeys == "on")
+                           journeys=args.journeys != "off", compare_journeys=args.journeys == "both")
     except (BenchError, BrokerError) as exc:
         print(f"\nblipwatch bench: {exc}", file=sys.stderr)
         return 1

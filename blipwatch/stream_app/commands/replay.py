@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"blipwatch replay: {exc}", file=sys.stderr)
         return 2
     replay = Replay(catalogue, on_point, on_alert, settings.max_event_bytes, book=book, verdicts=verdicts,
-                    preset=input_preset(settings, catalogue))
+                    preset=input_preset(settings, catalogue), max_open_journeys=settings.max_open_journeys)
     started = time.perf_counter()
     source = sys.stdin.buffer if args.events == "-" else open(args.events, "rb")
     total = None if args.events == "-" else Path(args.events).stat().st_size

@@ -39,6 +39,8 @@ class BenchReport:
     worker: WorkerRun
     live: LiveRun | None = None           # the first live run (the figures of the top-level keys)
     live_runs: list[LiveRun] = field(default_factory=list)   # one per --live-speed, in order
+    #: ``--journeys both``: the worker on the same topic with the catalogue's funnel metrics removed
+    worker_without_journeys: WorkerRun | None = None
 
     @property
     def bare_events_per_s(self) -> float:
@@ -51,6 +53,7 @@ class BenchReport:
 
     def as_dict(self) -> dict[str, Any]:
         worker = self.worker
+        off = self.worker_without_journeys
         return {
             "bare_events_per_s": round(self.bare_events_per_s, 1),
             "worker_events_per_s": round(self.worker_events_per_s, 1),
@@ -72,6 +75,14 @@ class BenchReport:
             "backlog_alert_latency_p50_s": rounded(worker.alert_latency_p50_s),
             "backlog_alert_latency_p99_s": rounded(worker.alert_latency_p99_s),
             "journeys": self.workload.journeys,
+            "journeys_evicted": worker.journeys_evicted,
+            # --journeys both: the same events through a worker without funnel metrics, same bare consumer
+            "worker_events_per_s_without_journeys": None if off is None else round(self.events / off.scored_s, 1),
+            "ratio_without_journeys": None if off is None
+            else round(self.events / off.scored_s / self.bare_events_per_s, 4),
+            "ingest_ratio_without_journeys": None if off is None
+            else round(self.events / off.ingest_s / self.bare_events_per_s, 4),
+            "worker_peak_rss_bytes_without_journeys": None if off is None else max(off.peak_rss_bytes),
             # the worker's ingest code offline over the same events: with and without the journey stage
             "ingest_us_per_event_with_journeys": (self.workload.ingest_us or {}).get("with_journeys"),
             "ingest_us_per_event_without_journeys": (self.workload.ingest_us or {}).get("without_journeys"),
@@ -102,9 +113,11 @@ class BenchReport:
 def run_bench(events: int, series: int, progress: Progress = quiet, workers: int = 1,
               bare_repeats: int = 3, live_seconds: float = 60.0,
               live_speeds: tuple[float, ...] = (LIVE_SPEED,), shop_rate: float | None = None,
-              journeys: bool = True) -> BenchReport:
-    """Every phase in order, on one embedded broker started here and stopped at the end."""
-    workload = plan_workload(events, series, progress, shop_rate=shop_rate, journeys=journeys)
+              journeys: bool = True, compare_journeys: bool = False) -> BenchReport:
+    """Every phase in order, on one embedded broker started here and stopped at the end; with
+    ``compare_journeys``, the worker a second time on the same topic without funnel metrics."""
+    workload = plan_workload(events, series, progress, shop_rate=shop_rate, journeys=journeys,
+                             compare=compare_journeys)
     workdir = Path(tempfile.mkdtemp(prefix="blipwatch-bench-"))
     try:
         with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
@@ -115,10 +128,15 @@ def run_bench(events: int, series: int, progress: Progress = quiet, workers: int
                 progress(f"bare consumer, run {attempt + 1} of {bare_repeats}")
                 bare.append(bare_consume(broker, topic, len(workload.messages)))
             worker = run_workers(broker, topic, workload, workdir, workers=workers, progress=progress)
+            off = None
+            if workload.without_journeys is not None:
+                progress("the worker again, without funnel metrics")
+                off = run_workers(broker, topic, workload.without_journeys, workdir, workers=workers,
+                                  progress=progress)
             lives = [run_live(broker, workdir, live_seconds, progress, speed=speed, series=series)
                      for speed in (live_speeds if live_seconds > 0 else ())]
             return BenchReport(len(workload.messages), series, workload, bare, worker,
-                               lives[0] if lives else None, lives)
+                               lives[0] if lives else None, lives, off)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -142,9 +160,20 @@ def format_report(report: BenchReport) -> str:
         f"(journeys {'on' if report.workload.journeys else 'off: no funnel metrics'})",
         f"  worker ingest only                {figures['worker_ingest_events_per_s']:>12,.0f} events/s  "
         f"({worker.ingest_s:.2f} s to every event counted)",
+    ]
+    off = report.worker_without_journeys
+    if off is not None:
+        lines += [
+            f"  worker without journeys           {figures['worker_events_per_s_without_journeys']:>12,.0f} events/s  "
+            f"(the same events, no funnel metrics; {off.scored_s:.2f} s, {off.series_tracked:,} series)",
+            f"  ratio without journeys            {figures['ratio_without_journeys']:>12.2f}  "
+            f"(ingest only {figures['ingest_ratio_without_journeys']:.2f}, with journeys {figures['ingest_ratio']:.2f})",
+        ]
+    lines += [
         f"  journey stage                     {figures['journey_stage_us_per_event'] or float('nan'):>12.2f} µs/event  "
         f"(the ingest code offline, best of 5: {figures['ingest_us_per_event_with_journeys'] or float('nan'):.2f} "
-        f"with journeys, {figures['ingest_us_per_event_without_journeys'] or float('nan'):.2f} without)",
+        f"with journeys, {figures['ingest_us_per_event_without_journeys'] or float('nan'):.2f} without; "
+        f"{worker.journeys_evicted:,} journeys evicted by the cap)",
         f"  windows scored per second         {figures['windows_scored_per_s']:>12,.0f}  "
         f"({report.workload.points_before_idle / report.events:.3g} windows per event in this workload)",
         f"  last window scored after          {worker.all_scored_s or float('nan'):>12.2f} s  "

@@ -68,6 +68,7 @@ class WorkerRun:
     alerts: int = 0
     events_late: int = 0              # valid events whose window had closed: counted, not scored
     events_invalid: int = 0
+    journeys_evicted: int = 0         # open journeys the cap (BLIPWATCH_MAX_OPEN_JOURNEYS) evicted
     alert_latency_p50_s: float | None = None
     alert_latency_p99_s: float | None = None
     state_bytes_per_series: float | None = None
@@ -192,6 +193,8 @@ def run_workers(broker: EmbeddedBroker, events_topic: str, workload: Workload, w
             alerts=int(sum(total(s, "blipwatch_alerts_total") for s in samples)),
             events_late=int(sum(total(s, "blipwatch_events_late_total") for s in samples)),
             events_invalid=int(sum(total(s, "blipwatch_events_invalid_total") for s in samples)),
+            journeys_evicted=int(sum(value for s in samples for labels, value in s.get("blipwatch_journeys_total", [])
+                                     if labels.get("outcome") == "evicted")),
             alert_latency_p50_s=histogram_quantile(0.5, list(buckets.items())),
             alert_latency_p99_s=histogram_quantile(0.99, list(buckets.items())),
             per_worker=[{"partitions": partitions,

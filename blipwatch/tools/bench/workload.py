@@ -41,6 +41,8 @@ EXTRA_COUNT_TYPES = ("product_view", "page_view", "search", "session_start", "ad
 #: default config) closes before the input goes idle, with some to spare
 MIN_SPAN_S = 100.0
 SEGMENT_BASE = 1 + 7 + 4   # series per metric before countries: all, channels, devices
+#: the journey stage's cost is timed over at most this many of the messages (best of 5, both ways)
+COST_EVENTS = 1_000_000
 
 
 @dataclass
@@ -55,6 +57,8 @@ class Workload:
     journeys: bool = True                          # the catalogue's funnel metrics are on
     #: microseconds per event of the worker's ingest code, offline: with and without the journey stage
     ingest_us: dict[str, float] | None = None
+    #: with ``compare``: the same messages under the catalogue without funnel metrics
+    without_journeys: "Workload | None" = None
 
 
 def _series_by_country_count(type_counts: Counter, metrics: dict[str, Any], base: int, countries: int,
@@ -219,13 +223,14 @@ def journey_cost(messages: list[tuple[bytes, bytes, int]], config: dict[str, Any
 
 
 def plan_workload(events: int, series: int, progress: Progress = quiet, seed: int = 0,
-                  shop_rate: float | None = None, journeys: bool = True) -> Workload:
+                  shop_rate: float | None = None, journeys: bool = True, compare: bool = False) -> Workload:
     """N simulated events and a config under which about S series are tracked (exact count returned).
+    With ``compare`` (and ``journeys``), also the same messages under the catalogue without its
+    funnel metrics (``without_journeys``), to run the worker both ways on one topic.
 
     The events span one hour of event time, or, with ``shop_rate``, N ÷ rate seconds: the hour's
     events with their times squeezed into that span, a shop of that many events a second (the
     incident still starts at 60% of the span)."""
-    from blipwatch.pipeline.windows import closes_at
     from blipwatch.tools.simulator import generate_events
 
     span_s = RUN_HOURS * 3600 if shop_rate is None else events / shop_rate
@@ -246,18 +251,32 @@ def plan_workload(events: int, series: int, progress: Progress = quiet, seed: in
     config, countries = spread_series(generated, series, journeys)
 
     progress("encoding and checking the workload offline")
+    workload = _checked(generated, config, countries, span_s, journeys)
+    if compare and journeys:
+        progress("checking the workload offline without funnel metrics")
+        off = dict(config, metrics={name: definition for name, definition in config["metrics"].items()
+                                    if definition.get("kind") != "funnel"})
+        workload.without_journeys = _checked(generated, off, countries, span_s, False)
+    progress("timing the ingest code with and without journeys")
+    funnels = {name: definition for name, definition in spread_series([], 0)[0]["metrics"].items()
+               if definition.get("kind") == "funnel"}
+    with_journeys = dict(config, metrics={**config["metrics"], **funnels})
+    workload.ingest_us = journey_cost(workload.messages[:COST_EVENTS], with_journeys)
+    return workload
+
+
+def _checked(generated: list[dict], config: dict[str, Any], countries: int, span_s: float,
+             journeys: bool) -> Workload:
+    """The workload of these events under ``config``, its series and windows counted offline."""
+    from blipwatch.pipeline.windows import closes_at
+
     offline = ingest_offline(generated, config)
     window = offline.window_ms
     before_idle = offline.closable(min(offline.newest_by_partition.values()))
     newest = max(offline.newest_by_partition.values())
     after_idle = offline.closable(closes_at(newest - newest % window, window, offline.lateness_ms))
-    progress("timing the ingest code with and without journeys")
-    funnels = {name: definition for name, definition in spread_series([], 0)[0]["metrics"].items()
-               if definition.get("kind") == "funnel"}
-    with_journeys = dict(config, metrics={**config["metrics"], **funnels})
     return Workload(offline.messages, config, len(offline.partials), offline.points_until(before_idle),
-                    offline.points_until(after_idle), countries, span_s, journeys,
-                    journey_cost(offline.messages, with_journeys))
+                    offline.points_until(after_idle), countries, span_s, journeys)
 
 
 def compress_time(generated: list[dict], span_s: float) -> None:
