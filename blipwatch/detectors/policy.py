@@ -46,11 +46,14 @@ class AlertPolicy:
 
     A series fires when one point scores at least ``threshold`` (default 0.6: a one-in-a-
     million point) or ``confirm_points`` consecutive points in the same direction score at
-    least ``confirm_threshold`` (default 0.4 twice: one in 10,000 twice). While firing, a
-    point still counts as anomalous down to ``threshold - hysteresis``; ``resolve_after``
-    normal points in a row resolve the incident, after which no new incident may fire for
-    ``cooldown`` points. The first ``warmup`` points and points with less than ``min_volume``
-    evidence are ignored (neither anomalous nor normal). ``direction`` keeps only rises
+    least ``confirm_threshold`` (default 0.6 twice, i.e. off; a ``confirm_threshold`` above
+    ``threshold`` is lowered to it, so lowering ``threshold`` alone has its effect). While
+    firing, a point still counts as anomalous down to ``threshold - hysteresis``;
+    ``resolve_after`` normal points in a row resolve the incident, after which no new incident
+    may fire for ``cooldown`` points. The first ``warmup`` points and points with less than
+    ``min_volume`` evidence are ignored (neither anomalous nor normal), except while firing:
+    then such a point that is not anomalous, or a window with no value at all, counts towards
+    resolving (a segment with a few trials a window must not stay firing for good). ``direction`` keeps only rises
     ("up"), falls ("down") or both. ``critical_threshold`` separates warning from critical.
 
     >>> from blipwatch.detectors.scored import Scored
@@ -97,6 +100,9 @@ class AlertPolicy:
         for name in ("warmup", "confirm_points", "cooldown", "resolve_after"):
             if getattr(self, name) < (1 if name in ("confirm_points", "resolve_after") else 0):
                 raise SettingsError(f"policy {name} must be a non-negative whole number")
+        if self.confirm_threshold > self.threshold:
+            # a run starts at confirm_threshold: above threshold it would hide a lowered threshold
+            self.confirm_threshold = self.threshold
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any] | None) -> "AlertPolicy":
@@ -115,6 +121,16 @@ class AlertPolicy:
                           scored.score, self.peak_score, self.points, scored.value,
                           scored.expected, scored.lower, scored.upper)
 
+    def _normal(self, t: float, scored: Scored) -> Transition | None:
+        """A normal point while firing: ``resolve_after`` in a row resolve the incident."""
+        self.normal_run += 1
+        if self.normal_run >= self.resolve_after:
+            self.firing = False
+            self.cooldown_left = self.cooldown
+            self.run_length = 0
+            return self._transition("resolved", t, scored)
+        return None
+
     def update(self, t: float, scored: Scored, volume: float | None = None) -> Transition | None:
         """Feed one scored point (in time order); returns a transition or None.
 
@@ -126,7 +142,13 @@ class AlertPolicy:
             return None
         volume = scored.volume if volume is None else volume
         if scored.value is None or scored.expected is None or volume < self.min_volume:
-            return None
+            if not self.firing:
+                return None
+            # while firing, a window without evidence of the incident (no value, or too little
+            # volume to judge) is not the incident either: it counts towards resolving
+            anomalous = scored.value is not None and scored.direction == self.incident_direction \
+                and scored.score >= self.threshold - self.hysteresis
+            return None if anomalous else self._normal(t, scored)
         wanted = self._wanted(scored.direction)
         if self.firing:
             if wanted and scored.direction == self.incident_direction and \
@@ -138,13 +160,7 @@ class AlertPolicy:
                     self.severity = "critical"
                     return self._transition("update", t, scored)
                 return None
-            self.normal_run += 1
-            if self.normal_run >= self.resolve_after:
-                self.firing = False
-                self.cooldown_left = self.cooldown
-                self.run_length = 0
-                return self._transition("resolved", t, scored)
-            return None
+            return self._normal(t, scored)
 
         if wanted and scored.score >= self.confirm_threshold:
             if self.run_length and self.run_direction == scored.direction:

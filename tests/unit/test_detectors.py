@@ -277,6 +277,29 @@ def test_policy_fires_on_one_rare_point_or_two_moderate_ones_in_a_row():
     assert run_policy(AlertPolicy(**confirming), [0.45, 0.45]) == [None, "firing"]
 
 
+def test_a_threshold_lowered_below_confirm_threshold_takes_effect():
+    # a run starts at confirm_threshold: left at 0.6 it hid a threshold lowered to 0.4
+    assert AlertPolicy(threshold=0.4).confirm_threshold == 0.4
+    assert run_policy(AlertPolicy(warmup=0, threshold=0.4), [0.1, 0.45]) == [None, "firing"]
+    assert run_policy(AlertPolicy(warmup=0), [0.1, 0.45]) == [None, None]
+
+
+def test_an_alert_on_a_low_volume_segment_resolves_once_its_points_are_normal():
+    policy = AlertPolicy(warmup=0, resolve_after=3, cooldown=0, min_volume=5)
+    assert policy.update(0.0, scored_point(0.9), 100.0).status == "firing"
+    # 1-4 trials a window afterwards: too little to fire on, but no evidence of the incident
+    statuses = [policy.update(float(t), scored_point(0.01), 2.0) for t in (1, 2, 3)]
+    assert [s and s.status for s in statuses] == [None, None, "resolved"]
+    # a low-volume point that still shows the incident does not count towards resolving
+    policy = AlertPolicy(warmup=0, resolve_after=2, cooldown=0, min_volume=5)
+    policy.update(0.0, scored_point(0.9), 100.0)
+    assert [policy.update(float(t), scored_point(s), 2.0) for t, s in ((1, 0.8), (2, 0.8))] == [None, None]
+    assert policy.firing
+    # nor is a window without any value (a rate with no trials) a reason to stay firing
+    empty = type(scored_point(0.0))(None, 5.0, 4.0, 6.0, 0.0, None, False, 0.0, 0.0)
+    assert policy.update(3.0, empty, 0.0) is None and policy.update(4.0, empty, 0.0).status == "resolved"
+
+
 def test_policy_direction_keeps_only_the_wanted_side():
     assert run_policy(AlertPolicy(warmup=0, direction="up"), [0.9, 0.9], direction="down") == [None, None]
     assert run_policy(AlertPolicy(warmup=0, direction="down"), [0.9], direction="down") == ["firing"]
