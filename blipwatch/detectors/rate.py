@@ -51,7 +51,9 @@ class RateDetector(SeriesDetector):
             # blip's evidence holds learning (as for any point)
             if self.n_learned and self._learns():
                 slow = self.cusum_up >= self.slow_at or self.cusum_down >= self.slow_at
-                self.ew_num += spill * (0.1 if slow else 1.0)
+                # robust as any point: at most what a window usually holds, twice over, plus one
+                cap = 1.0 + 2.0 * self.level * self.volume_mean
+                self.ew_num += (spill if spill < cap else cap) * (0.1 if slow else 1.0)
                 self.level = self._clamp(self._estimate())
             self._spill = 0.0
         super()._learn(t, value, numerator, denominator)
@@ -68,7 +70,13 @@ class RateDetector(SeriesDetector):
 
     def _update_level(self, mu: float, n: float, e_clipped: float, factor: float) -> None:
         keep = (1.0 - self.alpha) ** factor
-        self.ew_num = keep * self.ew_num + factor * ((mu + e_clipped) * n + self._spill)
+        if self._spill:
+            # the excess over the denominator is part of the residual, clipped with it (unclipped,
+            # it pushed a level near 1, whose band narrows to nothing, up to 1)
+            bound = self.clip_z * math.sqrt(self._var_total(mu, n))
+            e_clipped = e_clipped + self._spill / n
+            e_clipped = e_clipped if e_clipped < bound else bound
+        self.ew_num = keep * self.ew_num + factor * (mu + e_clipped) * n
         self.ew_den = keep * self.ew_den + factor * n
         self.level = self._clamp(self._estimate())
 
