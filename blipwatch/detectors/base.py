@@ -56,7 +56,7 @@ from river import base
 
 from blipwatch.detectors.learning import RobustLearning
 from blipwatch.detectors.page_hinkley import PageHinkley
-from blipwatch.detectors.profile import _BIN_CACHES, DailyProfile
+from blipwatch.detectors.profile import _BIN_CACHES, DAY_SECONDS, DailyProfile
 from blipwatch.detectors.scored import Scored
 from blipwatch.detectors.sequential import SequentialEvidence
 from blipwatch.detectors.settings import SettingsError, resolve_settings
@@ -87,6 +87,7 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
         self._bins = _BIN_CACHES.setdefault(self.season_bins, {})
         self._pools = self.pool_windows > 1 and bool(self.sequential)
         self._one_bin = self.season_bins == 1
+        self._bin_minutes = DAY_SECONDS / _MINUTE / self.season_bins   # one-minute windows per profile bin
         #: one point's tail: Student's t with ``tail_dof`` > 0 degrees of freedom, else normal; chosen once
         self._point_score = partial(t_tail_score, dof=self.tail_dof) if self.tail_dof > 0 else tail_score
         self._reset()
