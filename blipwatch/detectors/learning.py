@@ -76,8 +76,9 @@ class RobustLearning:
         elif returning:
             self.hold_left = 0   # back at the old normal: the blip is over
         elif self.sequential and (seasoned or not self.sequential_seasoned):
-            # a point (or two windows pooled) as rare as a CUSUM at freeze_at holds learning for hold_after points: a blip on a few events a window has windows
-            # that look normal, and a CUSUM halved by each of them never reaches freeze_at, so
+            # a point (or two windows pooled) as rare as a CUSUM at freeze_at holds learning for
+            # hold_after points: a blip on a few events a window has windows that look normal,
+            # and a CUSUM halved by each of them never reaches freeze_at, so
             # the blip was learned (a complaint surge, a conversion drop on a small segment).
             # Not before the profile knows the time of day (counts): the first 09:00 step is news,
             # and the profile must learn it to know it the next day

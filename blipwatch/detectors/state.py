@@ -12,8 +12,8 @@ default); the running state is stored by position in ``_STATE_FIELDS`` order, an
 checksum of those field names, is part of the header: a state written with other fields is
 refused like an old version.
 
-Format 7 adds a detector's `hold_left`. Format 6: only our own fields. The Page-Hinkley test is ours (``page_hinkley.STATE_FIELDS``), no
-longer River's private fields (format 5 stored those; a format-5 state is refused and its series
+Format 7 adds a detector's ``hold_left``. Format 6: only our own fields. The Page-Hinkley test
+is ours (``page_hinkley.STATE_FIELDS``), no longer River's private fields (format 5 stored those; a format-5 state is refused and its series
 re-warms). A detector running a River model (``river_models``) stores its own fields, its
 calibration's raw scores and the model as River's pickle tagged with River's version
 (``river_compat``): another River version re-warms the series.
