@@ -68,8 +68,15 @@ class DailyProfile:
         if self.multiplicative:
             # a bin of a sparse count is a few events a day: its log-mean is mostly noise (0.5 a
             # minute: ~2.5 events a bin, +-60 %), so a step counts in proportion to the events
-            # behind it, not every bin's noise (a frozen level followed it through a surge)
-            events = self.level * self._bin_minutes * (seen_now if seen_now < seen_before else seen_before)
+            # behind it, not every bin's noise (a frozen level followed it through a surge).
+            # The events are the busier bin's, as the profile holds them (not the level's: in
+            # a dip, a nightly tracking gap, the level is the dip's, and the step out of it was
+            # damped as noise, so the level came out low and froze on the return to normal;
+            # nor the level moved by the step, which drifts: a step there and back must cancel)
+            busier = profile[now] if profile[now] > profile[before] else profile[before]
+            busier += self.offset
+            events = math.exp(busier if busier < 50.0 else 50.0) * self._bin_minutes * (
+                seen_now if seen_now < seen_before else seen_before)
             step *= events / (events + 20.0)
         return step
 
