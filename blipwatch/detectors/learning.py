@@ -128,6 +128,12 @@ class RobustLearning:
         factor = 1.0
         if seasoned and self.alpha_seasoned is not None:
             factor = self.alpha_seasoned / self.alpha
+            if self.kind == "count" and mu < 1.0:
+                # once the profile carries the daily curve, a count of under one event a window
+                # learns per event, not per window: at 0.15 a minute 1 / alpha_seasoned windows
+                # held 5 events, so the level was mostly noise and followed a 50-minute tracking
+                # loss down to a fifth, and the return to normal was a surge
+                factor *= mu
         if abs(z) >= clip_z:
             # out of band: barely move until Page-Hinkley says the shift lasts, so an incident
             # keeps looking like one (and its end is not a new incident)
