@@ -56,11 +56,11 @@ from river import base
 
 from blipwatch.detectors.learning import RobustLearning
 from blipwatch.detectors.page_hinkley import PageHinkley
-from blipwatch.detectors.profile import _BIN_CACHES, DailyProfile
+from blipwatch.detectors.profile import _BIN_CACHES, DAY_SECONDS, DailyProfile
 from blipwatch.detectors.scored import Scored
 from blipwatch.detectors.sequential import SequentialEvidence
 from blipwatch.detectors.settings import SettingsError, resolve_settings
-from blipwatch.detectors.tails import t_tail_score, tail_score, z_for_score
+from blipwatch.detectors.tails import cusum_score, t_tail_score, tail_score, z_for_score
 
 _MINUTE = 60.0
 
@@ -80,10 +80,14 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
         for key, value in self.settings.items():
             setattr(self, key, value)
         self._band_z = z_for_score(self.threshold)
+        #: a point (or two windows pooled) at least this rare holds learning for ``hold_after``
+        #: points: the rarity of a CUSUM at ``freeze_at`` (p ~ 1e-4)
+        self._hold_score = cusum_score(self.freeze_at, self.cusum_k)
         # per-series constants of the scoring path (the settings do not change after this)
         self._bins = _BIN_CACHES.setdefault(self.season_bins, {})
         self._pools = self.pool_windows > 1 and bool(self.sequential)
         self._one_bin = self.season_bins == 1
+        self._bin_minutes = DAY_SECONDS / _MINUTE / self.season_bins   # one-minute windows per profile bin
         #: one point's tail: Student's t with ``tail_dof`` > 0 degrees of freedom, else normal; chosen once
         self._point_score = partial(t_tail_score, dof=self.tail_dof) if self.tail_dof > 0 else tail_score
         self._reset()
@@ -111,6 +115,7 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
         self.evidence_up = 0.0       # volume behind each CUSUM (sum of the points' volumes while it is > 0)
         self.evidence_down = 0.0
         self.frozen_run = 0          # consecutive points not learned because evidence was building
+        self.hold_left = 0           # points still not learned after one scored at the freeze level
         self.last_z = 0.0            # residual of the previous learned point
         self.ac_cross = 0.0          # EW of z_t * z_(t-1), z_t^2 and z_t: lag-1 autocorrelation of residuals
         self.ac_square = 0.0
@@ -285,7 +290,7 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
             return Scored(x, mu, lower, upper, 0.0, None, False, 0.0, 0.0)
         x, n = obs
         point_score = self._point_score
-        score = point_score(z)
+        burst = score = point_score(z)
         direction = "up" if z > 0 else "down" if z < 0 else None
         # evidence over several points: a 2-sigma rise held for 6 windows is as rare as one
         # 5-sigma point, and on small segments it is the only way a blip can be seen
@@ -295,9 +300,7 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
             up, down = self._cusum_step(z, rho, bias)
         else:
             up = down = 0.0
-        # learning needs the same CUSUMs (no state they depend on changes in between) and the
-        # point's own volume (a function of x, mu and n alone)
-        self._cusum_cache = (judged, up, down, point_volume)
+        cusum_up, cusum_down = up, down
         seasonal_only = self.sequential_seasoned
         if seasonal_only and not seasoned:
             up = down = 0.0
@@ -312,9 +315,14 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
         if self._pools and prev is not None and (seasoned or not seasonal_only):
             pooled_z = self._pooled_z(x, n, mu, rho, bias)
             pooled = point_score(pooled_z)
+            burst = pooled if pooled > burst else burst
             if pooled > score:
                 score, direction = pooled, "up" if pooled_z > 0 else "down"
                 volume += self._volume(prev[0], prev[2], prev[1])
+        # learning needs the same CUSUMs (no state they depend on changes in between), the
+        # point's own volume (a function of x, mu and n alone) and the evidence of the point or
+        # the two windows pooled (it holds learning; the CUSUMs freeze it themselves)
+        self._cusum_cache = (judged, cusum_up, cusum_down, point_volume, burst)
         return Scored(x, mu, lower, upper, score, direction, score >= self.threshold, z, volume)
 
     #: The running state, in the order the state format stores it (kinds add their own).
@@ -322,7 +330,7 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
                      "extra_weight", "profile", "profile_days", "bin_current", "bin_sum",
                      "bin_count", "offset", "recent", "prev_delta", "prev_left", "cusum_up",
                      "cusum_down", "pool_prev", "evidence_up", "evidence_down", "frozen_run", "last_z",
-                     "ac_cross", "ac_square", "ac_mean")
+                     "ac_cross", "ac_square", "ac_mean", "hold_left")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_learned={self.n_learned}, level={self.level:.6g})"

@@ -30,8 +30,16 @@ class RobustLearning:
         """Learn the point (after scoring it); a point without evidence is skipped."""
         judged = self._judge(t, value, numerator, denominator)
         obs, mu, var_total, z, returning, seasoned = judged
+        cusums = self._cusum_cache
+        if (cusums is None or cusums[0] is not judged) and obs is not None and mu is not None:
+            # learned without being scored first: the scoring's CUSUMs and score are needed
+            if self.sequential:
+                self._scored(t, value, numerator, denominator)
+                cusums = self._cusum_cache
+            else:
+                cusums = (judged, 0.0, 0.0, self._volume(obs[0], mu, obs[1]), 0.0)
         self._cache = None
-        cusums, self._cusum_cache = self._cusum_cache, None
+        self._cusum_cache = None
         if obs is None:
             self.pool_prev = None   # nothing to pool with: the next window is judged on its own
             return
@@ -54,11 +62,7 @@ class RobustLearning:
             if self.prev_left <= 0:
                 self.prev_delta = None
 
-        if cusums is not None and cusums[0] is judged:   # the scoring's, for this very judgement
-            _, up, down, point_volume = cusums
-        else:
-            up, down = self._cusum_next(z)
-            point_volume = self._volume(x, mu, n)
+        _, up, down, point_volume, score = cusums   # the scoring's, for this very judgement
         if self.sequential_seasoned and not seasoned:   # as when scoring: no run builds up (nor freezes)
             up = down = 0.0
         self.evidence_up = self.evidence_up + point_volume if up > 0 else 0.0
@@ -66,11 +70,26 @@ class RobustLearning:
         recent = self.recent
         recent.append(x)
         del recent[:-5]
+        held = False
         if self.n_learned < self.learn_freely:
             up = down = 0.0
+        elif returning:
+            self.hold_left = 0   # back at the old normal: the blip is over
+        elif self.sequential and (seasoned or not self.sequential_seasoned):
+            # a point (or two windows pooled) as rare as a CUSUM at freeze_at holds learning for
+            # hold_after points: a blip on a few events a window has windows that look normal,
+            # and a CUSUM halved by each of them never reaches freeze_at, so
+            # the blip was learned (a complaint surge, a conversion drop on a small segment).
+            # Not before the profile knows the time of day (counts): the first 09:00 step is news,
+            # and the profile must learn it to know it the next day
+            if score >= self._hold_score:
+                self.hold_left = self.hold_after
+            if self.hold_left > 0:
+                self.hold_left -= 1
+                held = True
         self.cusum_up, self.cusum_down = up, down
         peak = down if down > up else up
-        slow = peak >= self.slow_at
+        slow = held or peak >= self.slow_at
         # a blip that outlasts adopt_after points (of evidence above slow_at) is the new normal
         if slow:
             self.frozen_run += 1
@@ -109,6 +128,12 @@ class RobustLearning:
         factor = 1.0
         if seasoned and self.alpha_seasoned is not None:
             factor = self.alpha_seasoned / self.alpha
+            if self.kind == "count" and mu < 1.0:
+                # once the profile carries the daily curve, a count of under one event a window
+                # learns per event, not per window: at 0.15 a minute 1 / alpha_seasoned windows
+                # held 5 events, so the level was mostly noise and followed a 50-minute tracking
+                # loss down to a fifth, and the return to normal was a surge
+                factor *= mu
         if abs(z) >= clip_z:
             # out of band: barely move until Page-Hinkley says the shift lasts, so an incident
             # keeps looking like one (and its end is not a new incident)
@@ -117,7 +142,10 @@ class RobustLearning:
             # evidence of a blip may be building: learn it slowly, so the blip is not absorbed
             # before it can be confirmed
             factor *= 0.1
-        self._update_level(mu, n, e_clipped, factor)
+        if held:
+            self._follow_profile(t)   # the level learns nothing from a blip, as when frozen
+        else:
+            self._update_level(mu, n, e_clipped, factor)
         if peak < self.slow_at:
             # a blip in the making must not widen the bands that should catch it; otherwise the
             # noise sees up to twice the learning clip, so heavy-tailed series get wider bands
@@ -130,6 +158,9 @@ class RobustLearning:
         self.volume_mean += alpha_var * (n - self.volume_mean)
         self.t_last = t
         self.n_learned += 1
+        if held:
+            self._commit_profile(t, None)   # nor do the profile and the shift test
+            return
 
         clip = self.relevel_clip
         low = -clip
@@ -158,7 +189,13 @@ class RobustLearning:
         self.cusum_up = self.cusum_down = 0.0
         self.evidence_up = self.evidence_down = 0.0
         self.frozen_run = 0
+        self.hold_left = 0
         self.shift.reset()
+
+    def _learns(self) -> bool:
+        """Whether the next point would be learned (no blip's evidence holds learning)."""
+        peak = self.cusum_down if self.cusum_down > self.cusum_up else self.cusum_up
+        return self.hold_left <= 0 and peak < self.freeze_at
 
     def _update_level(self, mu: float, n: float, e_clipped: float, factor: float) -> None:
         """Move level and trend towards the (clipped) observation; ``factor`` slows learning."""

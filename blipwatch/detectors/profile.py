@@ -60,10 +60,25 @@ class DailyProfile:
         if before is None:
             before = self._bin(t_last)
         days = self.profile_days
-        if not (days[now] and days[before]):
+        seen_now, seen_before = days[now], days[before]
+        if not (seen_now and seen_before):
             return None
         profile = self.profile
-        return profile[now] - profile[before]
+        step = profile[now] - profile[before]
+        if self.multiplicative:
+            # a bin of a sparse count is a few events a day: its log-mean is mostly noise (0.5 a
+            # minute: ~2.5 events a bin, +-60 %), so a step counts in proportion to the events
+            # behind it, not every bin's noise (a frozen level followed it through a surge).
+            # The events are the busier bin's, as the profile holds them (not the level's: in
+            # a dip, a nightly tracking gap, the level is the dip's, and the step out of it was
+            # damped as noise, so the level came out low and froze on the return to normal;
+            # nor the level moved by the step, which drifts: a step there and back must cancel)
+            busier = profile[now] if profile[now] > profile[before] else profile[before]
+            busier += self.offset
+            events = math.exp(busier if busier < 50.0 else 50.0) * self._bin_minutes * (
+                seen_now if seen_now < seen_before else seen_before)
+            step *= events / (events + 20.0)
+        return step
 
     def _moved(self, level: float, step: float) -> float:
         """``level`` moved by a profile step (a log-ratio for multiplicative profiles, within +-5)."""

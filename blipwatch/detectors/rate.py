@@ -32,6 +32,32 @@ class RateDetector(SeriesDetector):
         super()._reset()
         self.ew_num = 0.0   # exponentially weighted sums of numerators and denominators: the
         self.ew_den = 0.0   # level is their ratio, so every trial weighs the same (volume-weighted)
+        #: the numerator a window's ratio cannot hold: all of it without a denominator (``1 of
+        #: 0``: the purchase's checkout started a minute earlier), the excess over it (``5 of
+        #: 4``). Scoring sees the ratio within [0, 1]; learning adds this back, so the level is
+        #: sum(numerator) / sum(denominator) over time, not biased low by the lag between them.
+        self._spill = 0.0
+
+    def _learn(self, t: float, value, numerator, denominator) -> None:
+        spill = 0.0
+        if numerator is not None and numerator > 0:
+            if denominator is None or denominator <= 0:
+                spill = float(numerator)
+            elif numerator > denominator:
+                spill = float(numerator) - float(denominator)
+        self._spill = spill
+        if spill and (denominator is None or denominator <= 0):
+            # no trials to judge: only the numerator is learned, at the level's rate, unless a
+            # blip's evidence holds learning (as for any point)
+            if self.n_learned and self._learns():
+                slow = self.cusum_up >= self.slow_at or self.cusum_down >= self.slow_at
+                # robust as any point: at most what a window usually holds, twice over, plus one
+                cap = 1.0 + 2.0 * self.level * self.volume_mean
+                self.ew_num += (spill if spill < cap else cap) * (0.1 if slow else 1.0)
+                self.level = self._clamp(self._estimate())
+            self._spill = 0.0
+        super()._learn(t, value, numerator, denominator)
+        self._spill = 0.0
 
     def _estimate(self) -> float:
         # Jeffreys-style half a success in one trial: a new or quiet series is not certain of
@@ -44,6 +70,12 @@ class RateDetector(SeriesDetector):
 
     def _update_level(self, mu: float, n: float, e_clipped: float, factor: float) -> None:
         keep = (1.0 - self.alpha) ** factor
+        if self._spill:
+            # the excess over the denominator is part of the residual, clipped with it (unclipped,
+            # it pushed a level near 1, whose band narrows to nothing, up to 1)
+            bound = self.clip_z * math.sqrt(self._var_total(mu, n))
+            e_clipped = e_clipped + self._spill / n
+            e_clipped = e_clipped if e_clipped < bound else bound
         self.ew_num = keep * self.ew_num + factor * (mu + e_clipped) * n
         self.ew_den = keep * self.ew_den + factor * n
         self.level = self._clamp(self._estimate())

@@ -12,7 +12,7 @@ default); the running state is stored by position in ``_STATE_FIELDS`` order, an
 checksum of those field names, is part of the header: a state written with other fields is
 refused like an old version.
 
-Format 8: the value kind's change score (``changes.py``) in a detector. Format 7: a series record also holds its last incident's windows and what people said about it
+Format 10 adds a detector's ``hold_left``. Format 8: the value kind's change score (``changes.py``) in a detector. Format 7: a series record also holds its last incident's windows and what people said about it
 (``pipeline.feedback.SeriesFeedback``); a format-6 state re-warms. Format 6: only our own fields. The Page-Hinkley test is ours (``page_hinkley.STATE_FIELDS``), no
 longer River's private fields (format 5 stored those; a format-5 state is refused and its series
 re-warms). A detector running a River model (``river_models``) stores its own fields, its
@@ -35,7 +35,7 @@ from blipwatch.detectors.page_hinkley import STATE_FIELDS as _SHIFT_FIELDS
 from blipwatch.detectors.policy import AlertPolicy, settings_names
 from blipwatch.detectors.river_models import RiverModelDetector
 
-FORMAT_VERSION = 9
+FORMAT_VERSION = 10
 _MAGIC = b"blipwatch-state/"
 
 _POLICY_SETTINGS = tuple(settings_names())
@@ -140,14 +140,14 @@ def dump_state(obj: SeriesDetector | RiverModelDetector | AlertPolicy) -> bytes:
     >>> det = make_detector("count")
     >>> det.learn_one({"t": 0.0, "value": 12})
     >>> blob = dump_state(det)
-    >>> blob.startswith(b"blipwatch-state/9 "), len(blob) < 20_000
+    >>> blob.startswith(b"blipwatch-state/10 "), len(blob) < 20_000
     (True, True)
     >>> load_state(blob).judge_one({"t": 60.0, "value": 12}) == det.judge_one({"t": 60.0, "value": 12})
     True
     >>> load_state(b"blipwatch-state/0\\n...")
     Traceback (most recent call last):
     ...
-    blipwatch.detectors.state.StateVersionError: stored state has format version 0, this blipwatch reads version 9: re-warm the series
+    blipwatch.detectors.state.StateVersionError: stored state has format version 0, this blipwatch reads version 10: re-warm the series
     """
     if isinstance(obj, (SeriesDetector, RiverModelDetector)):
         return _HEADER + _encode(["detector", *_detector_fields(obj)])
