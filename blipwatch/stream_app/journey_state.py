@@ -114,6 +114,9 @@ class JourneyState:
         self.discard_next_release: set[int] = set()
         #: input partition -> the newest event time among its catch-up records (the lost flush's progress)
         self.caught_up_to: dict[int, int] = {}
+        #: input partition -> how far the last owner's flush at the committed offset decided its
+        #: journeys (its partials' ``jw``): what it released, exactly, where known
+        self.released_to: dict[int, int] = {}
         self.restored = 0                       # snapshots restored (for the logs and the tests)
         self.exported: dict[int, dict[str, int]] = {}   # input partition -> its counts already exported
         #: input partition -> (what its last written snapshot held, when it was written)
@@ -126,12 +129,17 @@ class JourneyState:
         """``IngestBatch.advance_journeys``, except for partitions still catching up (they wait)
         and, once caught up, the release of the flush their snapshot missed (sent already)."""
         waiting = {p: None for p in self.journeys_only_until}
-        discard = {p: min(watermarks[p], self.caught_up_to.get(p, watermarks[p])) for p in self.discard_next_release
-                   if p not in self.journeys_only_until and watermarks.get(p) is not None}
+        # what the last owner released: to its flush's ``jw`` where the partials say it; else (older
+        # partials) about as far as the catch-up records reach
+        discard = {p: self.released_to[p] if p in self.released_to
+                   else min(watermarks[p], self.caught_up_to.get(p, watermarks[p]))
+                   for p in self.discard_next_release
+                   if p not in self.journeys_only_until and (watermarks.get(p) is not None or p in self.released_to)}
         for partition, watermark in discard.items():
             self.batch.journeys[partition].advance(watermark)   # released to nobody: sent by the last owner
             self.discard_next_release.discard(partition)
             self.caught_up_to.pop(partition, None)
+            self.released_to.pop(partition, None)
         return self.batch.advance_journeys({**watermarks, **waiting}, partials)
 
     def new_counts(self) -> dict[str, int]:
@@ -211,11 +219,14 @@ class JourneyState:
             self.counts_only_until.pop(partition, None)
             self.discard_next_release.discard(partition)
             self.caught_up_to.pop(partition, None)
+            self.released_to.pop(partition, None)
 
-    async def restore(self, starts: dict[int, int]) -> dict[int, int]:
+    async def restore(self, starts: dict[int, int], decided: dict[int, int] | None = None) -> dict[int, int]:
         """Restores the newest snapshot of each input partition in ``starts`` (partition -> offset
         the ingest will read from); returns the partitions to read from an earlier offset
-        (partition -> offset), whose records up to the start feed the journey stage only."""
+        (partition -> offset), whose records up to the start feed the journey stage only, and
+        whose journeys the last owner had decided to ``decided`` (partition -> ms, its ``jw`` at
+        the start offset) are then released to nobody."""
         if not self.batch.funnels or not starts:
             return {}
         try:
@@ -251,6 +262,8 @@ class JourneyState:
                          "below %d: re-reading those for the journeys only", partition, to, start)
                 self.journeys_only_until[partition] = start
                 self.discard_next_release.add(partition)
+                if decided and partition in decided:
+                    self.released_to[partition] = decided[partition]
                 seek_back[partition] = to
             elif to > start:
                 log.info("ingest: the journey snapshot of partition %d covers offsets below %d, the partials "

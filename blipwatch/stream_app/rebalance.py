@@ -37,6 +37,9 @@ class IngestRebalance(ConsumerRebalanceListener):
         #: forget a flush not delivered when the partitions are handed over (the next owner re-reads)
         self.discard = discard
         self.journeys = journeys   # JourneyState: its snapshots restored on assignment, dropped on revoke
+        #: input partition -> how far the last owner's flush up to the committed offset decided its
+        #: journeys (its ``jw``), read by ``skip_sent`` for ``restore_journeys``
+        self.committed_journeys: dict[int, int] = {}
 
     async def on_partitions_revoked(self, revoked) -> None:
         # hand over cleanly: what was read is sent and committed before another worker takes it
@@ -89,8 +92,10 @@ class IngestRebalance(ConsumerRebalanceListener):
         except Exception as exc:  # never block consumption on this: at-least-once still holds
             log.warning("ingest: cannot read how far the partials cover %s (%s); re-reading from the "
                         "committed offsets", self.settings.events_topic, exc)
+            self.committed_journeys = {}
             return starts, {}, {}
         sent = sent_positions(values, set(starts))
+        self.committed_journeys = sent_journey_watermarks(values, starts)
         bounds = {}
         for tp in assigned:
             if tp.partition in sent and sent[tp.partition] > committed[tp]:
@@ -107,7 +112,7 @@ class IngestRebalance(ConsumerRebalanceListener):
         """The open journeys of the partitions taken over, from their newest snapshot; where it
         covers less than the committed offset, read from where it stops (those records feed the
         journeys only)."""
-        for partition, offset in (await self.journeys.restore(starts)).items():
+        for partition, offset in (await self.journeys.restore(starts, self.committed_journeys)).items():
             tp = next(tp for tp in assigned if tp.partition == partition)
             self.consumer.seek(tp, offset)
 

@@ -141,3 +141,44 @@ def test_a_big_snapshot_waits_twenty_times_its_encoding_time(monkeypatch):
     other = IngestBatch(catalogue, 65536)
     other.journey_stage(1).restore(reader.newest[1][1])
     assert reader.newest[1][0] == 3 and other.journey_stage(1).open_journeys == 3
+
+
+def test_a_snapshot_several_flushes_old_releases_to_nobody_only_what_the_last_owner_decided():
+    """A big snapshot is not rewritten every flush, so a new owner may restore one several flushes
+    behind the committed offset and re-read the records in between for the journeys only. What the
+    last owner released is what its flush at the committed offset decided (``jw`` in its partials):
+    exactly that is released to nobody, and the journeys it had not decided yet are released by
+    the new owner. Up to the newest re-read event instead (all that is known without ``jw``), the
+    carts of 20:10-20:14 would be lost."""
+    catalogue = Catalogue.from_dict(default_config_dict())
+
+    def cart(i: int, minute: int) -> Record:
+        return Record(i, orjson.dumps({"event_id": f"e{i}", "event_type": "add_to_cart",
+                                       "occurred_at": T0 + minute * 60_000 + i, "session_id": f"s{i}",
+                                       "channel": "web"}))
+
+    early = [cart(i, i) for i in range(5)]                        # 20:00-20:04, in the snapshot
+    later = [cart(i, 5 + i) for i in range(5, 10)] + [cart(10, 50)]   # 20:10-20:14 and one at 20:50
+    owner = IngestBatch(catalogue, 65536)
+    owner.add_records(early, "t/0/", None, partition=0)
+    snapshot = owner.journey_stage(0).snapshot()
+    owner.add_records(later, "t/0/", None, partition=0)
+    jw = T0 + 36 * 60_000                                         # decides the carts of 20:00-20:05
+    assert owner.advance_journeys({0: jw}, {})                    # sent by the last owner
+    after = T0 + 56 * 60_000
+    expected = owner.advance_journeys({0: after}, {})             # what the last owner would have sent next
+    assert sum(cell[1] for cell in expected["cart_abandonment_rate|all"].values()) == 5
+
+    def successor(decided: dict[int, int]) -> dict:
+        state = JourneyState(IngestBatch(catalogue, 65536), {}, "t", 4)
+        state.batch.journey_stage(0).restore(snapshot)
+        # as ``restore`` leaves a snapshot behind the committed offset 11
+        state.journeys_only_until[0], state.positions[0] = 11, 5
+        state.discard_next_release.add(0)
+        state.released_to.update(decided)
+        assert state.split(0, later)[0] == later
+        state.catch_up(0, later, None)
+        return state.advance({0: after}, {})
+
+    assert successor({0: jw}) == expected
+    assert successor({}) != expected    # to the newest re-read event (20:50): 20:10-20:14 released to nobody
