@@ -175,3 +175,24 @@ def workers(*items: Worker) -> Iterator[tuple[Worker, ...]]:
     finally:
         for item in items:
             item.stop()
+
+
+def simulated_reference(folder: Path, scenario: list[str], config: Path) -> dict:
+    """``blipwatch simulate`` with ``scenario`` into ``folder``, then ``replay`` with ``config``:
+    the events as (key, line) messages keyed as the input must be, and replay's points and alerts,
+    the reference a stream must equal."""
+    import orjson
+
+    events, labels = folder / "events.jsonl", folder / "labels.json"
+    subprocess.run([*BLIPWATCH, "simulate", *scenario, "--out", str(events), "--labels", str(labels), "--quiet"],
+                   check=True, timeout=120)
+    alerts, points = folder / "alerts.jsonl", folder / "points.jsonl"
+    subprocess.run([*BLIPWATCH, "replay", str(events), "--config", str(config), "--alerts", str(alerts),
+                    "--points", str(points), "--quiet"], check=True, timeout=120)
+    lines = events.read_bytes().splitlines()
+    return {
+        "messages": [((orjson.loads(line).get("customer_id") or orjson.loads(line)["session_id"]).encode(), line)
+                     for line in lines],
+        "points": [orjson.loads(line) for line in points.read_bytes().splitlines()],
+        "alerts": [orjson.loads(line) for line in alerts.read_bytes().splitlines()],
+    }

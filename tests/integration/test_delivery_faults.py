@@ -7,16 +7,14 @@ with the same counts (every event counted once), whatever was re-sent."""
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 
-import orjson
 import pytest
 
 from blipwatch.stream_app.embedded_broker import EmbeddedBroker, free_port
 from blipwatch.stream_app.ingest import MAX_DEAD_LETTER_BYTES
 from blipwatch.stream_app.ingest_service import EXIT_MID_FLUSH_ENV
-from tests.helpers import BLIPWATCH, Worker, base_env, produce, read_topic, wait_for
+from tests.helpers import Worker, base_env, produce, read_topic, simulated_reference, wait_for
 from tests.integration.test_pipeline_stream import assert_same_points, point_content, point_identity, same_content
 from tests.integration.test_pipeline_stream import stream_output
 from tests.tcp_proxy import TcpProxy
@@ -34,24 +32,12 @@ CONFIG = "policy:\n  warmup: 10\nwindow:\n  idle_partition_seconds: {idle}\n"
 @pytest.fixture(scope="module")
 def small_scenario(tmp_path_factory):
     folder = tmp_path_factory.mktemp("faults-scenario")
-    events, labels, config = folder / "events.jsonl", folder / "labels.json", folder / "config.yaml"
+    config = folder / "config.yaml"
     config.write_text(CONFIG.format(idle=30))
     # without stalls, the last windows close 5 s after the stream ends, not 30 (replay has no idle timeout)
     quick = folder / "config-idle-5s.yaml"
     quick.write_text(CONFIG.format(idle=5))
-    subprocess.run([*BLIPWATCH, "simulate", *SCENARIO, "--out", str(events), "--labels", str(labels), "--quiet"],
-                   check=True, timeout=120)
-    points, alerts = folder / "points.jsonl", folder / "alerts.jsonl"
-    subprocess.run([*BLIPWATCH, "replay", str(events), "--config", str(config), "--points", str(points),
-                    "--alerts", str(alerts), "--quiet"], check=True, timeout=120)
-    lines = events.read_bytes().splitlines()
-    return {
-        "config": config,
-        "quick_config": quick,
-        "messages": [((orjson.loads(line).get("customer_id") or orjson.loads(line)["session_id"]).encode(), line)
-                     for line in lines],
-        "points": [orjson.loads(line) for line in points.read_bytes().splitlines()],
-    }
+    return {"config": config, "quick_config": quick, **simulated_reference(folder, SCENARIO, config)}
 
 
 def distinct(points: list[dict]) -> dict:

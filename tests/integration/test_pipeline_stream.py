@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import math
 import signal
-import subprocess
 from collections import defaultdict
-from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.helpers import BLIPWATCH, Worker, base_env, produce, read_topic, wait_for
+from tests.helpers import Worker, base_env, produce, read_topic, simulated_reference, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -26,21 +24,9 @@ CONFIG = "policy:\n  warmup: 30\n"
 def scenario(tmp_path_factory):
     """Events, labels, and replay's points and alerts for the same events (the reference)."""
     folder = tmp_path_factory.mktemp("scenario")
-    events, labels, config = folder / "events.jsonl", folder / "labels.json", folder / "config.yaml"
+    config = folder / "config.yaml"
     config.write_text(CONFIG)
-    subprocess.run([*BLIPWATCH, "simulate", *SCENARIO, "--out", str(events), "--labels", str(labels), "--quiet"],
-                   check=True, timeout=120)
-    alerts, points = folder / "alerts.jsonl", folder / "points.jsonl"
-    subprocess.run([*BLIPWATCH, "replay", str(events), "--config", str(config), "--alerts", str(alerts),
-                    "--points", str(points), "--quiet"], check=True, timeout=120)
-    lines = events.read_bytes().splitlines()
-    return {
-        "config": config,
-        "messages": [((orjson.loads(line).get("customer_id") or orjson.loads(line)["session_id"]).encode(), line)
-                     for line in lines],
-        "points": [orjson.loads(line) for line in points.read_bytes().splitlines()],
-        "alerts": [orjson.loads(line) for line in alerts.read_bytes().splitlines()],
-    }
+    return {"config": config, **simulated_reference(folder, SCENARIO, config)}
 
 
 def point_identity(point: dict) -> tuple:
