@@ -19,7 +19,8 @@ blip (``pipeline.tracker.LEARN_PAST_WINDOWS``, off); and even learned in time, a
 only ``season_gamma`` (a quarter) of the way to one day's value, so a nightly 10-minute tracking gap
 that went to 0 would still be expected at 75 % of normal the next night, and page again. So a
 ``false_positive`` leaves a pattern on its series, learned as normal (in order) each time it recurs: the same time of day (± ``tolerance``), the
-same direction, no larger than ``larger_than_seen`` times the change that was called harmless. A
+same direction, no larger than ``larger_than_seen`` times the change that was called harmless, or
+(the blip still going on past its taught end) within ``tolerance`` of a window it last suppressed. A
 point that fits is suppressed (``suppressed: "false_positive: KEY"``); a pattern not seen again for
 ``keep_days`` is forgotten. A genuine incident an hour later, the other way, or much larger, pages.
 
@@ -265,6 +266,9 @@ class SeriesFeedback:
     'event_volume|channel=app@2026-01-05T02:00:00Z'
     >>> series.recurs(night + DAY_MS + 3_600_000, "down", 1.0) is None      # an hour later: pages
     True
+    >>> [series.recurs(night + DAY_MS + m * 60_000, "down", 1.0) is not None   # unless the blip went on
+    ...  for m in (20, 34, 48)]
+    [True, True, True]
     """
 
     #: dedup_key -> (the verdict acted on, whether its windows were learned), oldest first
@@ -317,7 +321,9 @@ class SeriesFeedback:
         keep_ms = self.keep_days * DAY_MS
         self.patterns = [p for p in self.patterns if t_ms - p.seen_ms <= keep_ms]
         for pattern in self.patterns:
-            if pattern.direction != direction or not pattern.covers(t_ms, self.tolerance_ms):
+            # the blip called harmless, still going on past its taught end: the same blip
+            continuing = 0 <= t_ms - pattern.seen_ms <= self.tolerance_ms
+            if pattern.direction != direction or not (continuing or pattern.covers(t_ms, self.tolerance_ms)):
                 continue
             if pattern.deviation is not None and deviation is not None and \
                     deviation > pattern.deviation * self.larger_than_seen:
