@@ -110,6 +110,7 @@ class DemoRun:
         return left
 
 
+@pytest.mark.soak  # ~65 s; the Ctrl-C tests below keep the demo's start and stop in make test
 def test_demo_ends_by_itself_with_an_alert_and_a_summary_and_leaves_nothing_running():
     demo = DemoRun(*LIGHT_RUN)
     began = time.monotonic()
