@@ -8,7 +8,7 @@ a while; :func:`scenario_labels` says what was injected, where and when, in the 
 names of the default catalogue, so ``blipwatch evaluate`` can score a detector against it.
 
 Everything is seeded: the same arguments give the same events, byte for byte.
-``tracker_encoder`` writes them as a tracker sends them (Segment, GA4, Snowplow: see
+``tools.trackers.tracker_encoder`` writes them as a tracker sends them (Segment, GA4, Snowplow: see
 blipwatch.schemas.presets), without the outcome events (``cart_abandoned``) no tracker sends.
 
 >>> events = list(generate_events("none", hours=0.05, sessions_per_minute=20))
@@ -213,38 +213,6 @@ SCENARIOS: dict[str, Scenario] = {
 
 class ScenarioError(ValueError):
     """An unknown scenario or impossible run parameters; the message says what to do."""
-
-
-# --- tracker formats --------------------------------------------------------------------------
-
-TRACKERS = ("blipwatch", "segment", "ga4", "snowplow")
-
-
-def tracker_encoder(tracker: str = "blipwatch"):
-    """A function from one generated event to the bytes ``tracker`` sends for it, or None where it
-    sends nothing (no ``cart_abandoned`` from a tracker; no ``session_start`` where it has none).
-
-    >>> encode = tracker_encoder("ga4")
-    >>> event = next(generate_events("none", hours=0.05, sessions_per_minute=20))
-    >>> event["event_type"], encode(event)[:26]
-    ('page_view', b'{"event_name":"page_view",')
-    >>> encode({**event, "event_type": "cart_abandoned"}) is None
-    True
-    """
-    import orjson
-
-    from blipwatch.schemas.presets import encode
-
-    if tracker not in TRACKERS:
-        raise ScenarioError(f"unknown tracker {tracker!r}: use one of {', '.join(TRACKERS)}")
-    if tracker == "blipwatch":
-        return orjson.dumps
-
-    def encoder(event: dict) -> bytes | None:
-        document = encode(tracker, event)
-        return None if document is None else orjson.dumps(document)
-
-    return encoder
 
 
 # --- time ------------------------------------------------------------------------------------

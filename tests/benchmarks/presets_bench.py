@@ -14,7 +14,8 @@ import itertools
 import time
 
 from blipwatch.schemas.presets import PRESETS
-from blipwatch.tools.simulator import generate_events, tracker_encoder
+from blipwatch.tools.simulator import generate_events
+from blipwatch.tools.trackers import tracker_encoder
 
 
 def main() -> None:

@@ -192,7 +192,7 @@ def tracker_messages(scenario, preset: str) -> tuple[list[tuple[bytes, bytes]], 
     """The scenario's messages as ``preset``'s tracker sends them (same keys), and every customer,
     session and anonymous id in them, as the preset reads them."""
     from blipwatch.schemas.presets import get_preset
-    from blipwatch.tools.simulator import tracker_encoder
+    from blipwatch.tools.trackers import tracker_encoder
 
     encode, decode = tracker_encoder(preset), get_preset(preset).decode
     messages, ids = [], set()

@@ -12,7 +12,8 @@ from blipwatch.pipeline.catalogue import Catalogue, default_config_dict
 from blipwatch.stream_app.replay import Replay
 from blipwatch.tools import simulator
 from blipwatch.schemas.events import parse_timestamp_ms
-from blipwatch.tools.simulator import generate_events, tracker_encoder, true_funnel_rates
+from blipwatch.tools.simulator import generate_events, true_funnel_rates
+from blipwatch.tools.trackers import tracker_encoder
 
 FUNNELS = ("cart_abandonment_rate", "checkout_conversion_rate", "checkout_unconverted_5m")
 RUN = dict(scenario="none", start="2026-01-05T17:00:00Z", hours=2.0, seed=5, sessions_per_minute=60)

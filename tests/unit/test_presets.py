@@ -10,7 +10,8 @@ from blipwatch.pipeline.journeys import JourneyStage
 from blipwatch.schemas.events import REASONS, InvalidEvent, decode_event
 from blipwatch.schemas.presets import PRESETS, PresetError, get_preset
 from blipwatch.stream_app.config import ConfigError, Settings, input_preset
-from blipwatch.tools.simulator import ScenarioError, generate_events, tracker_encoder
+from blipwatch.tools.simulator import ScenarioError, generate_events
+from blipwatch.tools.trackers import tracker_encoder
 
 TRACKERS = ("segment", "ga4", "snowplow")
 

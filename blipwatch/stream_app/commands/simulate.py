@@ -226,7 +226,7 @@ def _to_kafka(events, args: argparse.Namespace, labels: dict) -> int:
 
 def simulator_encoder(args: argparse.Namespace):
     """Event dict -> the bytes of ``--tracker``'s format (None: that tracker sends no such event)."""
-    from blipwatch.tools.simulator import tracker_encoder
+    from blipwatch.tools.trackers import tracker_encoder
 
     tracker = getattr(args, "tracker", None)
     if tracker is None and getattr(args, "kafka", False):   # the worker reads the input preset's format

@@ -61,7 +61,8 @@ class Sender(threading.Thread):
     def _send(self) -> None:
         from kafka import KafkaProducer
 
-        from blipwatch.tools.simulator import generate_events, parse_time, tracker_encoder
+        from blipwatch.tools.simulator import generate_events, parse_time
+        from blipwatch.tools.trackers import tracker_encoder
 
         # as `blipwatch simulate --kafka` (see its notes)
         producer = KafkaProducer(
