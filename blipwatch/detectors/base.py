@@ -220,6 +220,11 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
     def _volume(self, x: float, mu: float, n: float) -> float:
         return n
 
+    def _upper_room(self, mu: float, var_total: float) -> float:
+        """How much further than ``clip_z`` sigma above ``mu`` a point may move the level
+        (counts: their upper tail is the longer one)."""
+        return 0.0
+
     def _bounds(self, mu: float, half: float) -> tuple[float, float]:
         return mu - half, mu + half
 

@@ -42,12 +42,20 @@ class CountDetector(SeriesDetector):
         return float(value), 1.0
 
     def _clamp(self, mu: float) -> float:
-        # Jeffreys-like floor: zeros all night do not make one event a miracle
+        # the level itself goes as low as the data say (expected is unbiased however sparse);
+        # this only keeps its logarithm finite
+        low = 0.01 * self.alpha
+        return low if low > mu else mu
+
+    def _floor(self, mu: float) -> float:
+        """The expected count a point is judged against: never under half ``alpha`` a window
+        (Jeffreys-like: zeros all night do not make one event a miracle)."""
         low = 0.5 * self.alpha
         return low if low > mu else mu
 
     def _sampling_var(self, mu: float, n: float) -> float:
-        return mu
+        low = 0.5 * self.alpha
+        return low if low > mu else mu
 
     def _extra_var(self, mu: float, n: float) -> float:
         # quasi-Poisson: events come in clusters (a session makes several), so the variance is
@@ -56,6 +64,8 @@ class CountDetector(SeriesDetector):
         return max(est, 0.0) * mu
 
     def _var_total(self, mu: float, n: float) -> float:
+        low = 0.5 * self.alpha
+        mu = low if low > mu else mu
         weight = self.extra_weight
         est = self.extra_sum / weight if weight > 0 else 0.0
         extra = (0.0 if 0.0 > est else est) * mu
@@ -69,9 +79,18 @@ class CountDetector(SeriesDetector):
         return self._dispersion_sample(mu, n, residual)
 
     def _residual_z(self, x: float, mu: float, n: float, var_total: float) -> float:
+        low = 0.5 * self.alpha
+        mu = low if low > mu else mu
         deviance = 2.0 * (xlogy(x, mu) - (x - mu))
         z = math.copysign(math.sqrt(0.0 if 0.0 > deviance else deviance), x - mu)
         return z * math.sqrt(mu / var_total)
+
+    def _upper_room(self, mu: float, var_total: float) -> float:
+        # a count's upper tail is longer than its lower one: the Cornish-Fisher quantile of a
+        # (scaled) Poisson is mu + z sd + d (z^2 - 1) / 6, so one event against 0.05 expected is
+        # learned whole, not clipped to 0.67 (sparse levels were biased low)
+        clip_z = self.clip_z
+        return var_total / self._floor(mu) * (clip_z * clip_z - 1.0) / 6.0
 
     def _volume(self, x: float, mu: float, n: float) -> float:
         return mu if mu > x else x

@@ -122,18 +122,19 @@ class RobustLearning:
         self.last_z = z_clipped
         sd = math.sqrt(var_total)
         e = x - mu
-        high, low = clip_z * sd, -clip_z * sd
+        high, low = clip_z * sd + self._upper_room(mu, var_total), -clip_z * sd
         e_clipped = e if e < high else high
         e_clipped = e_clipped if e_clipped > low else low
         factor = 1.0
         if seasoned and self.alpha_seasoned is not None:
             factor = self.alpha_seasoned / self.alpha
-            if self.kind == "count" and mu < 1.0:
-                # once the profile carries the daily curve, a count of under one event a window
-                # learns per event, not per window: at 0.15 a minute 1 / alpha_seasoned windows
-                # held 5 events, so the level was mostly noise and followed a 50-minute tracking
-                # loss down to a fifth, and the return to normal was a surge
-                factor *= mu
+        if self.kind == "count" and mu < 1.0:
+            # a count of under one event a window learns per event, not per window: at 0.15 a
+            # minute 1 / alpha_seasoned windows held 5 events, so the level was mostly noise and
+            # followed a 50-minute tracking loss down to a fifth (the return to normal was a
+            # surge), and on the first day ten windows of zeros took it to nothing. No slower than
+            # at the scoring floor, so a level that fell near zero comes back
+            factor *= self._floor(mu)
         if abs(z) >= clip_z:
             # out of band: barely move until Page-Hinkley says the shift lasts, so an incident
             # keeps looking like one (and its end is not a new incident)

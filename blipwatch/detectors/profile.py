@@ -41,7 +41,13 @@ class DailyProfile:
 
     def _bases(self, t: float) -> tuple[float, float | None]:
         """Level moved to ``t`` by the damped trend; and also by the daily profile, if known."""
-        base = self.level + self.phi * self.trend
+        trend = self.phi * self.trend
+        if self.multiplicative:
+            # a trend takes a count down no faster than a window of zeros would (a run of zeros
+            # must not carry the level through zero)
+            low = -self.alpha * self.level
+            trend = trend if trend > low else low
+        base = self.level + trend
         step = self._profile_step(t)
         return base, None if step is None else self._moved(base, step)
 

@@ -182,3 +182,20 @@ def test_suite_oracle_tests_the_shift_at_any_time_with_a_real_threshold():
         assert threshold > 1.0
         checked += 1
     assert checked
+
+
+def test_the_oracle_held_to_a_real_normal_day_raises_no_alarm_there():
+    """``peak`` is the least threshold at which the CUSUM raises no alarm on given windows: on
+    over-dispersed counts (a session's events come together) the quasi-Poisson-free model's
+    threshold alarms, the one floored by the peak does not."""
+    days = 1440
+    hypothesis = oracle.CountHypothesis(np.full(days, 20.0), np.full(days, 30.0))
+    model = oracle.calibrate(hypothesis, np.arange(days), 0.01, np.random.default_rng(3), replicates=400)
+    rng = np.random.default_rng(4)
+    x = 5.0 * rng.poisson(4.0, days)                  # mean 20, variance 100: five events a session
+    windows, n = np.arange(days), np.ones(days)
+    top = oracle.peak(hypothesis, windows, x, n)
+    assert oracle.alarms(hypothesis, windows, x, n, model) > 0
+    assert top > model
+    assert oracle.alarms(hypothesis, windows, x, n, top * (1 + 1e-9)) == 0
+    assert oracle.alarms(hypothesis, windows, x, n, top * (1 - 1e-6)) == 1

@@ -140,6 +140,17 @@ def alarms(hypothesis, windows: np.ndarray, x: np.ndarray, n: np.ndarray, thresh
     return count
 
 
+def peak(hypothesis, windows: np.ndarray, x: np.ndarray, n: np.ndarray) -> float:
+    """The CUSUM's largest value over ``windows`` (never restarted): on windows known to be
+    normal, the least threshold at which it raises no alarm there."""
+    steps = hypothesis.llr(np.asarray(windows), np.asarray(x, float), np.asarray(n, float))
+    s, top = 0.0, 0.0
+    for step in steps.tolist():
+        s = s + step if s + step > 0.0 else 0.0
+        top = s if s > top else top
+    return top
+
+
 def expected_delay(hypothesis, windows: np.ndarray, threshold: float, rng: np.random.Generator,
                    replicates: int = 300) -> float:
     """The median delay (windows) of the CUSUM started at 0 on the first of ``windows``, over
