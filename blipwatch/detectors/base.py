@@ -220,9 +220,10 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
     def _volume(self, x: float, mu: float, n: float) -> float:
         return n
 
-    def _upper_room(self, mu: float, var_total: float) -> float:
-        """How much further than ``clip_z`` sigma above ``mu`` a point may move the level
-        (counts: their upper tail is the longer one)."""
+    def _skew_room(self, mu: float, n: float, var_total: float) -> float:
+        """How much further than ``clip_z`` sigma a point may move the level on the side of the
+        longer tail (positive: above ``mu``, negative: below): counts and rates of rare events
+        are skewed, and a symmetric clip biased their levels low. 0: a symmetric noise model."""
         return 0.0
 
     def _bounds(self, mu: float, half: float) -> tuple[float, float]:

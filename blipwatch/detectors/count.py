@@ -85,7 +85,7 @@ class CountDetector(SeriesDetector):
         z = math.copysign(math.sqrt(0.0 if 0.0 > deviance else deviance), x - mu)
         return z * math.sqrt(mu / var_total)
 
-    def _upper_room(self, mu: float, var_total: float) -> float:
+    def _skew_room(self, mu: float, n: float, var_total: float) -> float:
         # a count's upper tail is longer than its lower one: the Cornish-Fisher quantile of a
         # (scaled) Poisson is mu + z sd + d (z^2 - 1) / 6, so one event against 0.05 expected is
         # learned whole, not clipped to 0.67 (sparse levels were biased low)

@@ -63,6 +63,7 @@ class RobustLearning:
                 self.prev_delta = None
 
         _, up, down, point_volume, score = cusums   # the scoring's, for this very judgement
+        self._note_run(score, up, down)
         if self.sequential_seasoned and not seasoned:   # as when scoring: no run builds up (nor freezes)
             up = down = 0.0
         self.evidence_up = self.evidence_up + point_volume if up > 0 else 0.0
@@ -102,6 +103,7 @@ class RobustLearning:
         else:
             self.frozen_run = 0
         if peak >= self.freeze_at:
+            self._not_learned(x, n, mu, var_total, 1.0)
             # evidence of a blip is building: learn nothing from it, so the blip stays visible
             # for as long as it lasts; but normal moves on along the daily curve (a 40-minute
             # tracking drop in the morning ramp must not leave the level where the ramp began)
@@ -122,7 +124,9 @@ class RobustLearning:
         self.last_z = z_clipped
         sd = math.sqrt(var_total)
         e = x - mu
-        high, low = clip_z * sd + self._upper_room(mu, var_total), -clip_z * sd
+        room = self._skew_room(mu, n, var_total)
+        high = clip_z * sd + (room if room > 0.0 else 0.0)
+        low = -clip_z * sd + (room if room < 0.0 else 0.0)
         e_clipped = e if e < high else high
         e_clipped = e_clipped if e_clipped > low else low
         factor = 1.0
@@ -145,8 +149,11 @@ class RobustLearning:
             factor *= 0.1
         if held:
             self._follow_profile(t)   # the level learns nothing from a blip, as when frozen
+            self._not_learned(x, n, mu, var_total, 1.0)
         else:
             self._update_level(mu, n, e_clipped, factor)
+            if factor < 1.0 and (slow or abs(z) >= clip_z):
+                self._not_learned(x, n, mu, var_total, 1.0 - factor)
         if peak < self.slow_at:
             # a blip in the making must not widen the bands that should catch it; otherwise the
             # noise sees up to twice the learning clip, so heavy-tailed series get wider bands
@@ -192,6 +199,14 @@ class RobustLearning:
         self.frozen_run = 0
         self.hold_left = 0
         self.shift.reset()
+
+    def _note_run(self, score: float, up: float, down: float) -> None:
+        """The point's score (one window or two pooled) and its CUSUMs, as scored (rates track
+        the highest of a run of rare-looking windows)."""
+
+    def _not_learned(self, x: float, n: float, mu: float, var_total: float, share: float) -> None:
+        """A ``share`` of the point ``x`` that a blip's evidence kept out of the level (rates
+        keep it aside and learn it once the run ends without an alert)."""
 
     def _learns(self) -> bool:
         """Whether the next point would be learned (no blip's evidence holds learning)."""

@@ -83,7 +83,12 @@ class DailyProfile:
             busier += self.offset
             events = math.exp(busier if busier < 50.0 else 50.0) * self._bin_minutes * (
                 seen_now if seen_now < seen_before else seen_before)
-            step *= events / (events + 20.0)
+            # Events that come in sessions are fewer independent ones: with the learned
+            # dispersion d (variance d x mean) a bin's log-mean has d times the noise (a small
+            # segment's chat sessions made a 5-minute bin twice the next one, and a frozen level
+            # followed that step into a false drop alert)
+            extra = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0
+            step *= events / (events + 20.0 * (1.0 + (extra if extra > 0.0 else 0.0)))
         return step
 
     def _moved(self, level: float, step: float) -> float:

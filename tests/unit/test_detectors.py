@@ -500,6 +500,23 @@ def test_a_surge_of_a_sparse_count_is_not_learned_while_it_lasts():
     assert any(s.is_anomaly for s in scored[1500:1530])
 
 
+@pytest.mark.parametrize("p, trials", [(0.01, 5), (0.05, 3), (0.3, 2)])
+def test_a_rare_rate_on_few_trials_expects_its_true_rate(p, trials):
+    """Payment failures at 1 % among 5 attempts a minute: a failure is learned whole (not clipped
+    at 3 sd), the prior of half a success fades as trials come, and two failures in a row, which
+    slow or freeze learning as a blip in the making might, are learned once the run ends without
+    an alert. Mean ``expected`` over days 2 and 3 of six streams within 8 % (it was 21 % low)."""
+    ratios = []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        detector = make_detector("rate")
+        n = rng.poisson(trials, 3 * 1440)
+        k = rng.binomial(n, p)
+        scored, _ = feed(detector, [(m * MINUTE, None, float(a), float(b)) for m, (a, b) in enumerate(zip(k, n))])
+        ratios.append(np.mean([s.expected for s in scored[1440:]]) / p)
+    assert 0.92 < np.mean(ratios) < 1.08, ratios
+
+
 @pytest.mark.parametrize("base", [0.01, 0.03, 0.3])
 def test_a_sparse_count_expects_its_true_mean_not_the_scoring_floor(base):
     """``expected`` of a count far under one event a window is its mean, not the floor of half

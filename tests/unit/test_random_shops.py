@@ -199,3 +199,25 @@ def test_the_oracle_held_to_a_real_normal_day_raises_no_alarm_there():
     assert top > model
     assert oracle.alarms(hypothesis, windows, x, n, top * (1 + 1e-9)) == 0
     assert oracle.alarms(hypothesis, windows, x, n, top * (1 - 1e-6)) == 1
+
+
+def test_pair_series_are_counted_as_the_ingest_counts_them():
+    """With ``segments.pairs`` the suite's window counts give Replay's pair series too, window by
+    window the same points as Replay reading the events."""
+    catalogue = countable({"segments": {"pairs": [["channel", "country"]]}})
+    shop = replace(draw_shop(2, 3, hours=2), sessions_per_minute=60.0, incidents=[])
+    dicts = event_dicts(shop, Events.concat(list(generate(shop))))
+    points = []
+    replay = Replay(catalogue, points.append, lambda alert: None)
+    replay.feed(orjson.dumps(event) for event in dicts)
+    replay.finish()
+    mirror = CellReplay(catalogue, shop.windows, shop.start_ms)
+    mirror.feed_cells(count_cells(shop, catalogue))
+    mirror.finish()
+    assert set(mirror.trackers) == set(replay.trackers)
+    pairs = [p for p in points if "," in p.series.split("|")[1]]
+    assert len({p.series for p in pairs}) >= 4
+    for point in pairs:
+        w = int(parse_time(point.window_start).timestamp() * 1000 - shop.start_ms) // 60_000
+        if 0 <= w < shop.windows and point.expected is not None:
+            assert mirror.expected[point.series][w] == pytest.approx(point.expected, rel=1e-9)

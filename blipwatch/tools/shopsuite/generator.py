@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from blipwatch.schemas.outputs import segment_label
+
 TYPES = ("session_start", "page_view", "product_view", "search", "add_to_cart", "checkout_start",
          "payment_failed", "purchase", "cart_abandoned", "error", "complaint")
 T = {name: code for code, name in enumerate(TYPES)}
@@ -451,12 +453,15 @@ def _selected(selector, events: Events) -> np.ndarray:
     return mask
 
 
-def segment_labels(shop: Shop, dimensions) -> list[tuple[str, dict]]:
-    """Every segment the pipeline makes for this shop: (label, segment dict)."""
+def segment_labels(shop: Shop, dimensions, pairs=()) -> list[tuple[str, dict]]:
+    """Every segment the pipeline makes for this shop: (label, segment dict); a pair's segments
+    with the first dimension's value outer (as ``Cells.add`` counts them)."""
     values = {"channel": shop.channels, "country": shop.countries, "device": DEVICES}
     out = [("all", {})]
     for dim in dimensions:
         out += [(f"{dim}={v}", {dim: v}) for v in values[dim]]
+    for a, b in pairs:
+        out += [(segment_label({a: va, b: vb}), {a: va, b: vb}) for va in values[a] for vb in values[b]]
     return out
 
 
@@ -478,9 +483,9 @@ class Cells:
     def __init__(self, shop: Shop, catalogue, extra_segments: list[dict] = ()):
         self.shop = shop
         self.catalogue = catalogue
-        self.segments = segment_labels(shop, catalogue.dimensions)
+        self.segments = segment_labels(shop, catalogue.dimensions, catalogue.pairs)
         for segment in extra_segments:
-            label = ",".join(f"{k}={v}" for k, v in segment.items())
+            label = segment_label(segment)
             if label not in [s[0] for s in self.segments]:
                 self.segments.append((label, dict(segment)))
         self.index = {label: i for i, (label, _) in enumerate(self.segments)}
@@ -509,6 +514,10 @@ class Cells:
         for dim in self.catalogue.dimensions:
             blocks.append((codes[dim][0], row, codes[dim][1]))
             row += codes[dim][1]
+        for a, b in self.catalogue.pairs:
+            (code_a, n_a), (code_b, n_b) = codes[a], codes[b]
+            blocks.append((code_a * n_b + code_b, row, n_a * n_b))
+            row += n_a * n_b
         extra = [(i, segment_mask(shop, events, seg)) for i, (_, seg) in enumerate(self.segments) if i >= row]
         for metric in self.catalogue.metrics:
             roles = [(self.num[metric.name], _selected(metric.numerator, events), None)]

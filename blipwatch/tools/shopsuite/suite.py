@@ -66,7 +66,7 @@ class CellReplay(Replay):
     def feed_cells(self, cells: Cells) -> None:
         if self.catalogue.window_ms != WINDOW_MS:
             raise evaluation.EvaluationError("the random shops are counted in one-minute windows")
-        pipeline_rows = len(segment_labels(cells.shop, self.catalogue.dimensions))
+        pipeline_rows = len(segment_labels(cells.shop, self.catalogue.dimensions, self.catalogue.pairs))
         labels = [label for label, _ in cells.segments[:pipeline_rows]]
         metrics = [m.name for m in self.catalogue.metrics]
         for w in range(cells.shop.windows):
@@ -97,6 +97,7 @@ class ShopResult:
     false_alerts_day2: int
     incidents: list[dict] = field(default_factory=list)
     bias: list[dict] = field(default_factory=list)
+    false_alert_list: list[dict] = field(default_factory=list)   # metric, segment, window, values
     seconds: float = 0.0
     cpu_seconds: float = 0.0
 
@@ -119,7 +120,7 @@ def _supersets(segment: dict, pipeline_labels: set[str]) -> list[dict]:
 
 
 def _label(segment: dict) -> str:
-    return ",".join(f"{k}={v}" for k, v in segment.items()) or "all"
+    return segment_label(segment)
 
 
 def _hypothesis(metric, truth: Truth, segment: dict, incident, dispersion_cache: dict):
@@ -243,12 +244,16 @@ def run_shop(shop: Shop, catalogue: Catalogue) -> ShopResult:
     truth = Truth(shop)
     n_series = len(replay.trackers)
     alpha = 1.0 / max(1, n_series)
-    pipeline_labels = {label for label, _ in segment_labels(shop, catalogue.dimensions)}
+    pipeline_labels = {label for label, _ in segment_labels(shop, catalogue.dimensions, catalogue.pairs)}
     day2_ms = shop.start_ms + 1440 * WINDOW_MS
     false_day2 = sum(1 for a in report["false_alert_list"]
                      if evaluation.epoch_seconds(a["window_start"], "alert") * 1000 >= day2_ms)
     result = ShopResult(f"{shop.seed}/{shop.index}", shop.sessions_per_minute, shop.hours / 24, n_series,
                         report["false_alerts"], false_day2)
+    result.false_alert_list = [{"metric": a["metric"], "segment": segment_label(a["segment"]),
+                                "window_start": a["window_start"], "direction": a["direction"],
+                                "observed": a["observed"], "expected": a["expected"]}
+                               for a in report["false_alert_list"]]
 
     # episodes: first firing and resolution, to see which end
     episodes: dict[str, dict] = {}
@@ -328,7 +333,7 @@ def _bias(shop: Shop, truth: Truth, replay: CellReplay, catalogue: Catalogue) ->
     """Per series: the mean relative bias of ``expected`` against the truth, on day 1 (after the
     warm-up) and after it, outside incidents on that metric (and an hour after them)."""
     rows = []
-    segments = dict(segment_labels(shop, catalogue.dimensions))
+    segments = dict(segment_labels(shop, catalogue.dimensions, catalogue.pairs))
     blocked = {m.name: np.zeros(shop.windows, dtype=bool) for m in catalogue.metrics}
     for incident in shop.incidents:
         onset = (incident.onset_ms - shop.start_ms) // WINDOW_MS
@@ -364,9 +369,9 @@ EVENT_PAIR_RATES = {
 
 def countable(document: dict | None = None, log=sys.stderr) -> Catalogue:
     """The catalogue (the defaults, or ``document`` over them) as the random shops can count it: a
-    funnel metric named in ``EVENT_PAIR_RATES`` is counted as that event-pair rate, other funnels and
-    the two-dimension series are left out (said on ``log``): an incident on a pair is then seen, as
-    before, through the one-dimension series that contain it."""
+    funnel metric named in ``EVENT_PAIR_RATES`` is counted as that event-pair rate, other funnels
+    are left out (said on ``log``). Two-dimension series (``segments.pairs``) are counted; an
+    incident on a pair the pipeline has no series for is seen through the series that contain it."""
     merged = merge_with_defaults(document)
     metrics = {}
     left_out = []
@@ -381,10 +386,6 @@ def countable(document: dict | None = None, log=sys.stderr) -> Catalogue:
     if left_out and log is not None:
         print(f"random shops: funnel metrics not counted: {', '.join(left_out)}", file=log)
     merged["metrics"] = metrics
-    if merged["segments"].get("pairs"):
-        if log is not None:
-            print("random shops: two-dimension series (segments.pairs) not counted", file=log)
-        merged["segments"] = {**merged["segments"], "pairs": []}
     return Catalogue(merged)
 
 
