@@ -140,14 +140,14 @@ def dump_state(obj: SeriesDetector | RiverModelDetector | AlertPolicy) -> bytes:
     >>> det = make_detector("count")
     >>> det.learn_one({"t": 0.0, "value": 12})
     >>> blob = dump_state(det)
-    >>> blob.startswith(b"blipwatch-state/10 "), len(blob) < 20_000
+    >>> blob.startswith(b"blipwatch-state/11 "), len(blob) < 20_000
     (True, True)
     >>> load_state(blob).judge_one({"t": 60.0, "value": 12}) == det.judge_one({"t": 60.0, "value": 12})
     True
     >>> load_state(b"blipwatch-state/0\\n...")
     Traceback (most recent call last):
     ...
-    blipwatch.detectors.state.StateVersionError: stored state has format version 0, this blipwatch reads version 10: re-warm the series
+    blipwatch.detectors.state.StateVersionError: stored state has format version 0, this blipwatch reads version 11: re-warm the series
     """
     if isinstance(obj, (SeriesDetector, RiverModelDetector)):
         return _HEADER + _encode(["detector", *_detector_fields(obj)])
