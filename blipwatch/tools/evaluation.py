@@ -135,10 +135,30 @@ def _incidents(labels: dict | list) -> list[dict]:
         if end < start:
             raise EvaluationError(f"{where}: ends before it starts")
         incidents.append({**label, "metrics": metrics, "segment": _segment(segment, where),
-                          "_start": start, "_end": end,
+                          "_start": start, "_end": end, "_lags": _lags(label.get("lags"), where),
                           "expect_alert": bool(label.get("expect_alert", True)),
                           "subtle": bool(label.get("subtle", False))})
     return incidents
+
+
+def _lags(raw: Any, where: str) -> dict[str, float]:
+    """``lags``: seconds by which a metric shows the incident later than it happens (carts flagged
+    abandoned half an hour after the last action): its alerts match up to that much after the end.
+
+    >>> _lags({"cart_abandonment_rate": 1200}, "labels incident 1")
+    {'cart_abandonment_rate': 1200.0}
+    >>> _lags({"cart_abandonment_rate": -5}, "labels incident 1")
+    Traceback (most recent call last):
+    ...
+    blipwatch.tools.evaluation.EvaluationError: labels incident 1: 'lags' maps metric names to seconds (0 or more)
+    """
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(v) and v >= 0 for k, v in raw.items()):
+        raise EvaluationError(f"{where}: 'lags' maps metric names to seconds (0 or more)")
+    return {k: float(v) for k, v in raw.items()}
 
 
 def _segment(segment: dict | None, where: str = "segment") -> dict[str, str]:
@@ -193,16 +213,19 @@ def overlapping(a: dict[str, str], b: dict[str, str]) -> bool:
     return all(b.get(k, v) == v for k, v in a.items())
 
 
-def _in_time(message: dict, incident: dict, grace: float) -> bool:
-    return message["start"] < incident["_end"] + grace and message["end"] > incident["_start"]
+def _in_time(message: dict, incident: dict, grace: float, metric: str | None = None) -> bool:
+    """The message's window overlaps the incident, up to its end plus ``grace`` plus the lag of
+    ``metric`` (the message's own by default)."""
+    lag = incident["_lags"].get(metric or message["metric"], 0.0)
+    return message["start"] < incident["_end"] + lag + grace and message["end"] > incident["_start"]
 
 
 def matches(message: dict, incident: dict, grace: float) -> bool:
-    if not _in_time(message, incident, grace):
-        return False
-    if message["metric"] in incident["metrics"] and nested(message["segment"], incident["segment"]):
+    if message["metric"] in incident["metrics"] and nested(message["segment"], incident["segment"]) \
+            and _in_time(message, incident, grace):
         return True
     return any((metric or message["metric"]) in incident["metrics"] and nested(segment, incident["segment"])
+               and _in_time(message, incident, grace, metric)
                for metric, segment in message["related"])
 
 

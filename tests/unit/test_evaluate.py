@@ -199,3 +199,18 @@ def test_hostile_numbers_nesting_and_arguments_are_one_clear_line(tmp_path, caps
     assert main(["evaluate", "--alerts", str(alerts_path), "--labels", str(labels_path), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "Traceback" not in err[0], err
+
+
+def test_a_metric_that_shows_the_incident_later_matches_up_to_its_lag_after_the_end():
+    conversion = incident(name="conversion_down", metrics=["cart_abandonment_rate", "checkout_conversion_rate"])
+    late_abandonment = alert("2026-01-06T10:00:00Z", metric="cart_abandonment_rate")   # 20 min after the end
+    late_conversion = alert("2026-01-06T10:00:00Z", metric="checkout_conversion_rate", dedup_key="k2")
+    plain = evaluate([late_abandonment, late_conversion], labels(conversion))
+    assert plain["false_alerts"] == 2
+    lagged = evaluate([late_abandonment, late_conversion],
+                      labels({**conversion, "lags": {"cart_abandonment_rate": 1800}}))
+    # the abandonment alert is the incident (carts flagged abandoned half an hour later); the
+    # conversion alert, on a metric without a lag, is still false
+    assert lagged["false_alerts"] == 1 and lagged["false_alert_list"][0]["metric"] == "checkout_conversion_rate"
+    with pytest.raises(EvaluationError, match="lags"):
+        evaluate([], labels({**conversion, "lags": {"cart_abandonment_rate": "half an hour"}}))

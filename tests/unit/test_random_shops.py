@@ -160,6 +160,9 @@ def test_quick_suite_reports_every_figure():
         assert incident["class"] in ("<=2", "3-5", "6-10", ">10", "undetectable")
         assert incident["oracle_series"]
     assert summary["rate_bias_day1"]["series"] > 20
+    # episodes are counted once, however many incidents they match
+    assert summary["never_resolved"] <= summary["resolved_late"] <= summary["alert_episodes_on_incidents"]
+    assert summary["alert_episodes_on_incidents"] <= sum(i["episodes"] for i in summary["incident_list"])
     assert "false alerts" in format_table(summary)
 
 
@@ -221,3 +224,28 @@ def test_pair_series_are_counted_as_the_ingest_counts_them():
         w = int(parse_time(point.window_start).timestamp() * 1000 - shop.start_ms) // 60_000
         if 0 <= w < shop.windows and point.expected is not None:
             assert mirror.expected[point.series][w] == pytest.approx(point.expected, rel=1e-9)
+
+
+def test_a_metric_counting_abandoned_carts_is_labelled_with_the_lag_its_truth_has():
+    """The suite's labels give cart_abandonment_rate the lag its truth has (carts flagged abandoned
+    ``abandon_minutes`` after the last action): shifted until the incident's end plus the lag, not
+    after; other metrics carry no lag."""
+    from blipwatch.tools.shopsuite.suite import labels_of, lag_minutes
+
+    for index in range(12):
+        shop = draw_shop(1, index, hours=30)
+        found = [i for i in shop.incidents if "cart_abandonment_rate" in i.metrics and i.kind == "abandonment_up"]
+        if found:
+            break
+    incident = found[0]
+    metric = CATALOGUE.by_name["cart_abandonment_rate"]
+    lag = lag_minutes(shop, metric)
+    assert 1 <= lag <= 30 and lag_minutes(shop, CATALOGUE.by_name["payment_failure_rate"]) == 0
+    label = next(l for l in labels_of(shop, CATALOGUE)["incidents"] if l["name"] == incident.name)
+    assert label["lags"] == {"cart_abandonment_rate": lag * 60}
+    truth = Truth(shop)
+    base = selector_expectation(metric.numerator, truth.expected(incident.segment))
+    shifted = selector_expectation(metric.numerator, truth.with_incident(incident.segment, incident))
+    end = (incident.end_ms - shop.start_ms) // 60_000
+    moved = np.nonzero(~np.isclose(shifted, base))[0]
+    assert moved.max() == end + lag - 1
