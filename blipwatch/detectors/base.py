@@ -111,6 +111,8 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
         self.prev_left = 0
         self.cusum_up = 0.0          # sequential evidence of a rise / fall, in sigma (CUSUM)
         self.cusum_down = 0.0
+        self.guard_up = 0.0          # the learning guard's CUSUMs (reference guard_k; they slow learning only)
+        self.guard_down = 0.0
         self.pool_prev: list[float] | None = None   # the last window: observation, evidence, expected
         self.evidence_up = 0.0       # volume behind each CUSUM (sum of the points' volumes while it is > 0)
         self.evidence_down = 0.0
@@ -260,9 +262,15 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
                 if self.prev_delta is not None:
                     candidates.append((self._clamp(mu * math.exp(-self.prev_delta) if self.multiplicative
                                                    else mu - self.prev_delta), True))
+                guard = self.guard_at
                 for mu_other, is_previous in candidates:
                     if abs(z) < 1.0:
                         break
+                    if not is_previous and guard > 0.0 and (
+                            (mu_other < mu and self.guard_down >= guard) or (mu_other > mu and self.guard_up >= guard)):
+                        # while the guard holds learning, a profile step the run's way does not
+                        # explain a point (one day's noisy step ratcheted the level into a drop)
+                        continue
                     v_other = self._var_total(mu_other, n)
                     z_other = self._residual_z(obs[0], mu_other, n, v_other)
                     # snapping back to the previous normal needs a point that is clearly
@@ -304,8 +312,10 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
         if self.sequential:
             rho, bias = self._residual_rho(), self._residual_bias()
             up, down = self._cusum_step(z, rho, bias)
+            guard = self._guard_step(z, rho, bias) if self.guard_at > 0.0 else (0.0, 0.0)
         else:
             up = down = 0.0
+            guard = (0.0, 0.0)
         cusum_up, cusum_down = up, down
         seasonal_only = self.sequential_seasoned
         if seasonal_only and not seasoned:
@@ -328,14 +338,14 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
         # learning needs the same CUSUMs (no state they depend on changes in between), the
         # point's own volume (a function of x, mu and n alone) and the evidence of the point or
         # the two windows pooled (it holds learning; the CUSUMs freeze it themselves)
-        self._cusum_cache = (judged, cusum_up, cusum_down, point_volume, burst)
+        self._cusum_cache = (judged, cusum_up, cusum_down, point_volume, burst, guard)
         return Scored(x, mu, lower, upper, score, direction, score >= self.threshold, z, volume)
 
     #: The running state, in the order the state format stores it (kinds add their own).
     _STATE_FIELDS = ("n_learned", "t_last", "level", "trend", "volume_mean", "extra_sum",
                      "extra_weight", "profile", "profile_days", "bin_current", "bin_sum",
                      "bin_count", "offset", "recent", "prev_delta", "prev_left", "cusum_up",
-                     "cusum_down", "pool_prev", "evidence_up", "evidence_down", "frozen_run", "last_z",
+                     "cusum_down", "guard_up", "guard_down", "pool_prev", "evidence_up", "evidence_down", "frozen_run", "last_z",
                      "ac_cross", "ac_square", "ac_mean", "hold_left")
 
     def __repr__(self) -> str:

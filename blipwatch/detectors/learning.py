@@ -37,7 +37,7 @@ class RobustLearning:
                 self._scored(t, value, numerator, denominator)
                 cusums = self._cusum_cache
             else:
-                cusums = (judged, 0.0, 0.0, self._volume(obs[0], mu, obs[1]), 0.0)
+                cusums = (judged, 0.0, 0.0, self._volume(obs[0], mu, obs[1]), 0.0, (0.0, 0.0))
         self._cache = None
         self._cusum_cache = None
         if obs is None:
@@ -62,10 +62,10 @@ class RobustLearning:
             if self.prev_left <= 0:
                 self.prev_delta = None
 
-        _, up, down, point_volume, score = cusums   # the scoring's, for this very judgement
+        _, up, down, point_volume, score, (guard_up, guard_down) = cusums   # the scoring's, for this very judgement
         self._note_run(score, up, down)
         if self.sequential_seasoned and not seasoned:   # as when scoring: no run builds up (nor freezes)
-            up = down = 0.0
+            up = down = guard_up = guard_down = 0.0
         self.evidence_up = self.evidence_up + point_volume if up > 0 else 0.0
         self.evidence_down = self.evidence_down + point_volume if down > 0 else 0.0
         recent = self.recent
@@ -73,7 +73,7 @@ class RobustLearning:
         del recent[:-5]
         held = False
         if self.n_learned < self.learn_freely:
-            up = down = 0.0
+            up = down = guard_up = guard_down = 0.0
         elif returning:
             self.hold_left = 0   # back at the old normal: the blip is over
         elif self.sequential and (seasoned or not self.sequential_seasoned):
@@ -89,8 +89,11 @@ class RobustLearning:
                 self.hold_left -= 1
                 held = True
         self.cusum_up, self.cusum_down = up, down
+        self.guard_up, self.guard_down = guard_up, guard_down
         peak = down if down > up else up
-        slow = held or peak >= self.slow_at
+        guard = self.guard_at
+        guarded = guard > 0.0 and (guard_up >= guard or guard_down >= guard)
+        slow = held or peak >= self.slow_at or guarded
         # a blip that outlasts adopt_after points (of evidence above slow_at) is the new normal
         if slow:
             self.frozen_run += 1
@@ -195,6 +198,7 @@ class RobustLearning:
         median, remember the old normal (its return is not a new incident), restart the CUSUMs."""
         self._relevel_to_recent()
         self.cusum_up = self.cusum_down = 0.0
+        self.guard_up = self.guard_down = 0.0
         self.evidence_up = self.evidence_down = 0.0
         self.frozen_run = 0
         self.hold_left = 0

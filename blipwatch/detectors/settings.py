@@ -38,6 +38,10 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "pool_windows": 1,       # 2: also judge the last two windows pooled (their counts added up), on the
                              # same tail scale as one point: a blip in a few events per window (5 of 7
                              # payments failing, then 7 of 9) is rare over two windows before one is
+    "guard_k": 0.5,          # learning guard: a CUSUM of reference guard_k sigma that never alerts; while it is
+    "guard_at": 4.0,         # above guard_at (p ~ 1 %) the level learns slowly, as above slow_at (0: off). A
+                             # shift of ~1 sigma a window (a tracking drop on a few events a window) never
+                             # builds the k=1 CUSUM, and was learned away within the hour
     "freeze_at": 4.0,        # while a CUSUM is above this (p ~ 1e-4), the level and noise do not learn
     "slow_at": 2.0,          # while a CUSUM is above this (p ~ 0.6 %), the level learns at a tenth of its rate
     "hold_after": 10,        # a point as rare as a CUSUM at freeze_at holds all learning for this many points

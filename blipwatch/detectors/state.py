@@ -35,7 +35,7 @@ from blipwatch.detectors.page_hinkley import STATE_FIELDS as _SHIFT_FIELDS
 from blipwatch.detectors.policy import AlertPolicy, settings_names
 from blipwatch.detectors.river_models import RiverModelDetector
 
-FORMAT_VERSION = 11
+FORMAT_VERSION = 12
 _MAGIC = b"blipwatch-state/"
 
 _POLICY_SETTINGS = tuple(settings_names())
@@ -147,7 +147,7 @@ def dump_state(obj: SeriesDetector | RiverModelDetector | AlertPolicy) -> bytes:
     >>> load_state(b"blipwatch-state/0\\n...")
     Traceback (most recent call last):
     ...
-    blipwatch.detectors.state.StateVersionError: stored state has format version 0, this blipwatch reads version 11: re-warm the series
+    blipwatch.detectors.state.StateVersionError: stored state has format version 0, this blipwatch reads version 12: re-warm the series
     """
     if isinstance(obj, (SeriesDetector, RiverModelDetector)):
         return _HEADER + _encode(["detector", *_detector_fields(obj)])
