@@ -160,8 +160,8 @@ INCIDENTS = {
         Incident("tracking_drop", "the app's tracking SDK loses most events after a release",
                  ("event_volume",), ("down",), {"channel": "app"}, 31.5, 40, {"kept_events": 0.15}),
         Incident("payment_outage", "a payment provider used in France declines most payments",
-                 ("payment_failure_rate", "checkout_conversion_rate", "cart_abandonment_rate"),
-                 ("up", "down", "up"), {"country": "FR"}, 33.0, 40, {"p_payment_failure": 18.0}),
+                 ("payment_failure_rate", "checkout_conversion_rate", "checkout_unconverted_5m", "cart_abandonment_rate"),
+                 ("up", "down", "up", "up"), {"country": "FR"}, 33.0, 40, {"p_payment_failure": 18.0}),
         Incident("search_zero_results", "the search index is half empty after a bad reindex",
                  ("search_zero_results_rate",), ("up",), {}, 34.5, 45, {"p_zero_results": 7.0}),
         Incident("cart_abandonment_spike", "the web checkout's address form fails for most customers",
@@ -176,7 +176,7 @@ INCIDENTS = {
         Incident("busy_evening", "a TV ad brings more visitors who behave as usual (must not alert)",
                  ("event_volume",), ("up",), {}, 42.5, 180, {"traffic": 1.45}, expect_alert=False),
         Incident("subtle_conversion_dip", "a slower checkout page loses a few more buyers",
-                 ("checkout_conversion_rate",), ("down",), {}, 46.0, 60, {"p_dropout": 1.35},
+                 ("checkout_conversion_rate", "checkout_unconverted_5m"), ("down", "up"), {}, 46.0, 60, {"p_dropout": 1.35},
                  subtle=True),
     )
 }

@@ -16,7 +16,8 @@ from blipwatch.tools.simulator import (
     scenario_labels,
 )
 
-METRICS = {"event_volume", "cart_abandonment_rate", "checkout_conversion_rate", "payment_failure_rate",
+METRICS = {"event_volume", "cart_abandonment_rate", "checkout_conversion_rate", "checkout_unconverted_5m",
+           "payment_failure_rate",
            "search_zero_results_rate", "error_rate", "complaint_count", "average_order_value"}
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -44,6 +45,8 @@ def metrics_of(events, segment=None, start=None, end=None) -> dict[str, float]:
         "event_volume": sum(counts.values()),
         "cart_abandonment_rate": ratio(counts["cart_abandoned"], counts["cart_abandoned"] + counts["purchase"]),
         "checkout_conversion_rate": ratio(counts["purchase"], counts["checkout_start"]),
+        # checkouts not converted (within 5 minutes, as the funnel counts it; here: at all)
+        "checkout_unconverted_5m": 1.0 - ratio(counts["purchase"], counts["checkout_start"]),
         "payment_failure_rate": ratio(counts["payment_failed"], counts["payment_failed"] + counts["purchase"]),
         "search_zero_results_rate": ratio(zero_results, counts["search"]),
         "error_rate": ratio(counts["error"], counts["page_view"]),
@@ -179,6 +182,7 @@ MOVES = {
     "event_volume": {"down": lambda got, usual: got < 0.3 * usual, "up": lambda got, usual: got > 1.15 * usual},
     "cart_abandonment_rate": {"up": lambda got, usual: got > usual + 0.1},
     "checkout_conversion_rate": {"down": lambda got, usual: got < usual - 0.03},
+    "checkout_unconverted_5m": {"up": lambda got, usual: got > usual + 0.03},
     "payment_failure_rate": {"up": lambda got, usual: got > usual + 0.2},
     "search_zero_results_rate": {"up": lambda got, usual: got > usual + 0.2},
     "error_rate": {"up": lambda got, usual: got > 4 * usual},
