@@ -62,12 +62,33 @@ def alive(pid: int, command: str) -> bool:
     return state != "Z" and command_line(pid) == command
 
 
+def _signals_ignored(pid: int) -> str:
+    """The signals a process ignores, by name (from /proc; a test runner started in the background
+    hands SIGINT ignored down to its children)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            mask = next(int(line.split()[1], 16) for line in status if line.startswith("SigIgn:"))
+    except (OSError, StopIteration):
+        return "unknown"
+    return ", ".join(signal.Signals(n).name for n in range(1, 32) if mask >> (n - 1) & 1
+                     and n in signal.Signals._value2member_map_) or "none"
+
+
 class DemoRun:
     """``blipwatch demo`` as a subprocess, its output collected, its children recorded while it runs."""
 
     def __init__(self, *args: str):
-        self.process = subprocess.Popen([*BLIPWATCH, "demo", *args], env=child_env(PYTHONUNBUFFERED="1"),
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # The demo gets Ctrl-C as at a terminal: a test runner started in the background (`make
+        # test &`, nohup) has SIGINT ignored, and exec hands an ignored signal down, so the demo
+        # ignored the SIGINT these tests send. A handler set here becomes the default in the child.
+        previous = signal.getsignal(signal.SIGINT)
+        if previous == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            self.process = subprocess.Popen([*BLIPWATCH, "demo", *args], env=child_env(PYTHONUNBUFFERED="1"),
+                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         self.lines: list[str] = []
         self.children: dict[int, str] = {}
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -90,8 +111,18 @@ class DemoRun:
             time.sleep(0.3)
 
     def wait(self, timeout: float) -> int:
+        """The demo's exit code; if it is still running after ``timeout`` s, it and every child
+        seen are killed (nothing leaks into the rest of the session) and the test fails with
+        what the demo printed and how its signals were set."""
         try:
             return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            ignored = _signals_ignored(self.process.pid)
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.reader.join(5)
+            left = self.leftovers()
+            raise AssertionError(f"the demo was still running {timeout:g} s later (signals it ignores: {ignored}; "
+                                 f"children left: {left}):\n{self.output}") from None
         finally:
             if self.process.poll() is None:
                 os.kill(self.process.pid, signal.SIGKILL)
