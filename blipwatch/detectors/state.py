@@ -140,7 +140,7 @@ def dump_state(obj: SeriesDetector | RiverModelDetector | AlertPolicy) -> bytes:
     >>> det = make_detector("count")
     >>> det.learn_one({"t": 0.0, "value": 12})
     >>> blob = dump_state(det)
-    >>> blob.startswith(b"blipwatch-state/11 "), len(blob) < 20_000
+    >>> blob.startswith(f"blipwatch-state/{FORMAT_VERSION} ".encode()), len(blob) < 20_000
     (True, True)
     >>> load_state(blob).judge_one({"t": 60.0, "value": 12}) == det.judge_one({"t": 60.0, "value": 12})
     True
