@@ -311,8 +311,9 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
         volume = point_volume = self._volume(x, mu, n)
         if self.sequential:
             rho, bias = self._residual_rho(), self._residual_bias()
-            up, down = self._cusum_step(z, rho, bias)
-            guard = self._guard_step(z, rho, bias) if self.guard_at > 0.0 else (0.0, 0.0)
+            step = self._step(z, rho, bias)
+            up, down = self._advance(self.cusum_up, self.cusum_down, step, z, self.cusum_k, 0.5)
+            guard = self._guard_step(step, z) if self.guard_at > 0.0 else (0.0, 0.0)
         else:
             up = down = 0.0
             guard = (0.0, 0.0)

@@ -48,53 +48,45 @@ class SequentialEvidence:
             return 0.0, 0.0
         return self._cusum_step(z, self._residual_rho(), self._residual_bias())
 
-    def _guard_step(self, z: float, rho: float, bias: float) -> tuple[float, float]:
-        """The learning guard's two CUSUMs after residual ``z``: reference ``guard_k`` (half a
-        sigma: a shift of one sigma a window adds up), the same centring, clip and shrinking as
-        :meth:`_cusum_step`; a point that does not lean its way takes a fifth off, not half."""
+    def _step(self, z: float, rho: float, bias: float) -> float:
+        """What residual ``z`` adds to a CUSUM: centred on the residuals' bias, clipped at
+        ``cusum_clip``, and shrunk for their correlation (a sum of n AR(1) residuals has variance
+        n (1+rho)/(1-rho), so the CUSUM's tail stays calibrated)."""
         centred = z - bias
         clip = self.cusum_clip
         low = -clip
         centred = centred if centred < clip else clip
         centred = centred if centred > low else low
-        step = centred * math.sqrt((1.0 - rho) / (1.0 + rho))
-        k = self.guard_k
-        up = self.guard_up + step - k
+        return centred * math.sqrt((1.0 - rho) / (1.0 + rho))
+
+    def _advance(self, up: float, down: float, step: float, z: float, k: float,
+                 keep: float) -> tuple[float, float]:
+        """Two one-sided CUSUMs of reference ``k`` after ``step``; one that the point ``z`` does not
+        lean towards (by half a sigma) keeps only ``keep`` of itself; both within ``cusum_cap``."""
+        up = up + step - k
         up = up if up > 0.0 else 0.0
-        down = self.guard_down - step - k
+        down = down - step - k
         down = down if down > 0.0 else 0.0
         if z < 0.5:
-            up *= 0.8
+            up *= keep
         if z > -0.5:
-            down *= 0.8
+            down *= keep
         cap = self.cusum_cap
         return (cap if cap < up else up), (cap if cap < down else down)
 
     def _cusum_step(self, z: float, rho: float, bias: float) -> tuple[float, float]:
         """The CUSUMs after residual ``z``, given the residuals' correlation and bias.
 
-        A sum of n AR(1) residuals has variance n (1+rho)/(1-rho), so each step is shrunk to keep
-        the CUSUM's tail calibrated. A point that does not lean its way (by half a sigma) halves a
-        CUSUM: an incident that ended stops counting within a few points (this only makes the
-        statistic more conservative).
+        A point that does not lean its way halves a CUSUM: an incident that ended stops counting
+        within a few points (this only makes the statistic more conservative).
         """
-        centred = z - bias
-        clip = self.cusum_clip
-        low = -clip
-        centred = centred if centred < clip else clip
-        centred = centred if centred > low else low
-        step = centred * math.sqrt((1.0 - rho) / (1.0 + rho))
-        k = self.cusum_k
-        up = self.cusum_up + step - k
-        up = up if up > 0.0 else 0.0
-        down = self.cusum_down - step - k
-        down = down if down > 0.0 else 0.0
-        if z < 0.5:
-            up *= 0.5
-        if z > -0.5:
-            down *= 0.5
-        cap = self.cusum_cap
-        return (cap if cap < up else up), (cap if cap < down else down)
+        return self._advance(self.cusum_up, self.cusum_down, self._step(z, rho, bias), z, self.cusum_k, 0.5)
+
+    def _guard_step(self, step: float, z: float) -> tuple[float, float]:
+        """The learning guard's two CUSUMs after ``step`` (:meth:`_step`): reference ``guard_k``
+        (half a sigma: a shift of one sigma a window adds up); a point that does not lean its way
+        takes a fifth off, not half. They never alert; above ``guard_at`` they slow learning."""
+        return self._advance(self.guard_up, self.guard_down, step, z, self.guard_k, 0.8)
 
     def _cusum_score(self, s: float) -> float:
         """A CUSUM on the rarity scale of one point (:func:`~blipwatch.detectors.tails.cusum_score`)."""
