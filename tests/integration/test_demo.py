@@ -70,8 +70,8 @@ def _signals_ignored(pid: int) -> str:
             mask = next(int(line.split()[1], 16) for line in status if line.startswith("SigIgn:"))
     except (OSError, StopIteration):
         return "unknown"
-    return ", ".join(signal.Signals(n).name for n in range(1, 32) if mask >> (n - 1) & 1
-                     and n in signal.Signals._value2member_map_) or "none"
+    return ", ".join(signal.Signals(n).name for n in sorted(signal.valid_signals())
+                     if isinstance(n, signal.Signals) and mask >> (n - 1) & 1) or "none"
 
 
 class DemoRun:

@@ -113,8 +113,9 @@ def lag_minutes(shop: Shop, metric) -> int:
 def labels_of(shop: Shop, catalogue: Catalogue) -> dict:
     """The shop's incidents as ``blipwatch evaluate`` labels, each metric's lag in ``lags``."""
     def lags(incident) -> dict:
-        return {name: lag_minutes(shop, catalogue.by_name[name]) * 60 for name in incident.metrics
-                if name in catalogue.by_name and lag_minutes(shop, catalogue.by_name[name])}
+        minutes = {name: lag_minutes(shop, catalogue.by_name[name]) for name in incident.metrics
+                   if name in catalogue.by_name}
+        return {name: m * 60 for name, m in minutes.items() if m}
     return {"start": _iso(shop.start_ms), "end": _iso(shop.end_ms), "incidents": [
         {"name": i.name, "metrics": list(i.metrics), "segment": dict(i.segment), "direction": i.directions[0],
          "directions": dict(zip(i.metrics, i.directions)), "start": _iso(i.onset_ms), "end": _iso(i.end_ms),
@@ -279,10 +280,11 @@ def run_shop(shop: Shop, catalogue: Catalogue) -> ShopResult:
     matched = [{m["key"] for m in messages if evaluation.matches(m, label, 3 * 60.0)} for label in incidents]
     # an episode is late when it resolves more than RESOLVE_WITHIN windows after its series is
     # back to normal: the end of the last incident it matches, plus its metric's lag (abandoned carts)
+    lag_of = {m["key"]: 60 * lag_minutes(shop, catalogue.by_name[m["metric"]]) for m in messages}
     ends: dict[str, float] = {}
     for incident, keys in zip(shop.incidents, matched):
         for k in keys:
-            end = incident.end_ms / 1000 + 60 * lag_minutes(shop, catalogue.by_name[k.split("|")[0]])
+            end = incident.end_ms / 1000 + lag_of[k]
             ends[k] = max(ends.get(k, end), end)
     cache: dict = {}
     for incident, label, row, keys in zip(shop.incidents, incidents, report["incidents"], matched):
