@@ -79,6 +79,15 @@ def segment_from_label(label: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in label.split(","))
 
 
+def spoken_segment(label: str) -> str:
+    """A segment label as a summary says it: ``channel=web × country=DE`` for a pair.
+
+    >>> spoken_segment("channel=web,country=DE"), spoken_segment("channel=web"), spoken_segment("all")
+    ('channel=web × country=DE', 'channel=web', 'overall')
+    """
+    return "overall" if label in ("all", "") else label.replace(",", " × ")
+
+
 def series_key(metric: str, segment: dict[str, str]) -> str:
     """The series key: ``cart_abandonment_rate|channel=web`` (the partials topic's key)."""
     return f"{metric}|{segment_label(segment)}"
@@ -194,7 +203,7 @@ class AnomalyAlert:
     summary: str
     detector: str = ""
     #: other series of interest: those firing now and, on a firing alert, the segments of the same
-    #: metric that explain it or that it explains (``RELATED_FIELDS``; ``pipeline.tracker.IncidentBook``)
+    #: metric that explain it or that it explains (``RELATED_FIELDS``; ``pipeline.attribution.IncidentBook``)
     related: list[dict[str, Any]] = field(default_factory=list)
     #: when the alert was published (RFC 3339); set by the publisher
     published_at: str | None = None

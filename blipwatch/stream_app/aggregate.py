@@ -20,7 +20,8 @@ from collections import deque
 from typing import Any, Awaitable, Callable, Iterable
 
 from blipwatch.pipeline.catalogue import Catalogue, metric_of
-from blipwatch.pipeline.tracker import ClosedWindow, IncidentBook, SeriesTracker
+from blipwatch.pipeline.attribution import IncidentBook
+from blipwatch.pipeline.tracker import ClosedWindow, SeriesTracker
 from blipwatch.pipeline.windows import GlobalWatermark
 from blipwatch.schemas.partials import Coverage
 from blipwatch.stream_app import metrics

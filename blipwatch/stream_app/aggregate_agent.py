@@ -23,7 +23,7 @@ from blipwatch.kafka.batches import BatchSender
 from blipwatch.kafka.clients import stop_quietly
 from blipwatch.pipeline.catalogue import Catalogue
 from blipwatch.pipeline.feedback import FeedbackBook
-from blipwatch.pipeline.tracker import IncidentBook
+from blipwatch.pipeline.attribution import IncidentBook
 from blipwatch.schemas.partials import decode_covered, partition_for
 from blipwatch.stream_app import metrics
 from blipwatch.stream_app.aggregate import PartitionAggregator, StateWriter, publish_closed

@@ -19,7 +19,8 @@ from blipwatch.pipeline.catalogue import Catalogue, metric_of
 from blipwatch.pipeline.feedback import FeedbackBook
 from blipwatch.pipeline.journeys import DEFAULT_MAX_OPEN
 from blipwatch.schemas.feedback import Feedback, time_ms
-from blipwatch.pipeline.tracker import ClosedWindow, IncidentBook, SeriesTracker
+from blipwatch.pipeline.attribution import IncidentBook
+from blipwatch.pipeline.tracker import ClosedWindow, SeriesTracker
 from blipwatch.pipeline.windows import LocalWatermark
 from blipwatch.schemas.outputs import AnomalyAlert, MetricPoint
 from blipwatch.stream_app.ingest import IngestBatch

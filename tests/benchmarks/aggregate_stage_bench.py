@@ -77,7 +77,7 @@ def measure(record: str, state_every: int) -> None:
     import time
 
     from blipwatch.pipeline.catalogue import Catalogue
-    from blipwatch.pipeline.tracker import IncidentBook
+    from blipwatch.pipeline.attribution import IncidentBook
     from blipwatch.stream_app import aggregate as aggregate_module
     from blipwatch.stream_app import metrics
     from blipwatch.stream_app.aggregate import PartitionAggregator

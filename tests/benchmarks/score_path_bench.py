@@ -55,7 +55,8 @@ def measure(record: str) -> None:
     import gc
 
     from blipwatch.pipeline.catalogue import metric_of
-    from blipwatch.pipeline.tracker import IncidentBook, SeriesTracker
+    from blipwatch.pipeline.attribution import IncidentBook
+    from blipwatch.pipeline.tracker import SeriesTracker
     from blipwatch.stream_app.config import Settings, load_catalogue
 
     with open(record, "rb") as f:

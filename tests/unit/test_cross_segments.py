@@ -7,7 +7,7 @@ import random
 import orjson
 import pytest
 
-from blipwatch.pipeline.tracker import IncidentBook, attribution_share, window_excess
+from blipwatch.pipeline.attribution import IncidentBook, attribution_share, window_excess
 from blipwatch.schemas.outputs import AnomalyAlert, MetricPoint, iso_from_ms, segment_from_label
 
 MINUTE = 60_000
