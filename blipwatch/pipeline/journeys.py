@@ -142,6 +142,13 @@ class JourneyStage:
         self.window_ms = catalogue.window_ms
         self.lateness_ms = catalogue.lateness_ms
         self.dimensions = tuple(catalogue.dimensions)
+        #: two-dimension segments: the two values' indexes and the label, dimensions in name order
+        #: (as ``schemas.outputs.segment_label`` and the pre-aggregation write it)
+        self.pairs = []
+        for first, second in catalogue.pairs:
+            i, j = sorted((self.dimensions.index(first), self.dimensions.index(second)),
+                          key=lambda k: self.dimensions[k])
+            self.pairs.append((i, j, f"{self.dimensions[i]}={{}},{self.dimensions[j]}={{}}"))
         self.max_series = catalogue.max_series_per_metric
         self.metrics = [metric for metric in catalogue.metrics if metric.kind == "funnel"]
         self.within = [metric.funnel.within_ms for metric in self.metrics]
@@ -321,11 +328,17 @@ class JourneyStage:
 
     def _fan_out(self, partials: dict, slot: int, window: int, cells: dict[tuple, list[float]]) -> None:
         name = self.metrics[slot].name
-        for values, (numerator, denominator) in cells.items():
+        # single dimensions first, then pairs: under the series cap a pair never takes a single's place
+        rounds = (False, True) if self.pairs else (False,)
+        for pairs, (values, (numerator, denominator)) in ((p, cell) for p in rounds for cell in cells.items()):
             if denominator <= 0:
                 continue  # only evicted journeys
-            segments = ["all"] + [f"{dimension}={value}" for dimension, value in zip(self.dimensions, values)
-                                  if value is not None]
+            if pairs:
+                segments = [label.format(values[i], values[j]) for i, j, label in self.pairs
+                            if values[i] is not None and values[j] is not None]
+            else:
+                segments = ["all"] + [f"{dimension}={value}" for dimension, value in zip(self.dimensions, values)
+                                      if value is not None]
             for segment in segments:
                 series = f"{name}|{segment}"
                 seen = self.series_seen[slot]

@@ -54,6 +54,24 @@ def test_a_cart_followed_by_a_purchase_within_30m_converts_and_one_without_fails
     assert stage.counts["started"] == 4 and stage.counts["converted"] == 2 and stage.counts["not_converted"] == 2
 
 
+def test_a_funnel_has_the_pair_series_the_pairs_ask_for_and_singles_come_first_under_the_cap():
+    """With ``segments.pairs`` a funnel counts its journeys on the pair too (channel=web,country=DE), as
+    counts and rates do; under the series cap the single dimensions are admitted before the pairs."""
+    metrics = {"conversion": {"kind": "funnel", "start": ["add_to_cart"], "success": ["purchase"], "within": "30m"}}
+    segments = {"dimensions": ["country", "channel"], "pairs": [["country", "channel"]]}
+    stage = JourneyStage(Catalogue.from_dict({"metrics": metrics, "segments": segments}))
+    feed(stage, event("add_to_cart", T0 + 1000, "s1"), event("purchase", T0 + 2000, "s1"),
+         event("add_to_cart", T0 + 3000, "s2", channel="app"), event("add_to_cart", T0 + 4000, "s3"))
+    partials = everything(stage)
+    assert partials["conversion|channel=web,country=DE"] == {T0: [1.0, 2.0]}
+    assert partials["conversion|channel=app,country=DE"] == {T0: [0.0, 1.0]}
+    assert partials["conversion|all"] == partials["conversion|country=DE"] == {T0: [1.0, 3.0]}
+    capped = JourneyStage(Catalogue.from_dict({"metrics": metrics, "segments": {**segments, "max_series_per_metric": 4}}))
+    feed(capped, event("add_to_cart", T0 + 1000, "s1"), event("add_to_cart", T0 + 3000, "s2", channel="app"))
+    assert sorted(everything(capped)) == ["conversion|all", "conversion|channel=app", "conversion|channel=web",
+                                          "conversion|country=DE"]
+
+
 def test_a_purchase_after_within_is_a_failure_and_counts_in_the_window_of_the_cart():
     stage = JourneyStage(funnel_catalogue(conversion={"within": "5m"}))
     feed(stage, event("add_to_cart", T0 + 59_000, "s1"), event("purchase", T0 + 59_000 + 5 * MINUTE + 1, "s1"),
