@@ -135,29 +135,33 @@ def _incidents(labels: dict | list) -> list[dict]:
         if end < start:
             raise EvaluationError(f"{where}: ends before it starts")
         incidents.append({**label, "metrics": metrics, "segment": _segment(segment, where),
-                          "_start": start, "_end": end, "_lags": _lags(label.get("lags"), where),
+                          "_start": start, "_end": end, "_lags": _by_metric(label.get("lags"), where, "lags"),
+                          "_leads": _by_metric(label.get("leads"), where, "leads"),
                           "expect_alert": bool(label.get("expect_alert", True)),
                           "subtle": bool(label.get("subtle", False))})
     return incidents
 
 
-def _lags(raw: Any, where: str) -> dict[str, float]:
+def _by_metric(raw: Any, where: str, key: str) -> dict[str, float]:
     """``lags``: seconds by which a metric shows the incident later than it happens (carts flagged
     abandoned half an hour after the last action): its alerts match up to that much after the end.
+    ``leads``: seconds by which it shows it earlier (a funnel counts a journey in the window it
+    started, so a checkout begun a minute before an outage and never paid counts before it): its
+    alerts match from that much before the start.
 
-    >>> _lags({"cart_abandonment_rate": 1200}, "labels incident 1")
+    >>> _by_metric({"cart_abandonment_rate": 1200}, "labels incident 1", "lags")
     {'cart_abandonment_rate': 1200.0}
-    >>> _lags({"cart_abandonment_rate": -5}, "labels incident 1")
+    >>> _by_metric({"cart_abandonment_rate": -5}, "labels incident 1", "leads")
     Traceback (most recent call last):
     ...
-    blipwatch.tools.evaluation.EvaluationError: labels incident 1: 'lags' maps metric names to seconds (0 or more)
+    blipwatch.tools.evaluation.EvaluationError: labels incident 1: 'leads' maps metric names to seconds (0 or more)
     """
     if raw is None:
         return {}
     if not isinstance(raw, dict) or not all(
             isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
             and math.isfinite(v) and v >= 0 for k, v in raw.items()):
-        raise EvaluationError(f"{where}: 'lags' maps metric names to seconds (0 or more)")
+        raise EvaluationError(f"{where}: {key!r} maps metric names to seconds (0 or more)")
     return {k: float(v) for k, v in raw.items()}
 
 
@@ -214,10 +218,11 @@ def overlapping(a: dict[str, str], b: dict[str, str]) -> bool:
 
 
 def _in_time(message: dict, incident: dict, grace: float, metric: str | None = None) -> bool:
-    """The message's window overlaps the incident, up to its end plus ``grace`` plus the lag of
-    ``metric`` (the message's own by default)."""
-    lag = incident["_lags"].get(metric or message["metric"], 0.0)
-    return message["start"] < incident["_end"] + lag + grace and message["end"] > incident["_start"]
+    """The message's window overlaps the incident, from its start less the lead of ``metric`` (the
+    message's own by default) to its end plus ``grace`` plus the metric's lag."""
+    metric = metric or message["metric"]
+    lag, lead = incident["_lags"].get(metric, 0.0), incident["_leads"].get(metric, 0.0)
+    return message["start"] < incident["_end"] + lag + grace and message["end"] > incident["_start"] - lead
 
 
 def matches(message: dict, incident: dict, grace: float) -> bool:

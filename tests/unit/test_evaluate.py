@@ -214,3 +214,19 @@ def test_a_metric_that_shows_the_incident_later_matches_up_to_its_lag_after_the_
     assert lagged["false_alerts"] == 1 and lagged["false_alert_list"][0]["metric"] == "checkout_conversion_rate"
     with pytest.raises(EvaluationError, match="lags"):
         evaluate([], labels({**conversion, "lags": {"cart_abandonment_rate": "half an hour"}}))
+
+
+def test_a_metric_that_shows_the_incident_earlier_matches_from_its_lead_before_the_start():
+    """A funnel counts a journey in the window it started: a checkout begun two minutes before a
+    payment outage and never paid is counted before the outage starts."""
+    outage = incident(metrics=["payment_failure_rate", "checkout_conversion_rate"])
+    early_conversion = alert("2026-01-06T08:58:00Z", metric="checkout_conversion_rate")     # 2 min before
+    early_payment = alert("2026-01-06T08:58:00Z", metric="payment_failure_rate", dedup_key="k2")
+    too_early = alert("2026-01-06T08:50:00Z", metric="checkout_conversion_rate", dedup_key="k3")
+    led = evaluate([early_conversion, early_payment, too_early],
+                   labels({**outage, "leads": {"checkout_conversion_rate": 180}}))
+    assert sorted(a["dedup_key"] for a in led["false_alert_list"]) == ["k2", "k3"]
+    assert led["incidents"][0]["detected"] and led["incidents"][0]["delay_windows"] == 0
+    assert evaluate([early_conversion], labels(outage))["false_alerts"] == 1
+    with pytest.raises(EvaluationError, match="leads"):
+        evaluate([], labels({**outage, "leads": {"checkout_conversion_rate": -1}}))

@@ -15,7 +15,7 @@ from blipwatch.stream_app.replay import Replay
 from blipwatch.schemas.times import parse_time
 from blipwatch.tools.shopsuite import oracle
 from blipwatch.tools.shopsuite.generator import Events, count_cells, draw_shop, event_dicts, generate
-from blipwatch.tools.shopsuite.suite import CellReplay, countable, format_table, run_suite
+from blipwatch.tools.shopsuite.suite import CellReplay, _trials, countable, format_table, horizons, run_suite
 from blipwatch.tools.shopsuite.truth import Truth, selector_expectation
 
 CATALOGUE = countable()
@@ -41,22 +41,29 @@ def test_generator_matches_its_truth_within_noise(index):
     the truth (sigma: Poisson, times the true dispersion for event volume)."""
     shop = replace(draw_shop(1, index, hours=6), incidents=[])
     cells = count_cells(shop, CATALOGUE)
-    truth = Truth(shop)
-    checked = 0
+    truth = Truth(shop, horizons(CATALOGUE))
+    checked = funnels = 0
     for label, segment in cells.segments:
         expected = truth.expected(segment)
         row = cells.index[label]
         for metric in CATALOGUE.metrics:
             if metric.kind == "mean":
                 continue
-            selectors = [metric.numerator] + ([metric.denominator] if metric.kind == "rate" else [])
-            for selector, observed in zip(selectors, (cells.num, cells.den)):
-                true = selector_expectation(selector, expected)[30:].sum()
-                seen = observed[metric.name][row, 30:].sum()
-                spread = np.sqrt(max(true, 1.0) * (12.0 if selector.event_types is None else 2.0))
+            if metric.kind == "count":
+                parts = [selector_expectation(metric.numerator, expected)]
+            else:
+                parts = list(_trials(metric, expected))
+            for part, observed in zip(parts, (cells.num, cells.den)):
+                # a funnel's journeys that end after the run are not counted: its last window is `within` earlier
+                last = shop.windows - (metric.funnel.within_ms // 60_000 + 1 if metric.funnel else 0)
+                true = part[30:last].sum()
+                seen = observed[metric.name][row, 30:last].sum()
+                everything = metric.kind == "count" and metric.numerator.event_types is None
+                spread = np.sqrt(max(true, 1.0) * (12.0 if everything else 2.0))
                 assert abs(seen - true) < 4.5 * spread, (label, metric.name, seen, true)
                 checked += 1
-    assert checked > 100
+                funnels += metric.kind == "funnel"
+    assert checked > 100 and funnels > 30
 
 
 def test_events_follow_the_contract_and_counts_match_replay():
@@ -226,11 +233,24 @@ def test_pair_series_are_counted_as_the_ingest_counts_them():
             assert mirror.expected[point.series][w] == pytest.approx(point.expected, rel=1e-9)
 
 
+#: cart abandonment counted from the shops' ``cart_abandoned`` events, as a user's config may
+#: (the default is a funnel, counted where its journey starts)
+FLAGGED = {"metrics": {
+    "cart_abandonment_rate": {"kind": "rate", "numerator": {"event_types": ["cart_abandoned"]},
+                              "denominator": {"event_types": ["cart_abandoned", "purchase"]}, "direction": "up"},
+    "payment_failure_rate": {"kind": "rate", "numerator": {"event_types": ["payment_failed"]},
+                             "denominator": {"event_types": ["payment_failed", "purchase"]}, "direction": "up"}}}
+
+
 def test_a_metric_counting_abandoned_carts_is_labelled_with_the_lag_its_truth_has():
-    """The suite's labels give cart_abandonment_rate the lag its truth has (carts flagged abandoned
-    ``abandon_minutes`` after the last action): shifted until the incident's end plus the lag, not
-    after; other metrics carry no lag."""
+    """The suite's labels give a cart abandonment rate of ``cart_abandoned`` events the lag its
+    truth has (carts flagged abandoned ``abandon_minutes`` after the last action): shifted until the
+    incident's end plus the lag, not after; other metrics, and the default funnel (a journey counts
+    where it starts), carry no lag."""
     from blipwatch.tools.shopsuite.suite import labels_of, lag_minutes
+
+    assert lag_minutes(draw_shop(1, 0, hours=30), CATALOGUE.by_name["cart_abandonment_rate"]) == 0
+    flagged = countable(FLAGGED)
 
     for index in range(12):
         shop = draw_shop(1, index, hours=30)
@@ -238,10 +258,10 @@ def test_a_metric_counting_abandoned_carts_is_labelled_with_the_lag_its_truth_ha
         if found:
             break
     incident = found[0]
-    metric = CATALOGUE.by_name["cart_abandonment_rate"]
+    metric = flagged.by_name["cart_abandonment_rate"]
     lag = lag_minutes(shop, metric)
-    assert 1 <= lag <= 30 and lag_minutes(shop, CATALOGUE.by_name["payment_failure_rate"]) == 0
-    label = next(l for l in labels_of(shop, CATALOGUE)["incidents"] if l["name"] == incident.name)
+    assert 1 <= lag <= 30 and lag_minutes(shop, flagged.by_name["payment_failure_rate"]) == 0
+    label = next(l for l in labels_of(shop, flagged)["incidents"] if l["name"] == incident.name)
     assert label["lags"] == {"cart_abandonment_rate": lag * 60}
     truth = Truth(shop)
     base = selector_expectation(metric.numerator, truth.expected(incident.segment))
@@ -249,3 +269,33 @@ def test_a_metric_counting_abandoned_carts_is_labelled_with_the_lag_its_truth_ha
     end = (incident.end_ms - shop.start_ms) // 60_000
     moved = np.nonzero(~np.isclose(shifted, base))[0]
     assert moved.max() == end + lag - 1
+
+
+def test_a_funnel_is_labelled_with_the_lead_its_journeys_have():
+    """A funnel counts a journey where it started, so it shows an incident up to the time from a
+    journey's start to its payment earlier: the label's lead covers 99 % of the converted journeys'
+    spans (measured on the shop's own events), never more than ``within``; other kinds have none."""
+    from blipwatch.tools.shopsuite.generator import T
+    from blipwatch.tools.shopsuite.suite import labels_of, lead_minutes
+
+    shop = replace(draw_shop(1, 4, hours=3), incidents=[])
+    events = Events.concat(list(generate(shop)))
+    started = {}
+    spans = {"add_to_cart": [], "checkout_start": []}
+    for i in np.argsort(events.t, kind="stable").tolist():
+        kind, session = int(events.type[i]), int(events.session[i])
+        for start in spans:
+            if kind == T[start]:
+                started.setdefault((start, session), int(events.t[i]))
+            elif kind == T["purchase"] and (start, session) in started:
+                spans[start].append(int(events.t[i]) - started.pop((start, session)))
+    for name, start in (("cart_abandonment_rate", "add_to_cart"), ("checkout_conversion_rate", "checkout_start"),
+                        ("checkout_unconverted_5m", "checkout_start")):
+        metric = CATALOGUE.by_name[name]
+        lead = lead_minutes(shop, metric) * 60_000
+        assert len(spans[start]) > 200
+        assert np.mean(np.array(spans[start]) <= lead) >= 0.98 and 0 < lead <= metric.funnel.within_ms + 60_000
+    assert lead_minutes(shop, CATALOGUE.by_name["payment_failure_rate"]) == 0
+    label = labels_of(draw_shop(1, 4, hours=30), CATALOGUE)["incidents"]
+    assert all(set(i["leads"]) <= {"cart_abandonment_rate", "checkout_conversion_rate", "checkout_unconverted_5m"}
+               for i in label) and any(i["leads"] for i in label)

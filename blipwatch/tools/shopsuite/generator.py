@@ -37,17 +37,21 @@ MAX_LAG_MINUTES = 100          # no session event comes later than this after it
 #: the property a ``where`` or a mean can read, per event type
 VALUE_PROPERTY = {T["search"]: "results_count", T["purchase"]: "order_value"}
 #: incident kinds: the funnel parameter they change, the metric they are about, and what else moves
+#: (a tracking drop loses purchases too, so the funnels' journeys convert less while it lasts)
 KINDS = {
-    "tracking_drop": ("keep", "event_volume", ()),
+    "tracking_drop": ("keep", "event_volume", ("checkout_conversion_rate", "cart_abandonment_rate",
+                                               "checkout_unconverted_5m")),
     "abandonment_up": ("p_checkout", "cart_abandonment_rate", ()),
-    "conversion_down": ("p_dropout", "checkout_conversion_rate", ("cart_abandonment_rate",)),
-    "payment_failures_up": ("p_fail", "payment_failure_rate", ("checkout_conversion_rate", "cart_abandonment_rate")),
+    "conversion_down": ("p_dropout", "checkout_conversion_rate", ("cart_abandonment_rate", "checkout_unconverted_5m")),
+    "payment_failures_up": ("p_fail", "payment_failure_rate", ("checkout_conversion_rate", "cart_abandonment_rate",
+                                                               "checkout_unconverted_5m")),
     "zero_results_up": ("p_zero", "search_zero_results_rate", ()),
     "errors_up": ("p_error", "error_rate", ()),
     "complaints_up": ("p_complaint", "complaint_count", ()),
     "order_value_shift": ("order_value", "average_order_value", ()),
 }
 DIRECTION = {"event_volume": "down", "cart_abandonment_rate": "up", "checkout_conversion_rate": "down",
+             "checkout_unconverted_5m": "up",
              "payment_failure_rate": "up", "search_zero_results_rate": "up", "error_rate": "up",
              "complaint_count": "up"}
 
@@ -477,8 +481,51 @@ def segment_mask(shop: Shop, events: Events, segment: dict) -> np.ndarray:
     return mask
 
 
+#: what a funnel may start with here: the start event's type and the session timeline it follows
+FUNNEL_STARTS = {"add_to_cart": "cart", "checkout_start": "checkout"}
+
+
+def check_funnel(metric) -> None:
+    """A funnel the random shops can count: started by ``add_to_cart`` or ``checkout_start``,
+    converted by ``purchase`` (their sessions make one journey each)."""
+    funnel = metric.funnel
+    if len(funnel.start) != 1 or next(iter(funnel.start)) not in FUNNEL_STARTS or set(funnel.success) != {"purchase"}:
+        raise SuiteError(f"{metric.name}: the random shops count funnels from add_to_cart or checkout_start "
+                         f"to purchase only, not {sorted(funnel.start)} to {sorted(funnel.success)}")
+
+
+def journeys(funnel, events: Events, end_ms: int) -> Events:
+    """A funnel metric's journeys in these events, as the journey stage (``pipeline.journeys``)
+    makes them: a session's first ``start`` event opens one, and it converts when a ``success``
+    event of the session comes at or after it and within ``within_ms`` (a session here makes one
+    journey: nothing follows a purchase). One row per journey, at its start (where it counts), its
+    ``value`` 1 when the outcome is the metric's (converted, or not for ``outcome: failure``).
+    Journeys still undecided at ``end_ms`` are left out, as the stream has not scored them.
+    ``events`` must hold every event of its sessions (``generate`` yields whole sessions)."""
+    starts = np.flatnonzero(np.isin(events.type, [T[name] for name in funnel.start]))
+    order = np.lexsort((events.t[starts], events.session[starts]))
+    starts = starts[order]
+    session = events.session[starts]
+    first = np.ones(len(starts), dtype=bool)
+    first[1:] = session[1:] != session[:-1]
+    starts = starts[first]
+    session, t_start = events.session[starts], events.t[starts]
+    converted = np.zeros(len(starts), dtype=bool)
+    successes = np.flatnonzero(np.isin(events.type, [T[name] for name in funnel.success]))
+    if len(starts) and len(successes):
+        at = np.minimum(np.searchsorted(session, events.session[successes]), len(starts) - 1)
+        t = events.t[successes]
+        hit = (session[at] == events.session[successes]) & (t >= t_start[at]) & (t - t_start[at] <= funnel.within_ms)
+        converted[at[hit]] = True
+    outcome = converted if funnel.outcome == "success" else ~converted
+    found = events.take(starts)
+    found.value = outcome.astype(float)
+    return found.take(t_start + funnel.within_ms < end_ms)
+
+
 class Cells:
-    """Per metric: numerator and denominator per (segment, window), as the pipeline's partials add up."""
+    """Per metric: numerator and denominator per (segment, window), as the pipeline's partials add
+    up; a funnel's are its journeys (started, with the metric's outcome) in the window they started."""
 
     def __init__(self, shop: Shop, catalogue, extra_segments: list[dict] = ()):
         self.shop = shop
@@ -496,19 +543,41 @@ class Cells:
         for metric in catalogue.metrics:
             if metric.kind == "mean" and metric.numerator.property not in VALUE_PROPERTY.values():
                 raise SuiteError(f"{metric.name}: the random shops carry no {metric.numerator.property!r}")
+            if metric.kind == "funnel":
+                check_funnel(metric)
         self.last_ms: int | None = None
 
     def add(self, events: Events) -> None:
         if not len(events):
             return
         shop = self.shop
-        w = (events.t - shop.start_ms) // WINDOW_MS
-        windows = shop.windows
         last = int(events.t.max())
         self.last_ms = last if self.last_ms is None else max(self.last_ms, last)
+        layout = self._layout(events)
+        for metric in self.catalogue.metrics:
+            if metric.kind == "funnel":
+                found = journeys(metric.funnel, events, shop.end_ms)
+                if len(found):
+                    self._count(metric.name, self._layout(found),
+                                [(self.num[metric.name], found.value > 0, None),
+                                 (self.den[metric.name], np.ones(len(found), dtype=bool), None)])
+                continue
+            roles = [(self.num[metric.name], _selected(metric.numerator, events), None)]
+            if metric.kind == "rate":
+                roles.append((self.den[metric.name], _selected(metric.denominator, events), None))
+            elif metric.kind == "mean":
+                has = _selected(metric.numerator, events)
+                has &= np.isin(events.type, [c for c, p in VALUE_PROPERTY.items() if p == metric.numerator.property])
+                roles = [(self.num[metric.name], has, events.value), (self.den[metric.name], has, None)]
+            self._count(metric.name, layout, roles)
+
+    def _layout(self, events: Events):
+        """Each event's window; per dimension (then pair) its segments' codes and first row (in
+        the order of segment_labels); then the extra segments' masks."""
+        shop = self.shop
+        w = (events.t - shop.start_ms) // WINDOW_MS
         codes = {"channel": (events.channel, len(shop.channels)), "country": (events.country, len(shop.countries)),
                  "device": (events.device, len(DEVICES))}
-        # per dimension, the rows of its segments (in the order of segment_labels), then the extra ones
         blocks = [(None, 0, 1)]
         row = 1
         for dim in self.catalogue.dimensions:
@@ -519,32 +588,30 @@ class Cells:
             blocks.append((code_a * n_b + code_b, row, n_a * n_b))
             row += n_a * n_b
         extra = [(i, segment_mask(shop, events, seg)) for i, (_, seg) in enumerate(self.segments) if i >= row]
-        for metric in self.catalogue.metrics:
-            roles = [(self.num[metric.name], _selected(metric.numerator, events), None)]
-            if metric.kind == "rate":
-                roles.append((self.den[metric.name], _selected(metric.denominator, events), None))
-            elif metric.kind == "mean":
-                has = _selected(metric.numerator, events)
-                has &= np.isin(events.type, [c for c, p in VALUE_PROPERTY.items() if p == metric.numerator.property])
-                roles = [(self.num[metric.name], has, events.value), (self.den[metric.name], has, None)]
-            seen = self.seen[metric.name]
-            for target, mask, weights in roles:
-                if not mask.any():
-                    continue
-                wm = w[mask]
-                weight = None if weights is None else weights[mask]
-                for code, first_row, rows in blocks:
-                    index = wm if code is None else code[mask] * windows + wm
-                    target[first_row:first_row + rows] += np.bincount(
-                        index, weights=weight, minlength=rows * windows).reshape(rows, windows)
-                    seen[first_row:first_row + rows] |= np.bincount(
-                        index, minlength=rows * windows).reshape(rows, windows) > 0
-                for i, seg in extra:
-                    m = mask & seg
-                    if m.any():
-                        target[i] += np.bincount(w[m], weights=None if weights is None else weights[m],
-                                                 minlength=windows)
-                        seen[i] |= np.bincount(w[m], minlength=windows) > 0
+        return w, blocks, extra
+
+    def _count(self, name: str, layout, roles) -> None:
+        """Adds up ``roles`` (target, which events, their weights or None) by window and segment."""
+        w, blocks, extra = layout
+        windows = self.shop.windows
+        seen = self.seen[name]
+        for target, mask, weights in roles:
+            if not mask.any():
+                continue
+            wm = w[mask]
+            weight = None if weights is None else weights[mask]
+            for code, first_row, rows in blocks:
+                index = wm if code is None else code[mask] * windows + wm
+                target[first_row:first_row + rows] += np.bincount(
+                    index, weights=weight, minlength=rows * windows).reshape(rows, windows)
+                seen[first_row:first_row + rows] |= np.bincount(
+                    index, minlength=rows * windows).reshape(rows, windows) > 0
+            for i, seg in extra:
+                m = mask & seg
+                if m.any():
+                    target[i] += np.bincount(w[m], weights=None if weights is None else weights[m],
+                                             minlength=windows)
+                    seen[i] |= np.bincount(w[m], minlength=windows) > 0
 
 
 def count_cells(shop: Shop, catalogue, extra_segments: list[dict] = (), chunk_minutes: int = 60) -> Cells:

@@ -10,6 +10,7 @@ bias of ``expected`` against the truth, and whether incidents are learned.
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 import time
@@ -24,8 +25,9 @@ from blipwatch.stream_app.replay import Replay
 from blipwatch.schemas.outputs import segment_label
 from blipwatch.tools import evaluation
 from blipwatch.tools.shopsuite import oracle
-from blipwatch.tools.shopsuite.generator import WINDOW_MS, Cells, Shop, _iso, count_cells, draw_shop, segment_labels
-from blipwatch.tools.shopsuite.truth import Truth, selector_expectation, volume_dispersion
+from blipwatch.tools.shopsuite.generator import (FUNNEL_STARTS, WINDOW_MS, Cells, Shop, SuiteError, _funnel_arrays, _iso,
+                                                 _timelines, check_funnel, count_cells, draw_shop, segment_labels)
+from blipwatch.tools.shopsuite.truth import Truth, funnel_keys, selector_expectation, volume_dispersion
 
 #: oracle classes by its median delay, in windows
 CLASSES = (("<=2", 2.0), ("3-5", 5.0), ("6-10", 10.0), (">10", float("inf")), ("undetectable", None))
@@ -51,7 +53,7 @@ class CellReplay(Replay):
         self.alert_dicts.append(orjson.loads(alert.to_json()))
 
     def _emit(self, tracker: SeriesTracker, window: ClosedWindow) -> None:
-        w = (window.closed_at_ms - self.catalogue.window_ms - self.catalogue.lateness_ms - self.start_ms) \
+        w = (window.closed_at_ms - self.catalogue.window_ms - tracker.lateness_ms - self.start_ms) \
             // self.catalogue.window_ms
         expected = self.expected.get(tracker.series)
         if expected is None:
@@ -110,16 +112,35 @@ def lag_minutes(shop: Shop, metric) -> int:
     return int(round(shop.abandon_minutes)) if "cart_abandoned" in types else 0
 
 
+def lead_minutes(shop: Shop, metric) -> int:
+    """How much earlier than it happens a funnel shows an incident: a journey counts in the window
+    it started, so one begun before the onset whose payment would have come after it has the
+    incident's outcome. Up to the time from a journey's start to its last payment attempt (the
+    99th percentile over the shop's sessions), at most ``within``; 0 for other kinds."""
+    if metric.kind != "funnel":
+        return 0
+    start = FUNNEL_STARTS[next(iter(metric.funnel.start))]
+    spans = []
+    for channel in range(len(shop.channels)):
+        rng = np.random.default_rng([shop.seed, shop.index, 53, channel])
+        tl = _timelines(rng, shop, _funnel_arrays(shop), np.zeros(2000, dtype=np.int64), np.full(2000, channel))
+        spans.append(tl["attempts"][-1] - tl["t_cart" if start == "cart" else "t_checkout"])
+    span = min(float(np.quantile(np.concatenate(spans), 0.99)), metric.funnel.within_ms)
+    return int(math.ceil(span / WINDOW_MS))
+
+
 def labels_of(shop: Shop, catalogue: Catalogue) -> dict:
-    """The shop's incidents as ``blipwatch evaluate`` labels, each metric's lag in ``lags``."""
-    def lags(incident) -> dict:
-        minutes = {name: lag_minutes(shop, catalogue.by_name[name]) for name in incident.metrics
+    """The shop's incidents as ``blipwatch evaluate`` labels, each metric's lag in ``lags`` and
+    lead in ``leads``."""
+    def by_metric(incident, minutes_of) -> dict:
+        minutes = {name: minutes_of(shop, catalogue.by_name[name]) for name in incident.metrics
                    if name in catalogue.by_name}
         return {name: m * 60 for name, m in minutes.items() if m}
+
     return {"start": _iso(shop.start_ms), "end": _iso(shop.end_ms), "incidents": [
         {"name": i.name, "metrics": list(i.metrics), "segment": dict(i.segment), "direction": i.directions[0],
          "directions": dict(zip(i.metrics, i.directions)), "start": _iso(i.onset_ms), "end": _iso(i.end_ms),
-         "lags": lags(i), "expect_alert": True, "subtle": False} for i in shop.incidents]}
+         "lags": by_metric(i, lag_minutes), "leads": by_metric(i, lead_minutes), "expect_alert": True, "subtle": False} for i in shop.incidents]}
 
 
 def _supersets(segment: dict, pipeline_labels: set[str]) -> list[dict]:
@@ -136,15 +157,30 @@ def _label(segment: dict) -> str:
     return segment_label(segment)
 
 
+def _trials(metric, expected: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A rate's (or a funnel's) expected numerator and denominator per window."""
+    if metric.kind == "funnel":
+        journeys, converted, outcome = funnel_keys(metric)
+        den = expected[journeys]
+        return (expected[converted] if outcome == "success" else den - expected[converted]), den
+    return selector_expectation(metric.numerator, expected), selector_expectation(metric.denominator, expected)
+
+
+def horizons(catalogue: Catalogue) -> list[tuple[str, int]]:
+    """The (start timeline, within ms) of the catalogue's funnels, for :class:`Truth`."""
+    return sorted({(FUNNEL_STARTS[next(iter(m.funnel.start))], m.funnel.within_ms)
+                   for m in catalogue.metrics if m.kind == "funnel"})
+
+
 def _hypothesis(metric, truth: Truth, segment: dict, incident, dispersion_cache: dict):
     """The oracle's test on one series: its true baseline against the incident's shift, the
     shift as it would be in every window (the CUSUM looks for it at any time; its null days are
     the windows before the incident)."""
     base = truth.expected(segment)
     shifted = truth.with_incident(segment, incident, everywhere=True)
-    if metric.kind == "rate":
-        num0, den0 = selector_expectation(metric.numerator, base), selector_expectation(metric.denominator, base)
-        num1, den1 = selector_expectation(metric.numerator, shifted), selector_expectation(metric.denominator, shifted)
+    if metric.detector_kind == "rate":
+        num0, den0 = _trials(metric, base)
+        num1, den1 = _trials(metric, shifted)
         return oracle.RateHypothesis(num0 / np.maximum(den0, 1e-12), num1 / np.maximum(den1, 1e-12), den0, den1)
     if metric.kind == "count":
         mu0, mu1 = selector_expectation(metric.numerator, base), selector_expectation(metric.numerator, shifted)
@@ -236,8 +272,8 @@ def _class(oracle_delay: float) -> str:
 def _truth_series(metric, truth: Truth, segment: dict) -> tuple[np.ndarray, np.ndarray]:
     """(true value per window, its volume: trials of a rate, the count, orders of a mean)."""
     base = truth.expected(segment)
-    if metric.kind == "rate":
-        num, den = selector_expectation(metric.numerator, base), selector_expectation(metric.denominator, base)
+    if metric.detector_kind == "rate":
+        num, den = _trials(metric, base)
         return num / np.maximum(den, 1e-12), den
     if metric.kind == "count":
         mu = selector_expectation(metric.numerator, base)
@@ -254,7 +290,7 @@ def run_shop(shop: Shop, catalogue: Catalogue) -> ShopResult:
     replay.finish()
     labels = labels_of(shop, catalogue)
     report = evaluation.evaluate(replay.alert_dicts, labels)
-    truth = Truth(shop)
+    truth = Truth(shop, horizons(catalogue))
     n_series = len(replay.trackers)
     alpha = 1.0 / max(1, n_series)
     pipeline_labels = {label for label, _ in segment_labels(shop, catalogue.dimensions, catalogue.pairs)}
@@ -300,7 +336,7 @@ def run_shop(shop: Shop, catalogue: Catalogue) -> ShopResult:
             onset = (incident.onset_ms - shop.start_ms) // WINDOW_MS
             end = (incident.end_ms - shop.start_ms) // WINDOW_MS
             hyp = _hypothesis(primary, truth, incident.segment, incident, cache)
-            after = hyp.p1 if primary.kind == "rate" else hyp.mu1 if primary.kind == "count" else hyp.m1
+            after = hyp.p1 if primary.detector_kind == "rate" else hyp.mu1 if primary.kind == "count" else hyp.m1
             shifted = float(np.mean(after[onset:end]) / max(np.mean(base[onset:end]), 1e-12) - 1)
         result.incidents.append({
             "shop": result.shop, "name": incident.name, "metric": incident.metrics[0],
@@ -363,12 +399,12 @@ def _bias(shop: Shop, truth: Truth, replay: CellReplay, catalogue: Catalogue) ->
         end = (incident.end_ms - shop.start_ms) // WINDOW_MS
         for name in incident.metrics + ("event_volume",):
             if name in blocked:
-                blocked[name][onset:end + 60] = True
+                blocked[name][max(0, onset - lead_minutes(shop, catalogue.by_name[name])):end + 60] = True
     for series, expected in replay.expected.items():
         name, label = series.split("|", 1)
         metric = catalogue.by_name[name]
         value, volume = _truth_series(metric, truth, segments[label])
-        row = {"series": series, "kind": metric.kind, "volume": round(float(np.mean(volume)), 3)}
+        row = {"series": series, "kind": metric.detector_kind, "volume": round(float(np.mean(volume)), 3)}
         for period, window in (("day1", slice(WARMUP_WINDOWS, min(1440, shop.windows))),
                                ("later", slice(1440, shop.windows))):
             e, v = expected[window], value[window]
@@ -378,37 +414,26 @@ def _bias(shop: Shop, truth: Truth, replay: CellReplay, catalogue: Catalogue) ->
     return rows
 
 
-#: what the suite counts for the default funnels: the event-pair rates the shops' events carry
-#: (their generator emits ``cart_abandoned``), since its vectorised counter has no journey stage
-EVENT_PAIR_RATES = {
-    "cart_abandonment_rate": {"kind": "rate", "numerator": {"event_types": ["cart_abandoned"]},
-                              "denominator": {"event_types": ["cart_abandoned", "purchase"]},
-                              "direction": "up", "min_change": "5 points"},
-    "checkout_conversion_rate": {"kind": "rate", "numerator": {"event_types": ["purchase"]},
-                                 "denominator": {"event_types": ["checkout_start"]},
-                                 "direction": "down", "min_change": "2 points"},
-}
-
-
 def countable(document: dict | None = None, log=sys.stderr) -> Catalogue:
-    """The catalogue (the defaults, or ``document`` over them) as the random shops can count it: a
-    funnel metric named in ``EVENT_PAIR_RATES`` is counted as that event-pair rate, other funnels
-    are left out (said on ``log``). Two-dimension series (``segments.pairs``) are counted; an
-    incident on a pair the pipeline has no series for is seen through the series that contain it."""
-    merged = merge_with_defaults(document)
-    metrics = {}
+    """The catalogue (the defaults, or ``document`` over them) as the random shops can count it:
+    funnels from ``add_to_cart`` or ``checkout_start`` to ``purchase`` are counted as the journey
+    stage counts them (``generator.journeys``), other funnels are left out (said on ``log``).
+    Two-dimension series (``segments.pairs``) are counted; an incident on a pair the pipeline has no
+    series for is seen through the series that contain it."""
+    catalogue = Catalogue(merge_with_defaults(document))
     left_out = []
-    for name, raw in merged["metrics"].items():
-        if isinstance(raw, dict) and raw.get("kind") == "funnel":
-            if name in EVENT_PAIR_RATES:
-                metrics[name] = EVENT_PAIR_RATES[name]
-            else:
-                left_out.append(name)
-        else:
-            metrics[name] = raw
-    if left_out and log is not None:
+    for metric in catalogue.metrics:
+        if metric.kind == "funnel":
+            try:
+                check_funnel(metric)
+            except SuiteError:
+                left_out.append(metric.name)
+    if not left_out:
+        return catalogue
+    if log is not None:
         print(f"random shops: funnel metrics not counted: {', '.join(left_out)}", file=log)
-    merged["metrics"] = metrics
+    merged = merge_with_defaults(document)
+    merged["metrics"] = {name: raw for name, raw in merged["metrics"].items() if name not in left_out}
     return Catalogue(merged)
 
 

@@ -40,8 +40,13 @@ def _modified(funnel: Funnel, incident: ShopIncident | None) -> Funnel:
     return funnel
 
 
-def parts(shop: Shop, funnel: Funnel) -> list[tuple[str, float, str]]:
-    """(event key, expected events per session, timeline it follows) for one channel's funnel."""
+def parts(shop: Shop, funnel: Funnel, horizons: dict | None = None) -> list[tuple[str, float, str]]:
+    """(event key, expected events per session, timeline it follows) for one channel's funnel.
+
+    With ``horizons`` ({(start timeline, within ms): P(attempt i comes within it of the start),
+    for the three attempts}), also the journeys of funnel metrics, where they count (at their
+    start): ``journeys:cart`` (sessions with a cart) or ``journeys:checkout``, and
+    ``converted:<start>:<within ms>``, those whose purchase comes within the horizon."""
     nb = 1.0 + funnel.browse
     search = nb * funnel.p_search
     page = nb * (1.0 - funnel.p_search - funnel.p_product)
@@ -62,7 +67,29 @@ def parts(shop: Shop, funnel: Funnel) -> list[tuple[str, float, str]]:
         out.append(("purchase", paying * reach[i] * (1.0 - f), f"attempt{i}"))
         gave_up = paying * reach[i] * f * ((1.0 - retry) if i < 2 else 1.0)
         out.append(("cart_abandoned", gave_up, f"abandon_attempt{i}"))
+    for start in sorted({start for start, _ in (horizons or {})}):
+        out.append((f"journeys:{start}", cart if start == "cart" else checkout, start))
+    for (start, within), within_p in (horizons or {}).items():
+        bought = sum(paying * reach[i] * (1.0 - f) * within_p[i] for i in range(3))
+        out.append((f"converted:{start}:{within}", bought, start))
     return out
+
+
+def funnel_keys(metric) -> tuple[str, str, str]:
+    """The truth's keys of a funnel metric: (journeys, converted, outcome)."""
+    from blipwatch.tools.shopsuite.generator import FUNNEL_STARTS
+
+    start = FUNNEL_STARTS[next(iter(metric.funnel.start))]
+    return f"journeys:{start}", f"converted:{start}:{metric.funnel.within_ms}", metric.funnel.outcome
+
+
+def within_shares(shop: Shop, channel: int, horizons, samples: int = TIMELINE_SAMPLES) -> dict:
+    """Per (start timeline, within ms): P(payment attempt i comes within it of the journey's start)."""
+    rng = np.random.default_rng([shop.seed, shop.index, 47, channel])
+    tl = _timelines(rng, shop, _funnel_arrays(shop), np.zeros(samples, dtype=np.int64), np.full(samples, channel))
+    began = {"cart": tl["t_cart"], "checkout": tl["t_checkout"]}
+    return {(start, within): [float(np.mean(ta - began[start] <= within)) for ta in tl["attempts"]]
+            for start, within in horizons}
 
 
 def lag_shapes(shop: Shop, channel: int, samples: int = TIMELINE_SAMPLES) -> dict[str, np.ndarray]:
@@ -97,8 +124,10 @@ def order_value_moments(shop: Shop) -> tuple[float, float]:
 class Truth:
     """Expected events per window of a shop, by event key (type, ``search_zero``), for any segment."""
 
-    def __init__(self, shop: Shop):
+    def __init__(self, shop: Shop, horizons=()):
+        """``horizons``: the (start timeline, within ms) of the funnel metrics to give the truth of."""
         self.shop = shop
+        self.horizons = [within_shares(shop, c, horizons) for c in range(len(shop.channels))] if horizons else None
         first = shop.start_ms // WINDOW_MS - PRE_ROLL_MINUTES
         self.rate = shop.session_rate(first, PRE_ROLL_MINUTES + shop.windows)
         self.shapes = [lag_shapes(shop, c) for c in range(len(shop.channels))]
@@ -137,8 +166,11 @@ class Truth:
         for c, weight in enumerate(weights):
             if weight <= 0:
                 continue
-            for key, mass, timeline in parts(self.shop, _modified(self.shop.funnels[c], incident)):
-                add = (weight * mass * keep) * self._spread(c, timeline)
+            horizons = self.horizons[c] if self.horizons else None
+            for key, mass, timeline in parts(self.shop, _modified(self.shop.funnels[c], incident), horizons):
+                # a converted journey needs its start and its purchase both tracked
+                kept = keep * keep if key.startswith("converted:") else keep
+                add = (weight * mass * kept) * self._spread(c, timeline)
                 out[key] = out[key] + add if key in out else add.copy()
         zeros = np.zeros(self.shop.windows)
         for key in ("session_start", "search", "search_zero", "product_view", "page_view", "error", "add_to_cart",
@@ -167,7 +199,7 @@ class Truth:
 
 def selector_expectation(selector, expected: dict[str, np.ndarray]) -> np.ndarray:
     """Expected events per window that a metric's selector counts."""
-    keys = [k for k in expected if k != "search_zero"] if selector.event_types is None else \
+    keys = [k for k in expected if k in T] if selector.event_types is None else \
         [k for k in selector.event_types if k in T]
     if selector.where is not None:
         name, compare, value = selector.where
