@@ -167,6 +167,8 @@ def test_quick_suite_reports_every_figure():
         assert incident["class"] in ("<=2", "3-5", "6-10", ">10", "undetectable")
         assert incident["oracle_series"]
     assert summary["rate_bias_day1"]["series"] > 20
+    # the order value series' bias is reported too
+    assert summary["mean_bias_day1"]["series"] > 5 and "mean bias (day1)" in format_table(summary)
     # episodes are counted once, however many incidents they match
     assert summary["never_resolved"] <= summary["resolved_late"] <= summary["alert_episodes_on_incidents"]
     assert summary["alert_episodes_on_incidents"] <= sum(i["episodes"] for i in summary["incident_list"])

@@ -486,6 +486,7 @@ def summarise(results: list[ShopResult], seeds, shops: int, hours: float) -> dic
     late = {(i["shop"], k): after for i in incidents for k, after in i["late"]}
     rate_bias = [b for r in results for b in r.bias if b["kind"] == "rate" and b["volume"] >= 1]
     count_bias = [b for r in results for b in r.bias if b["kind"] == "count"]
+    mean_bias = [b for r in results for b in r.bias if b["kind"] == "mean"]
 
     def within(rows, period, limit):
         values = [abs(b[period]) for b in rows if b[period] is not None]
@@ -516,6 +517,7 @@ def summarise(results: list[ShopResult], seeds, shops: int, hours: float) -> dic
         "never_resolved": sum(1 for after in late.values() if after is None),
         "rate_bias_day1": within(rate_bias, "day1", 0.02), "rate_bias_later": within(rate_bias, "later", 0.02),
         "count_bias_day1": within(count_bias, "day1", 0.10), "count_bias_later": within(count_bias, "later", 0.10),
+        "mean_bias_day1": within(mean_bias, "day1", 0.05), "mean_bias_later": within(mean_bias, "later", 0.05),
         "learned": {"incidents": len(learned), "within_10pct": sum(1 for v in learned if v <= 0.10),
                     "median": _median(learned)},
         "seconds_per_shop": _median([r.seconds for r in results]),
@@ -554,7 +556,7 @@ def format_table(summary: dict) -> str:
               f"alert episodes on incidents: {summary['alert_episodes_on_incidents']}, resolved later than "
               f"{RESOLVE_WITHIN} windows after the end (or never): {summary['resolved_late']}, never: "
               f"{summary['never_resolved']}"]
-    for key, limit in (("rate_bias", "2%"), ("count_bias", "10%")):
+    for key, limit in (("rate_bias", "2%"), ("count_bias", "10%"), ("mean_bias", "5%")):
         for period in ("day1", "later"):
             b = summary[f"{key}_{period}"]
             lines.append(f"{key.replace('_', ' ')} ({period}): {b['within']}/{b['series']} series within {limit}, "
