@@ -157,15 +157,20 @@ class RobustLearning:
             self._update_level(mu, n, e_clipped, factor)
             if factor < 1.0 and (slow or abs(z) >= clip_z):
                 self._not_learned(x, n, mu, var_total, 1.0 - factor)
-        if peak < self.slow_at:
-            # a blip in the making must not widen the bands that should catch it; otherwise the
-            # noise sees up to twice the learning clip, so heavy-tailed series get wider bands
+        # a blip in the making must not widen the bands that should catch it (a run's samples are
+        # kept aside where the kind keeps one); otherwise the noise sees up to twice the learning
+        # clip, so heavy-tailed series get wider bands
+        noise_now = peak < self.slow_at
+        if noise_now or self._keeps_aside:
             high, low = 2.0 * clip_z * sd, -2.0 * clip_z * sd
             e_noise = e if e < high else high
             e_noise = e_noise if e_noise > low else low
             sample = self._noise_sample(e_noise, mu, n, z * sd)
-            self.extra_sum = keep * self.extra_sum + sample
-            self.extra_weight = keep * self.extra_weight + 1.0
+            if noise_now:
+                self.extra_sum = keep * self.extra_sum + sample
+                self.extra_weight = keep * self.extra_weight + 1.0
+            else:
+                self._noise_aside(sample)
         self.volume_mean += alpha_var * (n - self.volume_mean)
         self.t_last = t
         self.n_learned += 1
@@ -207,6 +212,12 @@ class RobustLearning:
     def _note_run(self, score: float, up: float, down: float) -> None:
         """The point's score (one window or two pooled) and its CUSUMs, as scored (rates track
         the highest of a run of rare-looking windows)."""
+
+    #: whether the kind keeps a run's points aside (``detectors.aside``)
+    _keeps_aside = False
+
+    def _noise_aside(self, sample: float) -> None:
+        """A noise sample a run kept out of the noise estimate (see ``_not_learned``)."""
 
     def _not_learned(self, x: float, n: float, mu: float, var_total: float, share: float) -> None:
         """A ``share`` of the point ``x`` that a blip's evidence kept out of the level (rates

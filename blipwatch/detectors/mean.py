@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import math
+
+from blipwatch.detectors.aside import KeptAside
 from blipwatch.detectors.base import SeriesDetector
 
 
-class MeanDetector(SeriesDetector):
+#: a skewness sample is at most this (one basket 4 sd out is 64; a 10-sd one would swamp the mean)
+_SKEW_CAP = 50.0
+
+
+class MeanDetector(KeptAside, SeriesDetector):
     """Means over a window's observations; ``denominator`` = the number of observations.
 
     The level is the ratio of exponentially weighted sums (sum of values / number of values),
     so every observation weighs the same and a window of 2 orders cannot drag it; the noise is
     the per-observation variance, so a window's band narrows with its number of observations.
     One window is judged with Student's t (``tail_dof`` 4: one big basket is not an incident).
+    Order values are skewed: a big basket starts a run whose points are learned slowly, small ones
+    never do, so what a run kept out of the level is learned once it turns out to be noise
+    (:mod:`~blipwatch.detectors.aside`; without it, order values read 7 % low).
 
     >>> det = MeanDetector()
     >>> for minute in range(300):
@@ -29,12 +39,15 @@ class MeanDetector(SeriesDetector):
     """
 
     kind = "mean"
-    _STATE_FIELDS = SeriesDetector._STATE_FIELDS + ("ew_num", "ew_den")
+    _STATE_FIELDS = SeriesDetector._STATE_FIELDS + ("ew_num", "ew_den", "skew") + KeptAside._ASIDE_FIELDS
 
     def _reset(self) -> None:
         super()._reset()
         self.ew_num = 0.0
         self.ew_den = 0.0
+        #: EW of one observation's skewness (a window mean of n: its cubed standardized residual
+        #: times sqrt(n)); order values are right-skewed (lognormal baskets, 3 to 5)
+        self.skew = 0.0
 
     def _start_level(self, x: float, n: float) -> None:
         self.ew_num, self.ew_den = x * n, n
@@ -44,8 +57,12 @@ class MeanDetector(SeriesDetector):
         # per-observation spread unknown: assume half the first mean, worth two points
         self.extra_sum, self.extra_weight = 2.0 * (0.5 * x) ** 2, 2.0
 
+    def _estimate(self) -> float:
+        return self.ew_num / self.ew_den if self.ew_den > 0 else self.level
+
     def _update_level(self, mu: float, n: float, e_clipped: float, factor: float) -> None:
         keep = (1.0 - self.alpha) ** factor
+        self._age_aside(keep)
         self.ew_num = keep * self.ew_num + factor * (mu + e_clipped) * n
         self.ew_den = keep * self.ew_den + factor * n
         if self.ew_den > 0:
@@ -57,6 +74,27 @@ class MeanDetector(SeriesDetector):
 
     def _extra_sample(self, e: float, mu: float, n: float) -> float:
         return e * e * n          # a window mean of n values: n e^2 estimates one value's variance
+
+    def _noise_sample(self, e: float, mu: float, n: float, residual: float) -> float:
+        est = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0
+        if est > 0.0:
+            # a window mean of n values has skewness skew / sqrt(n): u^3 sqrt(n) estimates skew
+            u = e * math.sqrt(n / est)
+            sample = u * u * u * math.sqrt(n)
+            sample = sample if sample < _SKEW_CAP else _SKEW_CAP
+            sample = sample if sample > -_SKEW_CAP else -_SKEW_CAP
+            self.skew += self.alpha_var * (sample - self.skew)
+        return self._extra_sample(e, mu, n)
+
+    def _skew_room(self, mu: float, n: float, var_total: float) -> float:
+        # the Cornish-Fisher term of a mean of n skewed values, sd skew / sqrt(n) (z^2 - 1) / 6,
+        # at most another clip_z sd: one big basket is learned whole, not clipped to 3 sd (the
+        # level of order values read low)
+        clip_z = self.clip_z
+        room = math.sqrt(var_total) * self.skew / math.sqrt(n if n > 1.0 else 1.0) * (clip_z * clip_z - 1.0) / 6.0
+        cap = clip_z * math.sqrt(var_total)
+        room = room if room < cap else cap
+        return room if room > -cap else -cap
 
     def _extra_var(self, mu: float, n: float) -> float:
         est = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 
+from blipwatch.detectors.aside import KeptAside
 from blipwatch.detectors.base import SeriesDetector
 from blipwatch.detectors.tails import xlogy
 
 
-class RateDetector(SeriesDetector):
+class RateDetector(KeptAside, SeriesDetector):
     """Rates: binomial noise in the denominator plus a learned extra variance (quasi-binomial);
     the level is the ratio of exponentially weighted sums of numerators and denominators, so
-    every trial weighs the same.
+    every trial weighs the same. What a run kept out of the level is learned once it turns out
+    to be noise (:mod:`~blipwatch.detectors.aside`).
 
     >>> det = RateDetector()
     >>> for minute in range(300):
@@ -26,7 +28,7 @@ class RateDetector(SeriesDetector):
     """
 
     kind = "rate"
-    _STATE_FIELDS = SeriesDetector._STATE_FIELDS + ("ew_num", "ew_den", "aside_num", "aside_den", "aside_peak")
+    _STATE_FIELDS = SeriesDetector._STATE_FIELDS + ("ew_num", "ew_den") + KeptAside._ASIDE_FIELDS
 
     def _reset(self) -> None:
         super()._reset()
@@ -37,36 +39,6 @@ class RateDetector(SeriesDetector):
         #: 4``). Scoring sees the ratio within [0, 1]; learning adds this back, so the level is
         #: sum(numerator) / sum(denominator) over time, not biased low by the lag between them.
         self._spill = 0.0
-        #: trials a run of rare-looking windows kept out of the level (frozen, held, slowed), and
-        #: the run's highest score: learned once the run ends below ``threshold`` (it was noise:
-        #: on a rate of 1 % at 5 trials a minute two failures in a row are such a run, and leaving
-        #: them out put the level 10 % low), dropped if it reached it (an incident is not learned)
-        self.aside_num = 0.0
-        self.aside_den = 0.0
-        self.aside_peak = 0.0
-
-    def _not_learned(self, x: float, n: float, mu: float, var_total: float, share: float) -> None:
-        room = self._skew_room(mu, n, var_total)
-        high = mu + self.clip_z * math.sqrt(var_total) + (room if room > 0.0 else 0.0)
-        self.aside_num += share * (x if x < high else high) * n
-        self.aside_den += share * n
-
-    def _note_run(self, score: float, up: float, down: float) -> None:
-        if up > 0.0 or down > 0.0:
-            sequential = self._cusum_score(up if up > down else down)
-            score = sequential if sequential > score else score
-        self.aside_peak = score if score > self.aside_peak else self.aside_peak
-
-    def _settle_aside(self) -> None:
-        """When a run is over (both CUSUMs at 0, no hold), learn what it kept aside if no point
-        reached ``threshold``, else forget it."""
-        if self.cusum_up > 0.0 or self.cusum_down > 0.0 or self.hold_left > 0:
-            return
-        if self.aside_den > 0.0 and self.aside_peak < self.threshold:
-            self.ew_num += self.aside_num
-            self.ew_den += self.aside_den
-            self.level = self._clamp(self._estimate())
-        self.aside_num = self.aside_den = self.aside_peak = 0.0
 
     def _learn(self, t: float, value, numerator, denominator) -> None:
         spill = 0.0
@@ -86,12 +58,7 @@ class RateDetector(SeriesDetector):
                 self.ew_num += (spill if spill < cap else cap) * (0.1 if slow else 1.0)
                 self.level = self._clamp(self._estimate())
             self._spill = 0.0
-        if self.aside_den > 0.0:
-            keep = 1.0 - self.alpha      # kept aside, it ages as the sums it would be in
-            self.aside_num *= keep
-            self.aside_den *= keep
-        super()._learn(t, value, numerator, denominator)
-        self._settle_aside()
+        super()._learn(t, value, numerator, denominator)   # the aside ages, and settles after
         self._spill = 0.0
 
     def _estimate(self) -> float:
@@ -117,6 +84,7 @@ class RateDetector(SeriesDetector):
 
     def _update_level(self, mu: float, n: float, e_clipped: float, factor: float) -> None:
         keep = (1.0 - self.alpha) ** factor
+        self._age_aside(keep)
         if self._spill:
             # the excess over the denominator is part of the residual, clipped with it (unclipped,
             # it pushed a level near 1, whose band narrows to nothing, up to 1)
@@ -132,7 +100,6 @@ class RateDetector(SeriesDetector):
     def _apply_relevel(self, delta: float) -> None:
         super()._apply_relevel(delta)
         self.ew_num = self.level * self.ew_den
-        self.aside_num = self.aside_den = self.aside_peak = 0.0   # the new normal is the recent one
 
     def _observe(self, value, numerator, denominator):
         if numerator is not None and denominator is not None:

@@ -381,7 +381,7 @@ def test_on_its_first_day_a_count_alerts_on_a_rare_point_not_on_a_run_the_curve_
 
 
 def test_the_end_of_an_order_value_drop_that_outlasted_adoption_is_not_a_new_incident():
-    """A 40 % order-value drop held for 75 windows of ~6 orders: adopted as the new normal after
+    """A 50 % order-value drop held for 75 windows of ~6 orders: adopted as the new normal after
     60, so its end is a move back to the remembered old normal. One window's mean is too noisy
     to be clearly the old normal, so the median of the last five decides; before, the return
     fired a second, 'up' incident."""
@@ -394,7 +394,7 @@ def test_the_end_of_an_order_value_drop_that_outlasted_adoption_is_not_a_new_inc
             return (m * MINUTE, None, None, 0)
         return (m * MINUTE, float(rng.lognormal(math.log(50 * factor), 0.6, n).mean()), None, n)
 
-    points = ([window(m, 1.0) for m in range(600)] + [window(m, 0.6) for m in range(600, 675)]
+    points = ([window(m, 1.0) for m in range(600)] + [window(m, 0.5) for m in range(600, 675)]
               + [window(m, 1.0) for m in range(675, 800)])
     _, transitions = feed(detector, points, policy)
     assert [(tr.status, tr.direction) for tr in transitions if tr.status != "update"] == [
@@ -515,6 +515,29 @@ def test_a_rare_rate_on_few_trials_expects_its_true_rate(p, trials):
         scored, _ = feed(detector, [(m * MINUTE, None, float(a), float(b)) for m, (a, b) in enumerate(zip(k, n))])
         ratios.append(np.mean([s.expected for s in scored[1440:]]) / p)
     assert 0.92 < np.mean(ratios) < 1.08, ratios
+
+
+@pytest.mark.parametrize("orders", [0.7, 3.0])
+def test_order_values_expect_their_true_mean_though_they_are_skewed(orders):
+    """Baskets of 1 + Poisson(1) items at lognormal prices (sigma 0.9: skewness ~3), ``orders`` a
+    minute: a big basket lifts the up-CUSUM over ``slow_at`` at once and small ones never do, so
+    leaving a run's points out of the level (and its residuals out of the noise) read order values
+    15 % low at 0.7 a minute. Kept aside and learned once the run ends below threshold, with the
+    clip's Cornish-Fisher room: mean ``expected`` over day 2 of four streams within 5 % (at 0.7
+    orders a minute it was 17 % low, at 3 a minute 10 %)."""
+    ratios = []
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        detector = make_detector("mean")
+        points = []
+        for m in range(2 * 1440):
+            n = int(rng.poisson(orders))
+            baskets = [rng.lognormal(3.0, 0.9, 1 + rng.poisson(1.0)).sum() for _ in range(n)]
+            points.append((m * MINUTE, float(np.mean(baskets)) if n else None, None, n))
+        scored, _ = feed(detector, points)
+        true = 2.0 * math.exp(3.0 + 0.9 ** 2 / 2)
+        ratios.append(np.mean([s.expected for s in scored[1440:] if s.expected is not None]) / true)
+    assert 0.95 < np.mean(ratios) < 1.05, ratios
 
 
 @pytest.mark.parametrize("base", [0.01, 0.03, 0.3])
