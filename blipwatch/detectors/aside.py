@@ -7,12 +7,12 @@ is skewed, those runs lean one way: on a rate of 1 % at 5 trials a minute two fa
 are such a run, and one big basket lifts a mean's up-CUSUM over ``slow_at`` while small ones never
 do. Leaving them out biased the level low (rates 10 %, order values 7 %), and leaving their
 residuals out of the noise estimate made the bands too narrow for the next big basket, which
-started the next run. So the share not learned
-is kept aside, ageing as the sums it would be in (by the same factor, on the points they age:
-a frozen point ages neither, so the aside keeps its weight against what came before the run),
-and learned once the run is over (both CUSUMs at 0, no hold) if no point of it reached
-``threshold``; a run that did is an incident, and is dropped: an incident is not learned. The
-run's noise samples are kept and settled the same way.
+started the next run. So the share not learned is kept aside, ageing as the sums it would be in
+(by the same factor, on the points they age: a frozen point ages neither, so the aside keeps its
+weight against what came before the run), and learned once the run is over (both CUSUMs at 0, no
+hold) if no point of it reached ``threshold``; a run that did is an incident, and is dropped: an
+incident is not learned. The slowed points' noise samples are kept and settled the same way
+(a frozen point's are not taken at all).
 """
 
 from __future__ import annotations
