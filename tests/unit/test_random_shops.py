@@ -14,7 +14,8 @@ from blipwatch.schemas.events import validate_event
 from blipwatch.stream_app.replay import Replay
 from blipwatch.schemas.times import parse_time
 from blipwatch.tools.shopsuite import oracle
-from blipwatch.tools.shopsuite.generator import Events, count_cells, draw_shop, event_dicts, generate
+from blipwatch.tools.shopsuite.cells import count_cells
+from blipwatch.tools.shopsuite.generator import Events, draw_shop, event_dicts, generate
 from blipwatch.tools.shopsuite.suite import CellReplay, _trials, countable, format_table, horizons, run_suite
 from blipwatch.tools.shopsuite.truth import Truth, selector_expectation
 

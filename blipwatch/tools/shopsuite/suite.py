@@ -1,6 +1,6 @@
 """The randomized-shop evaluation: many random shops through the real pipeline, against the oracle.
 
-For each shop: its window counts (``generator.count_cells``), the pipeline over them
+For each shop: its window counts (``cells.count_cells``), the pipeline over them
 (``CellReplay``: ``Replay``'s trackers, detectors, policy and alerts, fed the same partials its
 ingest would make from the events), ``blipwatch evaluate``'s matching for detections, delays and
 false alerts, and per incident the oracle's delay at the same false-alarm budget. The report
@@ -25,9 +25,9 @@ from blipwatch.stream_app.replay import Replay
 from blipwatch.schemas.outputs import segment_label
 from blipwatch.tools import evaluation
 from blipwatch.tools.shopsuite import oracle
-from blipwatch.tools.shopsuite.generator import (FUNNEL_STARTS, WINDOW_MS, Cells, Shop, SuiteError, _funnel_arrays, _iso,
-                                                 _timelines, check_funnel, count_cells, draw_shop, segment_labels)
-from blipwatch.tools.shopsuite.truth import Truth, funnel_keys, selector_expectation, volume_dispersion
+from blipwatch.tools.shopsuite.cells import FUNNEL_STARTS, Cells, check_funnel, count_cells, segment_labels
+from blipwatch.tools.shopsuite.generator import WINDOW_MS, Shop, SuiteError, _iso, draw_shop
+from blipwatch.tools.shopsuite.truth import Truth, funnel_keys, journey_spans, selector_expectation, volume_dispersion
 
 #: oracle classes by its median delay, in windows
 CLASSES = (("<=2", 2.0), ("3-5", 5.0), ("6-10", 10.0), (">10", float("inf")), ("undetectable", None))
@@ -120,27 +120,29 @@ def lead_minutes(shop: Shop, metric) -> int:
     if metric.kind != "funnel":
         return 0
     start = FUNNEL_STARTS[next(iter(metric.funnel.start))]
-    spans = []
-    for channel in range(len(shop.channels)):
-        rng = np.random.default_rng([shop.seed, shop.index, 53, channel])
-        tl = _timelines(rng, shop, _funnel_arrays(shop), np.zeros(2000, dtype=np.int64), np.full(2000, channel))
-        spans.append(tl["attempts"][-1] - tl["t_cart" if start == "cart" else "t_checkout"])
+    spans = [journey_spans(shop, channel, start, 2000, 53)[-1] for channel in range(len(shop.channels))]
     span = min(float(np.quantile(np.concatenate(spans), 0.99)), metric.funnel.within_ms)
     return int(math.ceil(span / WINDOW_MS))
 
 
-def labels_of(shop: Shop, catalogue: Catalogue) -> dict:
+def _lags_and_leads(shop: Shop, catalogue: Catalogue) -> tuple[dict[str, int], dict[str, int]]:
+    """Every metric's lag and lead in minutes, worked out once per shop (a lead samples timelines)."""
+    return ({m.name: lag_minutes(shop, m) for m in catalogue.metrics},
+            {m.name: lead_minutes(shop, m) for m in catalogue.metrics})
+
+
+def labels_of(shop: Shop, catalogue: Catalogue, lags_and_leads=None) -> dict:
     """The shop's incidents as ``blipwatch evaluate`` labels, each metric's lag in ``lags`` and
-    lead in ``leads``."""
-    def by_metric(incident, minutes_of) -> dict:
-        minutes = {name: minutes_of(shop, catalogue.by_name[name]) for name in incident.metrics
-                   if name in catalogue.by_name}
-        return {name: m * 60 for name, m in minutes.items() if m}
+    lead in ``leads`` (``_lags_and_leads``, worked out here unless given)."""
+    lags, leads = lags_and_leads or _lags_and_leads(shop, catalogue)
+
+    def by_metric(incident, minutes) -> dict:
+        return {name: minutes[name] * 60 for name in incident.metrics if minutes.get(name)}
 
     return {"start": _iso(shop.start_ms), "end": _iso(shop.end_ms), "incidents": [
         {"name": i.name, "metrics": list(i.metrics), "segment": dict(i.segment), "direction": i.directions[0],
          "directions": dict(zip(i.metrics, i.directions)), "start": _iso(i.onset_ms), "end": _iso(i.end_ms),
-         "lags": by_metric(i, lag_minutes), "leads": by_metric(i, lead_minutes), "expect_alert": True, "subtle": False} for i in shop.incidents]}
+         "lags": by_metric(i, lags), "leads": by_metric(i, leads), "expect_alert": True, "subtle": False} for i in shop.incidents]}
 
 
 def _supersets(segment: dict, pipeline_labels: set[str]) -> list[dict]:
@@ -288,7 +290,8 @@ def run_shop(shop: Shop, catalogue: Catalogue) -> ShopResult:
     replay = CellReplay(catalogue, shop.windows, shop.start_ms)
     replay.feed_cells(cells)
     replay.finish()
-    labels = labels_of(shop, catalogue)
+    lags, leads = _lags_and_leads(shop, catalogue)
+    labels = labels_of(shop, catalogue, (lags, leads))
     report = evaluation.evaluate(replay.alert_dicts, labels)
     truth = Truth(shop, horizons(catalogue))
     n_series = len(replay.trackers)
@@ -316,7 +319,7 @@ def run_shop(shop: Shop, catalogue: Catalogue) -> ShopResult:
     matched = [{m["key"] for m in messages if evaluation.matches(m, label, 3 * 60.0)} for label in incidents]
     # an episode is late when it resolves more than RESOLVE_WITHIN windows after its series is
     # back to normal: the end of the last incident it matches, plus its metric's lag (abandoned carts)
-    lag_of = {m["key"]: 60 * lag_minutes(shop, catalogue.by_name[m["metric"]]) for m in messages}
+    lag_of = {m["key"]: 60 * lags[m["metric"]] for m in messages}
     ends: dict[str, float] = {}
     for incident, keys in zip(shop.incidents, matched):
         for k in keys:
@@ -351,7 +354,7 @@ def run_shop(shop: Shop, catalogue: Catalogue) -> ShopResult:
                      for k in sorted(late)],
             "never_resolved": len(never), "learned": learned,
         })
-    result.bias = _bias(shop, truth, replay, catalogue)
+    result.bias = _bias(shop, truth, replay, catalogue, leads)
     result.seconds = time.perf_counter() - started
     result.cpu_seconds = time.process_time() - cpu
     return result
@@ -388,7 +391,7 @@ def _learned(metric, incident, shop: Shop, truth: Truth, replay: CellReplay, pip
     return round(float(np.max(np.abs(during[ok] / predicted[ok] - 1))), 4)
 
 
-def _bias(shop: Shop, truth: Truth, replay: CellReplay, catalogue: Catalogue) -> list[dict]:
+def _bias(shop: Shop, truth: Truth, replay: CellReplay, catalogue: Catalogue, leads: dict[str, int]) -> list[dict]:
     """Per series: the mean relative bias of ``expected`` against the truth, on day 1 (after the
     warm-up) and after it, outside incidents on that metric (and an hour after them)."""
     rows = []
@@ -399,7 +402,7 @@ def _bias(shop: Shop, truth: Truth, replay: CellReplay, catalogue: Catalogue) ->
         end = (incident.end_ms - shop.start_ms) // WINDOW_MS
         for name in incident.metrics + ("event_volume",):
             if name in blocked:
-                blocked[name][max(0, onset - lead_minutes(shop, catalogue.by_name[name])):end + 60] = True
+                blocked[name][max(0, onset - leads[name]):end + 60] = True
     for series, expected in replay.expected.items():
         name, label = series.split("|", 1)
         metric = catalogue.by_name[name]
@@ -417,7 +420,7 @@ def _bias(shop: Shop, truth: Truth, replay: CellReplay, catalogue: Catalogue) ->
 def countable(document: dict | None = None, log=sys.stderr) -> Catalogue:
     """The catalogue (the defaults, or ``document`` over them) as the random shops can count it:
     funnels from ``add_to_cart`` or ``checkout_start`` to ``purchase`` are counted as the journey
-    stage counts them (``generator.journeys``), other funnels are left out (said on ``log``).
+    stage counts them (``cells.journeys``), other funnels are left out (said on ``log``).
     Two-dimension series (``segments.pairs``) are counted; an incident on a pair the pipeline has no
     series for is seen through the series that contain it."""
     catalogue = Catalogue(merge_with_defaults(document))

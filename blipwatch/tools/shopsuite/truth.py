@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from blipwatch.tools.shopsuite.cells import FUNNEL_STARTS
 from blipwatch.tools.shopsuite.generator import (
     DEVICES, MAX_LAG_MINUTES, PRE_ROLL_MINUTES, T, WINDOW_MS, Funnel, Shop, ShopIncident, SuiteError,
     _funnel_arrays, _timelines,
@@ -77,19 +78,23 @@ def parts(shop: Shop, funnel: Funnel, horizons: dict | None = None) -> list[tupl
 
 def funnel_keys(metric) -> tuple[str, str, str]:
     """The truth's keys of a funnel metric: (journeys, converted, outcome)."""
-    from blipwatch.tools.shopsuite.generator import FUNNEL_STARTS
-
     start = FUNNEL_STARTS[next(iter(metric.funnel.start))]
     return f"journeys:{start}", f"converted:{start}:{metric.funnel.within_ms}", metric.funnel.outcome
 
 
+def journey_spans(shop: Shop, channel: int, start: str, samples: int, salt: int) -> list[np.ndarray]:
+    """Per payment attempt, the time from a journey's start (its ``cart`` or ``checkout``
+    timeline) to it, over ``samples`` session timelines of ``channel`` drawn with ``salt``."""
+    rng = np.random.default_rng([shop.seed, shop.index, salt, channel])
+    tl = _timelines(rng, shop, _funnel_arrays(shop), np.zeros(samples, dtype=np.int64), np.full(samples, channel))
+    began = tl["t_cart"] if start == "cart" else tl["t_checkout"]
+    return [ta - began for ta in tl["attempts"]]
+
+
 def within_shares(shop: Shop, channel: int, horizons, samples: int = TIMELINE_SAMPLES) -> dict:
     """Per (start timeline, within ms): P(payment attempt i comes within it of the journey's start)."""
-    rng = np.random.default_rng([shop.seed, shop.index, 47, channel])
-    tl = _timelines(rng, shop, _funnel_arrays(shop), np.zeros(samples, dtype=np.int64), np.full(samples, channel))
-    began = {"cart": tl["t_cart"], "checkout": tl["t_checkout"]}
-    return {(start, within): [float(np.mean(ta - began[start] <= within)) for ta in tl["attempts"]]
-            for start, within in horizons}
+    spans = {start: journey_spans(shop, channel, start, samples, 47) for start in {start for start, _ in horizons}}
+    return {(start, within): [float(np.mean(span <= within)) for span in spans[start]] for start, within in horizons}
 
 
 def lag_shapes(shop: Shop, channel: int, samples: int = TIMELINE_SAMPLES) -> dict[str, np.ndarray]:
