@@ -75,8 +75,13 @@ class MeanDetector(KeptAside, SeriesDetector):
     def _extra_sample(self, e: float, mu: float, n: float) -> float:
         return e * e * n          # a window mean of n values: n e^2 estimates one value's variance
 
-    def _noise_sample(self, e: float, mu: float, n: float, residual: float) -> float:
+    def _value_var(self) -> float:
+        """One value's learned variance (0 before any)."""
         est = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0
+        return est if est > 0.0 else 0.0
+
+    def _noise_sample(self, e: float, mu: float, n: float, residual: float) -> float:
+        est = self._value_var()
         if est > 0.0:
             # a window mean of n values has skewness skew / sqrt(n): u^3 sqrt(n) estimates skew
             u = e * math.sqrt(n / est)
@@ -97,12 +102,10 @@ class MeanDetector(KeptAside, SeriesDetector):
         return room if room > -cap else -cap
 
     def _extra_var(self, mu: float, n: float) -> float:
-        est = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0
-        return max(est, 0.0) / n
+        return self._value_var() / n
 
     def _floor_var(self, mu: float) -> float:
-        est = self.extra_sum / self.extra_weight if self.extra_weight > 0 else 0.0
-        return max(est, 0.0) / (self.ew_den + 1.0) + (1e-3 * abs(mu)) ** 2 + 1e-12
+        return self._value_var() / (self.ew_den + 1.0) + (1e-3 * abs(mu)) ** 2 + 1e-12
 
     def _var_total(self, mu: float, n: float) -> float:
         weight = self.extra_weight
