@@ -105,6 +105,8 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
         self.bin_current = -1
         self.bin_sum = 0.0
         self.bin_count = 0
+        self.step_noise_sum = 0.0    # bias-corrected EW over bins of a count's bin noise (profile steps' damping)
+        self.step_noise_weight = 0.0
         self.offset = 0.0            # sum of re-level jumps, kept out of the profile
         self.recent: list[float] = []   # last few observations, the new level on a re-level
         self.prev_delta: float | None = None   # jump of the last re-level, while remembered
@@ -347,7 +349,8 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
                      "extra_weight", "profile", "profile_days", "bin_current", "bin_sum",
                      "bin_count", "offset", "recent", "prev_delta", "prev_left", "cusum_up",
                      "cusum_down", "guard_up", "guard_down", "pool_prev", "evidence_up", "evidence_down", "frozen_run", "last_z",
-                     "ac_cross", "ac_square", "ac_mean", "hold_left")
+                     "ac_cross", "ac_square", "ac_mean", "hold_left", "step_noise_sum",
+                     "step_noise_weight")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_learned={self.n_learned}, level={self.level:.6g})"
