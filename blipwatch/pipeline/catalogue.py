@@ -11,7 +11,7 @@ A metric is one of three kinds over selected events:
 
 Each metric is computed for the segment ``all``, for each value of every dimension in
 ``segments.dimensions`` (by default channel, country, device) and for each pair of values of
-the dimension pairs in ``segments.pairs`` (none by default; e.g. channel x country: ``channel=web,country=DE``).
+the dimension pairs in ``segments.pairs`` (by default channel x country: ``channel=web,country=DE``).
 The events are counted into these series by ``blipwatch.pipeline.preaggregate.PartialAggregate``.
 
 >>> catalogue = Catalogue.from_dict(default_config_dict())
@@ -45,7 +45,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 DIRECTIONS = ("up", "down", "both")
 DIMENSIONS = ("channel", "country", "device")
 #: the two-dimension segments when the config names none (those whose dimensions are configured)
-DEFAULT_PAIRS: tuple[tuple[str, str], ...] = ()  # none by default: see default_config.yaml
+DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (("channel", "country"),)
 _OPERATORS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
               ">": operator.gt, ">=": operator.ge}
 _WHERE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(==|!=|<=|>=|<|>)\s*(.+?)\s*$")

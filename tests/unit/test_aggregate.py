@@ -497,8 +497,8 @@ def test_no_pairs_configured_no_pair_series():
     assert not [key for key in aggregate.drain() if "," in key]
 
 
-def test_pairs_are_off_by_default_and_on_where_the_config_names_them():
-    assert Catalogue.from_dict(None).pairs == ()
-    assert Catalogue.from_dict({"segments": {"dimensions": ["country", "channel"]}}).pairs == ()
+def test_dimensions_given_without_pairs_keep_the_default_pairs_they_hold():
+    assert Catalogue.from_dict(None).pairs == (("channel", "country"),)
+    assert Catalogue.from_dict({"segments": {"dimensions": ["country", "channel"]}}).pairs == (("channel", "country"),)
     assert Catalogue.from_dict({"segments": {"dimensions": ["channel", "device"]}}).pairs == ()
     assert Catalogue.from_dict({"segments": {"pairs": [["device", "country"]]}}).pairs == (("device", "country"),)

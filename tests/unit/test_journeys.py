@@ -85,7 +85,8 @@ def test_counts_leave_only_once_within_has_passed_after_the_window_and_never_twi
     complete_at = T0 + MINUTE + 10 * MINUTE + LATENESS
     assert stage.advance(complete_at - 1) == {}
     assert stage.advance(complete_at) == {"conversion|all": {T0: [1.0, 1.0]}, "conversion|channel=web": {T0: [1.0, 1.0]},
-                                          "conversion|country=DE": {T0: [1.0, 1.0]}}
+                                          "conversion|country=DE": {T0: [1.0, 1.0]},
+                                          "conversion|channel=web,country=DE": {T0: [1.0, 1.0]}}
     assert stage.advance(complete_at + 10 * MINUTE) == {}
 
 
