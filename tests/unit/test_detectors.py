@@ -458,7 +458,7 @@ def test_a_count_surge_is_rare_over_two_pooled_windows_before_one_window_is(pool
     # ~5 complaints a minute for two days (counts pool once the daily profile knows the time of
     # day); the surge starts a minute into a profile bin, so the level is not moved along it
     feed(detector, [(i * MINUTE, float(rng.poisson(5)), None, None) for i in range(2 * 1440 + 1)])
-    surge = [((2 * 1440 + 1 + i) * MINUTE, float(c), None, None) for i, c in enumerate((17, 19, 21, 23))]
+    surge = [((2 * 1440 + 1 + i) * MINUTE, float(c), None, None) for i, c in enumerate((15, 17, 19, 21))]
     scored, _ = feed(detector, surge)
     assert [s.is_anomaly for s in scored].index(True) + 1 == fires_at
 
@@ -592,7 +592,8 @@ def test_a_session_clustered_count_takes_few_of_its_profile_steps_from_one_noisy
     profile bin boundaries only by the one-day profile's noise. Windows of one session are
     correlated (rho ~0.4), so a five-minute bin is ~2.3 times noisier than its windows' dispersion
     says; damped by that alone, the 95th percentile of those moves was 0.23 in logs (a small
-    segment's step of x2.9 into a false drop alert); damped for the correlation too, ~0.16."""
+    segment's step of x2.9 into a false drop alert); damped for the correlation too, ~0.14; with
+    a true step between bins believed to be ~0.14 (``_STEP_PRIOR_VAR``), ~0.05."""
     p95 = []
     for seed in range(4):
         rng = np.random.default_rng(seed)
@@ -602,7 +603,7 @@ def test_a_session_clustered_count_takes_few_of_its_profile_steps_from_one_noisy
         moves = [abs(math.log(scored[m].expected / scored[m - 1].expected))
                  for m in range(1440, len(scored), 5)]
         p95.append(np.percentile(moves, 95))
-    assert np.mean(p95) < 0.19, p95
+    assert np.mean(p95) < 0.08, p95
 
 
 def _tracking_drop(seed: int, settings: dict | None) -> tuple[float, int]:
@@ -624,12 +625,13 @@ def _tracking_drop(seed: int, settings: dict | None) -> tuple[float, int]:
 def test_the_learning_guard_keeps_a_count_from_learning_a_drop_of_one_sigma_a_window():
     """A drop to a quarter of ~5 a minute is ~1.4 sigma a window: the CUSUM of reference 1 sigma,
     halved by each window that does not lean its way, never adds it up, so without the guard the
-    level learned it at the seasoned rate (a noisy step of the one-day profile taken as the
-    explanation of a low window on top), down to about a third, and the return to normal paged
-    as a surge. The guard (reference half a sigma) slows learning and keeps such steps out; the
-    residuals' learned bias still lets a long drop in slowly."""
+    level learns it at the seasoned rate (a noisy step of the one-day profile taken as the
+    explanation of a low window on top), down to a quarter of normal on some seeds (0.54 on
+    average over these 8), after which the return to normal reads as a surge. The guard
+    (reference half a sigma) slows learning and keeps such steps out (0.68); the residuals'
+    learned bias still lets a long drop in slowly."""
     without = [_tracking_drop(seed, {"guard_at": 0.0}) for seed in range(8)]
     guarded = [_tracking_drop(seed, None) for seed in range(8)]
-    assert np.mean([k for k, _ in guarded]) > np.mean([k for k, _ in without]) + 0.15, (without, guarded)
+    assert np.mean([k for k, _ in guarded]) > np.mean([k for k, _ in without]) + 0.08, (without, guarded)
     assert np.mean([k for k, _ in guarded]) > 0.6, guarded
     assert sum(pages for _, pages in guarded) == 0, guarded
