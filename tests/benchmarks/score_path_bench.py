@@ -110,9 +110,12 @@ def main() -> int:
         for _ in range(args.rounds):
             for tree in trees:
                 # run from the temporary folder so that `-m`/the script's folder cannot shadow PYTHONPATH
-                output = subprocess.run([sys.executable, str(HERE), "--measure", record], cwd=tmp, check=True,
-                                        env=dict(os.environ, PYTHONPATH=tree), capture_output=True,
-                                        text=True).stdout.split()
+                done = subprocess.run([sys.executable, str(HERE), "--measure", record], cwd=tmp,
+                                      env=dict(os.environ, PYTHONPATH=tree), capture_output=True, text=True)
+                if done.returncode != 0:
+                    print(f"measuring {tree} failed:\n{done.stderr}", file=sys.stderr)
+                    return 1
+                output = done.stdout.split()
                 results[tree].append((float(output[0]), output[1], output[2], output[3]))
     print(f"{'tree':50} {'us/window (best, all rounds)':36} windows alerts md5")
     for tree, rows in results.items():
