@@ -107,6 +107,8 @@ class IncidentBook:
         self.recent: dict[str, dict[str, float]] = {}
         #: metric -> series -> its segment's (dimension, value) pairs
         self.segments: dict[str, dict[str, frozenset]] = {}
+        #: the firing series whose messages named a cause (``follow_up`` asks the others each window)
+        self.named: set[str] = set()
 
     def observe(self, series: str, point: MetricPoint) -> None:
         """A closed window of a series (before its alert, if any, is noted)."""
@@ -126,16 +128,41 @@ class IncidentBook:
             del recent[next(iter(recent))]
 
     def note(self, series: str, alert: AnomalyAlert) -> AnomalyAlert:
+        """Fill in ``related`` and the summary's attribution of an alert about to be published."""
         if alert.status == "firing":
             self.firing.setdefault(series, {"metric": alert.metric, "segment": alert.segment})
         related = {key: {**other, "firing": True} for key, other in self.firing.items() if key != series}
         if alert.status == "firing":
             cause, explained = self._attribute(series, alert, related)
             alert.summary += attribution_clause(alert.segment, cause, explained, alert.direction)
+            if cause is not None:
+                self.named.add(series)
         alert.related = [dict(entry) for _, entry in sorted(related.items())]
         if alert.status == "resolved":
             self.firing.pop(series, None)
+            self.named.discard(series)
         return alert
+
+    def follow_up(self, tracker: Any, window: Any) -> AnomalyAlert | None:
+        """The update that names a firing incident's cause once it is known, or None.
+
+        ``window`` is a ``ClosedWindow`` of ``tracker`` (a ``SeriesTracker``) that brought no alert,
+        observed already. A broader segment's first message often cannot name its cause: the
+        narrower series close the same windows a little later. While the incident fires and none of
+        its messages named a cause, each window asks again; the first time a narrower segment
+        explains it, the tracker's ``update`` message (same ``dedup_key``, its severity as it is)
+        says so, once. A series without narrower segments (a pair, say) is never asked."""
+        series = tracker.series
+        if not window.firing or series in self.named or series not in self.firing:
+            return None
+        segment = frozenset(tracker.segment.items())
+        if not any(items > segment for items in (self.segments.get(tracker.metric.name) or {}).values()):
+            return None
+        alert = tracker.update_alert(window.point)
+        if alert is None:
+            return None
+        self.note(series, alert)
+        return alert if series in self.named else None
 
     def _attribute(self, series: str, alert: AnomalyAlert,
                    related: dict[str, dict[str, Any]]) -> tuple[dict | None, list[dict]]:

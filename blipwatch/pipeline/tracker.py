@@ -15,7 +15,8 @@ from blipwatch.detectors.state import StateVersionError, dump_series, load_serie
 from blipwatch.pipeline.feedback import (FeedbackBook, FeedbackStateError, SeriesFeedback, gate_window,
                                          relative_change, suppressed_text)
 from blipwatch.pipeline.windows import closes_at
-from blipwatch.schemas.outputs import AnomalyAlert, MetricPoint, iso_from_ms, segment_from_label, spoken_segment
+from blipwatch.schemas.outputs import (AnomalyAlert, MetricPoint, iso_from_ms, ms_from_iso, segment_from_label,
+                                       spoken_segment)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,15 @@ RECENT_WINDOWS = 8
 LEARN_PAST_WINDOWS = False
 #: The book of a tracker nobody gave one to: no verdicts, no calendar.
 NO_FEEDBACK = FeedbackBook()
+
+
+@dataclass(frozen=True)
+class _Update:
+    """What ``_alert`` reads of a policy transition, for an update the policy did not send."""
+    severity: str
+    status: str = "cause"
+    started_at: float | None = None
+    direction: str | None = None
 
 
 @dataclass
@@ -251,6 +261,17 @@ class SeriesTracker:
         return ClosedWindow(point, alert, window + window_ms + self.lateness_ms,   # closes_at(window)
                             incident is not None)
 
+    def update_alert(self, point: MetricPoint) -> AnomalyAlert | None:
+        """An update of the incident in progress at ``point`` (a closed window of this series), at
+        the severity it has, with ``alert_id`` ``dedup_key#cause@window_start``; None when the series is quiet at ``point``: no incident
+        now, or one that began after it (``close_until`` closed a resolve and a new incident since).
+        The policy sends one when the severity rises; ``IncidentBook.follow_up`` when the
+        incident's cause becomes known."""
+        window = ms_from_iso(point.window_start)
+        if self.incident is None or window < self.incident["started_at"]:
+            return None
+        return self._alert(_Update(self.policy.severity or "warning"), window, point)
+
     def _note_anomalous(self, window: int, value, num, den, expected) -> None:
         record = self.record
         if record is None or record["dedup_key"] != self.incident["dedup_key"]:
@@ -286,7 +307,7 @@ class SeriesTracker:
         elif status == "resolved":
             kind = "resolved"
         else:
-            kind = "update"
+            kind = "cause" if status == "cause" else "update"   # "cause": IncidentBook.follow_up
         incident = self.incident or {
             "dedup_key": f"{self.series}@{point.window_start}", "started_at": window,
             "direction": transition.direction or point.direction or "up",

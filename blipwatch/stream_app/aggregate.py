@@ -315,6 +315,9 @@ def publish_closed(tracker: SeriesTracker, closed: list[ClosedWindow], observed_
         alert = window.alert
         if alert is not None:
             incidents.note(tracker.series, alert)
+        elif window.firing:
+            alert = incidents.follow_up(tracker, window)   # its cause, once known
+        if alert is not None:
             alert.published_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             alerts.append((alert.dedup_key.encode(), alert.to_json()))
             metrics.ALERTS.labels(alert.metric, alert.status, alert.severity).inc()

@@ -155,3 +155,8 @@ class Replay:
         if window.alert is not None:
             self.stats.alerts += 1
             self.on_alert(self.incidents.note(tracker.series, window.alert))
+        elif window.firing:
+            alert = self.incidents.follow_up(tracker, window)
+            if alert is not None:
+                self.stats.alerts += 1
+                self.on_alert(alert)

@@ -125,7 +125,18 @@ def test_stream_points_and_alerts_equal_replay(broker, unique_topics, tmp_path, 
     def alert_content(a: dict) -> tuple:  # observed values are compared with the points
         return a["dedup_key"], a["status"], a["window_start"]
 
-    assert sorted(map(alert_content, alerts)) == sorted(map(alert_content, scenario["alerts"]))
+    def lifecycle(messages: list[dict]) -> list[tuple]:
+        return sorted(alert_content(a) for a in messages if "#cause@" not in a["alert_id"])
+
+    assert lifecycle(alerts) == lifecycle(scenario["alerts"])
+    # the update naming a cause comes when a narrower series has closed the incident's windows:
+    # that order differs between partitions and replay's batches, so only its shape is the same
+    causes = [a for a in alerts if "#cause@" in a["alert_id"]]
+    incidents = {a["dedup_key"]: a for a in alerts if a["status"] == "resolved"}
+    for update in causes:
+        assert [e for e in update["related"] if e.get("cause")], update
+        assert update["started_at"] <= update["window_start"] < incidents[update["dedup_key"]]["window_start"]
+    assert len({a["dedup_key"] for a in causes}) == len(causes), "one cause update per incident"
     assert_incident_lifecycle(alerts)
     text = " ".join(orjson.dumps(x).decode() for x in points + alerts) + worker.log()
     for key, _ in scenario["messages"][:2000]:

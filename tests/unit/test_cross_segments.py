@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from blipwatch.pipeline.attribution import IncidentBook, attribution_share, window_excess
-from blipwatch.schemas.outputs import AnomalyAlert, MetricPoint, iso_from_ms, segment_from_label
+from blipwatch.schemas.outputs import AnomalyAlert, MetricPoint, iso_from_ms, ms_from_iso, segment_from_label
 
 MINUTE = 60_000
 T0 = 1_767_600_000_000 - 1_767_600_000_000 % MINUTE
@@ -108,6 +108,70 @@ def test_only_the_windows_of_the_incident_count_and_a_resolved_alert_carries_no_
     assert noted.related == [] and noted.summary == "Cart abandonment rate is up"
 
 
+class Tracker:
+    """What ``IncidentBook.follow_up`` reads of a ``SeriesTracker``: its series, segment, metric and
+    the update message of its incident in progress."""
+
+    def __init__(self, label: str, started: int):
+        from types import SimpleNamespace
+
+        self.series, self.segment = f"{METRIC}|{label}", segment_from_label(label)
+        self.metric = SimpleNamespace(name=METRIC)
+        self.started = started
+
+    def update_alert(self, p: MetricPoint) -> AnomalyAlert:
+        window = (ms_from_iso(p.window_start) - T0) // MINUTE
+        a = alert(self.series.split("|", 1)[1], window, self.started)
+        a.alert_id = f"{a.dedup_key}#cause@{p.window_start}"
+        return a
+
+
+def test_an_incident_whose_cause_was_unknown_gets_one_update_naming_it():
+    from types import SimpleNamespace
+
+    book = IncidentBook()
+    cells = {"channel=web,country=DE": (24.0, 40.0), "channel=web,country=FR": (24.0, 40.0)}
+    web, pair = Tracker("channel=web", 6), Tracker("channel=web,country=DE", 6)
+
+    def close(window: int, blip: bool) -> dict:
+        cells["channel=web,country=DE"] = (36.0 if blip else 24.0, 40.0)
+        points = {label: point(label, window, n, d, 0.6) for label, (n, d) in cells.items()}
+        points["channel=web"] = point("channel=web", window, sum(n for n, _ in cells.values()), 80.0, 0.6)
+        return points
+
+    follow_ups = []
+    for window in range(12):
+        points = close(window, window >= 6)
+        # channel=web closes its window first; the pair a little later (as on a worker)
+        book.observe(web.series, points["channel=web"])
+        closed = SimpleNamespace(point=points["channel=web"], firing=window >= 6, alert=None)
+        if window == 6:   # fires before the pair closed window 6: no cause yet
+            assert not any(e.get("cause") for e in book.note(web.series, alert("channel=web", 6, 6)).related)
+        elif window > 6:
+            follow_ups.append(book.follow_up(web, closed))
+        # the pair fires too, and is never asked: nothing is narrower than it
+        pair_closed = SimpleNamespace(point=points["channel=web,country=DE"], firing=window >= 6, alert=None)
+        book.observe(pair.series, points["channel=web,country=DE"])
+        book.observe("payment_failure_rate|channel=web,country=FR", points["channel=web,country=FR"])
+        if window == 6:
+            book.note(pair.series, alert("channel=web,country=DE", 6, 6))
+        elif window > 6:
+            assert book.follow_up(pair, pair_closed) is None
+    # the next window, once the pair has closed one of the incident's, names it, once
+    sent = [a for a in follow_ups if a is not None]
+    assert len(sent) == 1 and follow_ups[0] is sent[0], [a and a.summary for a in follow_ups]
+    update = sent[0]
+    assert update.alert_id.startswith(f"{web.series}@") and "#cause@" in update.alert_id
+    assert [e["segment"] for e in update.related if e.get("cause")] == [{"channel": "web", "country": "DE"}]
+    assert "channel=web × country=DE accounts for 100% of the rise" in update.summary
+    # after the incident resolves, the next one is asked again
+    resolved = alert("channel=web", 12, 6)
+    resolved.status = "resolved"
+    book.note(web.series, resolved)
+    assert web.series not in book.named
+    assert book.follow_up(web, SimpleNamespace(point=close(12, True)["channel=web"], firing=True, alert=None)) is None
+
+
 def replay_events(seed: int, minutes: int, blip: range) -> list[bytes]:
     """Payments on web and app in DE, FR and GB, each failed (p 0.62) or bought; during ``blip``
     web x DE fails 0.90 of them. ~45 payments a minute per cell."""
@@ -152,16 +216,25 @@ def test_replay_a_blip_only_on_web_de_is_named_as_the_cause_of_the_rise_on_web_a
     assert "of the rise on channel=web" in first.summary and "on country=DE" in first.summary, first.summary
     # a broader segment's alert names web x DE as its cause once web x DE has closed windows of its
     # incident (replay closes series one after the other every 2,000 events: channel=web's first
-    # message came before web x DE had closed 11:23; its update at critical names it), never another
+    # message came before web x DE had closed 11:23), never another; an update names it as soon as
+    # it is known, whatever the severity (it used to wait for the update at critical, 17 windows on)
     broader = [a for a in during if len(a.segment) < 2 and a.segment.items() <= first.segment.items()]
-    named = []
+    named = {}
     for other in broader:
         causes = [e["segment"] for e in other.related if e.get("cause")]
         assert causes in ([], [{"channel": "web", "country": "DE"}]), (other.summary, other.related)
         if causes:
             assert "channel=web × country=DE accounts for" in other.summary
-            named.append(other.segment)
-    assert {"channel": "web"} in named, [a.summary for a in broader]
+            named.setdefault(tuple(other.segment.items()), other)
+    web = named.get((("channel", "web"),))
+    assert web is not None, [a.summary for a in broader]
+    assert iso_from_ms(ms_from_iso(web.started_at) + 5 * MINUTE) >= web.window_start, web.summary
+    # one message names it: no update repeats the cause unless the severity rose
+    for key in {a.dedup_key for a in broader}:
+        messages = [a for a in alerts if a.dedup_key == key and a.status == "firing"]
+        naming = [a for a in messages if any(e.get("cause") for e in a.related)]
+        rises = sum(1 for a, b in zip(messages, messages[1:]) if (a.severity, b.severity) == ("warning", "critical"))
+        assert len(naming) <= 1 + rises, [a.summary for a in messages]
     # and no other segment fires on this metric: not web x FR, app x DE, ...
     assert {tuple(sorted(a.segment.items())) for a in during} <= {(), (("channel", "web"),), (("country", "DE"),),
                                                                   (("channel", "web"), ("country", "DE"))}
@@ -204,3 +277,21 @@ def test_observe_stores_what_window_excess_says():
         book.observe(p.series, p)
         assert book.recent.get(p.series, {}).get(p.window_start) == window_excess(value, expected, denominator)
     assert all(len(windows) <= 30 for windows in book.recent.values())
+
+
+def test_the_tracker_update_belongs_to_the_incident_in_progress_at_that_window():
+    """``close_until`` may close a resolve and a new incident in one call: a window of the old
+    incident closed before them gets no update carrying the new incident's key."""
+    from blipwatch.pipeline.catalogue import Catalogue, default_config_dict
+    from blipwatch.pipeline.tracker import SeriesTracker
+
+    catalogue = Catalogue.from_dict(default_config_dict())
+    tracker = SeriesTracker(f"{METRIC}|channel=web", catalogue.by_name[METRIC], catalogue)
+    assert tracker.update_alert(point("channel=web", 10, 30.0, 40.0, 0.6)) is None   # quiet
+    tracker.incident = {"dedup_key": f"{METRIC}|channel=web@{iso_from_ms(T0 + 12 * MINUTE)}",
+                        "started_at": T0 + 12 * MINUTE, "direction": "up"}
+    assert tracker.update_alert(point("channel=web", 10, 30.0, 40.0, 0.6)) is None   # before it began
+    update = tracker.update_alert(point("channel=web", 14, 30.0, 40.0, 0.6))
+    assert update.status == "firing" and update.dedup_key == tracker.incident["dedup_key"]
+    assert update.alert_id == f"{update.dedup_key}#cause@{iso_from_ms(T0 + 14 * MINUTE)}"
+    assert update.severity == "warning" and update.started_at == iso_from_ms(T0 + 12 * MINUTE)
