@@ -29,7 +29,6 @@ import argparse
 import hashlib
 import os
 import pickle
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -208,6 +207,8 @@ def main() -> int:
     if args.measure:
         measure(args.measure, args.state_every)
         return 0
+    from blipwatch.tools.bench import measured   # the parent's tree (a --baseline child imports another)
+
     trees = [str(TREE)] + [str(Path(b).resolve()) for b in args.baseline]
     with tempfile.TemporaryDirectory() as tmp:
         record = os.path.join(tmp, "record.pkl")
@@ -216,10 +217,9 @@ def main() -> int:
         for _ in range(args.rounds):
             for tree in trees:
                 # run from the temporary folder so that `-m`/the script's folder cannot shadow PYTHONPATH
-                output = subprocess.run([sys.executable, str(HERE), "--measure", record,
-                                         "--state-every", str(args.state_every)], cwd=tmp, check=True,
-                                        env=dict(os.environ, PYTHONPATH=tree), capture_output=True,
-                                        text=True).stdout.split()
+                output = measured([sys.executable, str(HERE), "--measure", record, "--state-every",
+                                   str(args.state_every)], f"measuring {tree}", cwd=tmp,
+                                  env=dict(os.environ, PYTHONPATH=tree)).split()
                 results[tree].append(output)
     print(f"{'tree':50} {'us/window (best, all rounds)':36} windows alerts messages md5")
     for tree, rows in results.items():

@@ -34,7 +34,6 @@ import argparse
 import gc
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Any, Callable
@@ -180,9 +179,12 @@ def main() -> None:
     for _ in range(args.rounds):
         if args.baseline:
             env = {**os.environ, "PYTHONPATH": os.path.abspath(args.baseline)}
-            out = subprocess.run([sys.executable, __file__, "--json", "--events", str(args.events),
-                                  "--repeat", str(args.repeat)] + (["--default-gc"] if args.default_gc else []), env=env, check=True, capture_output=True, text=True)
-            keep("baseline", json.loads(out.stdout))
+            from blipwatch.tools.bench import measured   # this tree's (the child imports the baseline's)
+
+            out = measured([sys.executable, __file__, "--json", "--events", str(args.events), "--repeat",
+                            str(args.repeat)] + (["--default-gc"] if args.default_gc else []),
+                           f"measuring {args.baseline}", env=env)
+            keep("baseline", json.loads(out))
         keep("this tree", measure(args.events, args.repeat, not args.default_gc))
     for workload in columns["this tree"]:
         n = int(columns["this tree"][workload]["events"])

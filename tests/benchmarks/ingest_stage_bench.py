@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -159,6 +158,7 @@ def main() -> None:
 
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+    from blipwatch.tools.bench import measured   # this tree's (a --baseline child imports another)
     from blipwatch.tools.bench.topics import load_events
     from blipwatch.tools.bench.workload import plan_workload
     from blipwatch.stream_app.embedded_broker import EmbeddedBroker
@@ -185,12 +185,12 @@ def main() -> None:
             for name, tree in trees.items():
                 partials = f"{topic}-partials-{uuid.uuid4().hex[:6]}"
                 asyncio.run(create(partials))
-                out = subprocess.run(
+                out = measured(
                     [sys.executable, os.path.abspath(__file__), "--child", "--bootstrap", broker.bootstrap,
                      "--topic", topic, "--partials", partials, "--events", str(len(workload.messages)),
                      "--config", json.dumps(workload.config)],
-                    env={**os.environ, "PYTHONPATH": tree}, check=True, capture_output=True, text=True)
-                result = json.loads(out.stdout)
+                    f"measuring {name} ({tree})", env={**os.environ, "PYTHONPATH": tree})
+                result = json.loads(out)
                 print(f"round {round_ + 1} {name:12} bare {result['bare_wall']:.2f} s wall / "
                       f"{result['bare_cpu']:.2f} s cpu, ingest {result['ingest_wall']:.2f} s wall / "
                       f"{result['ingest_cpu']:.2f} s cpu, ratio {result['bare_wall'] / result['ingest_wall']:.3f}",

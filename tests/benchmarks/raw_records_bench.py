@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import uuid
@@ -43,6 +42,7 @@ def main() -> None:
         child(bootstrap, topic, int(expected), raw == "raw")
         return
 
+    from blipwatch.tools.bench import measured
     from blipwatch.tools.bench.topics import load_events
     from blipwatch.tools.bench.workload import plan_workload
     from blipwatch.stream_app.embedded_broker import EmbeddedBroker
@@ -56,9 +56,9 @@ def main() -> None:
         asyncio.run(load_events(broker, topic, messages, lambda _: None))
         for round_ in range(args.rounds):
             for kind in ("ConsumerRecord", "raw"):
-                out = subprocess.run([sys.executable, __file__, "--child", broker.bootstrap, topic, str(n), kind],
-                                     check=True, capture_output=True, text=True, timeout=300)
-                wall, cpu = json.loads(out.stdout)
+                out = measured([sys.executable, __file__, "--child", broker.bootstrap, topic, str(n), kind],
+                               f"the {kind} consumer", timeout=300)
+                wall, cpu = json.loads(out)
                 print(f"round {round_ + 1} {kind:15} {wall / n * 1e6:5.2f} µs wall / {cpu / n * 1e6:5.2f} µs CPU "
                       "an event", flush=True)
                 kept = best.setdefault(kind, [wall, cpu])

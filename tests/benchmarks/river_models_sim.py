@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from blipwatch.pipeline.catalogue import default_config_dict
+from blipwatch.tools.bench import measured
 
 BLIPWATCH = [sys.executable, "-m", "blipwatch.stream_app.cli"]
 DETECTORS = {
@@ -61,9 +62,8 @@ def main() -> int:
         subprocess.run([*BLIPWATCH, "replay", str(events), "--config", str(config), "--alerts", str(alerts),
                         "--quiet"], check=True, stdout=subprocess.DEVNULL)
         seconds = time.monotonic() - started
-        report = json.loads(subprocess.run([*BLIPWATCH, "evaluate", "--alerts", str(alerts), "--labels",
-                                            str(labels), "--json"], check=True, capture_output=True,
-                                           text=True).stdout)
+        report = json.loads(measured([*BLIPWATCH, "evaluate", "--alerts", str(alerts), "--labels", str(labels),
+                                      "--json"], "blipwatch evaluate"))
         expected = sum(1 for i in report["incidents"] if i["expect_alert"])
         rows.append((name, f"{report['detected']}/{expected}", report["median_delay_windows"],
                      report["false_alerts_per_day"], f"{seconds:.0f}"))

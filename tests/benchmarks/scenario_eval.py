@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from blipwatch.tools.bench import measured
+
 BLIPWATCH = [sys.executable, "-m", "blipwatch.stream_app.cli"]
 
 
@@ -38,9 +40,8 @@ def run_one(workdir: Path, scenario: str, seed: int, rate: float, hours: float |
         producer.stdout.close()
     if producer.returncode or replayed.returncode:
         raise RuntimeError(f"simulate exited {producer.returncode}, replay {replayed.returncode}")
-    out = subprocess.run([*BLIPWATCH, "evaluate", "--alerts", str(alerts), "--labels", str(labels), "--json"],
-                         check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
+    return json.loads(measured([*BLIPWATCH, "evaluate", "--alerts", str(alerts), "--labels", str(labels), "--json"],
+                               "blipwatch evaluate"))
 
 
 def meets_bars(report: dict) -> bool:

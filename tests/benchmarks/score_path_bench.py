@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import os
 import pickle
-import subprocess
 import sys
 import tempfile
 import time
@@ -102,6 +101,8 @@ def main() -> int:
         return 0
     if not args.events:
         parser.error("an events file is needed")
+    from blipwatch.tools.bench import measured   # the parent's tree (a --baseline child imports another)
+
     trees = [str(TREE)] + [str(Path(b).resolve()) for b in args.baseline]
     with tempfile.TemporaryDirectory() as tmp:
         record = os.path.join(tmp, "record.pkl")
@@ -110,12 +111,8 @@ def main() -> int:
         for _ in range(args.rounds):
             for tree in trees:
                 # run from the temporary folder so that `-m`/the script's folder cannot shadow PYTHONPATH
-                done = subprocess.run([sys.executable, str(HERE), "--measure", record], cwd=tmp,
-                                      env=dict(os.environ, PYTHONPATH=tree), capture_output=True, text=True)
-                if done.returncode != 0:
-                    print(f"measuring {tree} failed:\n{done.stderr}", file=sys.stderr)
-                    return 1
-                output = done.stdout.split()
+                output = measured([sys.executable, str(HERE), "--measure", record], f"measuring {tree}",
+                                  cwd=tmp, env=dict(os.environ, PYTHONPATH=tree)).split()
                 results[tree].append((float(output[0]), output[1], output[2], output[3]))
     print(f"{'tree':50} {'us/window (best, all rounds)':36} windows alerts md5")
     for tree, rows in results.items():

@@ -13,7 +13,7 @@ import time
 import orjson
 
 from blipwatch.stream_app.embedded_broker import EmbeddedBroker
-from blipwatch.tools.bench import PARTITIONS, BenchError
+from blipwatch.tools.bench import PARTITIONS, BenchError, measured
 
 
 async def _bare_consume(bootstrap: str, topic: str, expected: int) -> float:
@@ -52,12 +52,9 @@ def bare_consume(broker: EmbeddedBroker, topic: str, expected: int) -> float:
     events/s there against 450-500k in a fresh process, same broker, same topic. The child sets
     the garbage collector as the worker does (``commands.worker.tune_gc``), so the ceiling is not
     lowered by what the worker tunes away (~+3% here)."""
-    done = subprocess.run([sys.executable, "-m", "blipwatch.tools.bench.bare", broker.bootstrap, topic,
-                           str(expected)], capture_output=True, text=True, timeout=180,
-                          stdin=subprocess.DEVNULL)
-    if done.returncode != 0:
-        raise BenchError(f"the bare consumer failed:\n{done.stderr[-2000:]}")
-    return float(done.stdout.strip().splitlines()[-1])
+    out = measured([sys.executable, "-m", "blipwatch.tools.bench.bare", broker.bootstrap, topic, str(expected)],
+                   "the bare consumer", BenchError, timeout=180, stdin=subprocess.DEVNULL)
+    return float(out.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":  # the bare consumer's own process (bare_consume)
