@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from blipwatch.detectors.settings import SettingsError, resolve_settings
+from blipwatch.detectors.settings import KINDS, SettingsError, resolve_settings
 from blipwatch.detectors.significance import MinChangeError, min_change_for
 
 METRIC_KINDS = {"count": "count", "rate": "rate", "mean": "mean", "funnel": "rate"}  # metric kind -> detector kind
@@ -331,7 +331,11 @@ class Catalogue:
         self.by_name = {m.name: m for m in self.metrics}
         detector = document.get("detector") or {}
         if not isinstance(detector, dict):
-            raise CatalogueError("detector must be a mapping of kind (rate, count, value) to settings")
+            raise CatalogueError("detector must be a mapping: settings for every kind and/or one mapping per "
+                                 f"kind ({', '.join(KINDS)})")
+        for kind in KINDS:
+            if not isinstance(detector.get(kind) or {}, dict):
+                raise CatalogueError(f"detector.{kind} must be a mapping of settings")
         self.detector_settings = detector
         for metric in self.metrics:   # a wrong setting or River model fails here, not at its first window
             try:
@@ -360,8 +364,23 @@ class Catalogue:
         return cls.from_dict(document)
 
     def detector_settings_for(self, metric: MetricDefinition) -> dict[str, Any]:
-        kind_settings = self.detector_settings.get(metric.detector_kind) or {}
-        return {**kind_settings, **metric.detector}
+        """The top-level ``detector:`` section's flat keys, then its mapping for the metric's kind,
+        then the metric's own ``detector:`` (flat keys, then its mapping for the kind), later wins.
+
+        >>> catalogue = Catalogue.from_dict({"detector": {"adopt_after": 90, "rate": {"alpha": 0.05}}})
+        >>> settings = resolve_settings("rate", catalogue.detector_settings_for(catalogue.by_name["error_rate"]))
+        >>> settings["adopt_after"], settings["alpha"]
+        (90, 0.05)
+        """
+        kind, top, own = metric.detector_kind, self.detector_settings, metric.detector
+        if "model" in own:   # a River model: only its own settings (and the kind's) apply
+            return {**(top.get(kind) or {}), **own}
+        settings = {key: value for key, value in top.items() if key not in KINDS}
+        settings.update(top.get(kind) or {})
+        settings.update((key, value) for key, value in own.items() if key not in KINDS)
+        if own.get(kind):
+            settings[kind] = own[kind]
+        return settings
 
     def policy_settings_for(self, metric: MetricDefinition) -> dict[str, Any]:
         settings = {**self.policy_settings, **metric.policy}

@@ -33,6 +33,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) 
      "names country, not in segments.dimensions"),
     ("segments:\n  pairs: [[channel, country], [country, channel]]\n", "is listed twice"),
     ("detector:\n  rate:\n    treshold: 0.5\n", "unknown detector setting 'treshold'"),
+    ("detector:\n  treshold: 0.5\n", "unknown detector setting 'treshold'"),
+    ("detector:\n  rate: 0.5\n", "detector.rate must be a mapping"),
+    ("detector: [rate]\n", "detector must be a mapping"),
     ("detector:\n  count:\n    alpha: 7\n", "'alpha' must be in (0, 1]"),
     ("policy:\n  warmpu: 3\n", "unknown policy setting 'warmpu'"),
     ("policy:\n  threshold: 1.5\n", "policy threshold must be in (0, 1]"),
@@ -109,3 +112,24 @@ def test_an_unknown_log_level_on_the_command_line_is_one_line_too():
     result = run_cli("worker", "--loglevel", "verbose", env={"BLIPWATCH_BROKER": "kafka://127.0.0.1:9"})
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "blipwatch: configuration error: log level 'verbose': use one of debug, info, warning, error, critical"]
+
+
+def test_detector_settings_for_every_kind_apply_under_the_kinds_and_the_metrics_own():
+    """A flat key of the top-level ``detector:`` is for every kind (it used to be dropped without a
+    word); a kind's mapping overrides it, and a metric's own settings override both."""
+    from blipwatch.detectors.settings import resolve_settings
+    from blipwatch.pipeline.catalogue import default_config_dict
+
+    metrics = default_config_dict()["metrics"]
+    metrics["error_rate"] = {**metrics["error_rate"], "detector": {"cusum_cap": 8.0, "rate": {"alpha": 0.3}}}
+    catalogue = Catalogue.from_dict({"metrics": metrics, "detector": {
+        "adopt_after": 120, "alpha": 0.2, "cusum_cap": 9.0, "rate": {"alpha": 0.05}, "count": {"adopt_after": 30}}})
+
+    def settings(name: str) -> dict:
+        metric = catalogue.by_name[name]
+        return resolve_settings(metric.detector_kind, catalogue.detector_settings_for(metric))
+
+    assert [settings("payment_failure_rate")[k] for k in ("adopt_after", "alpha", "cusum_cap")] == [120, 0.05, 9.0]
+    assert [settings("error_rate")[k] for k in ("adopt_after", "alpha", "cusum_cap")] == [120, 0.3, 8.0]
+    assert [settings("complaint_count")[k] for k in ("adopt_after", "alpha")] == [30, 0.2]
+    assert settings("average_order_value")["adopt_after"] == 120
