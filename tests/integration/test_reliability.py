@@ -14,8 +14,8 @@ import pytest
 
 from tests.helpers import Worker, base_env, produce, wait_for
 from tests.integration.test_pipeline_stream import (  # noqa: F401  (scenario is a fixture)
-    assert_incident_lifecycle, assert_same_points, point_content, point_identity, same_content, scenario,
-    stream_output)
+    assert_incident_lifecycle, assert_same_lifecycle, assert_same_points, point_content, point_identity,
+    same_content, scenario, stream_output)
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 
@@ -95,7 +95,6 @@ def test_sigterm_commits_and_flushes_so_a_restart_publishes_no_alert_twice(broke
     assert_same_points(list(distinct.values()), [point_content(p) for p in reference])
     repeated = [alert_id for alert_id, n in Counter(a["alert_id"] for a in alerts).items() if n > 1]
     assert not repeated, f"alerts published twice across a graceful restart: {repeated}"
-    assert sorted((a["dedup_key"], a["status"], a["window_start"]) for a in alerts) == \
-        sorted((a["dedup_key"], a["status"], a["window_start"]) for a in scenario["alerts"])
+    assert_same_lifecycle(alerts, scenario["alerts"])
     print(f"graceful stop: windows expected {len(reference)}, scored {len(distinct)}, "
           f"{len(points) - len(distinct)} re-published points; alerts {len(alerts)} (reference {len(scenario['alerts'])})")
