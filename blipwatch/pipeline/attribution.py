@@ -143,6 +143,17 @@ class IncidentBook:
             self.named.discard(series)
         return alert
 
+    def closed(self, tracker: Any, window: Any) -> AnomalyAlert | None:
+        """Observe a ``ClosedWindow`` of ``tracker`` (a ``SeriesTracker``) and return the alert to
+        publish for it: its own, noted, or the update naming its incident's cause (``follow_up``),
+        or None. The stream's aggregate stage and replay both publish what this returns."""
+        self.observe(tracker.series, window.point)
+        if window.alert is not None:
+            return self.note(tracker.series, window.alert)
+        if window.firing:
+            return self.follow_up(tracker, window)
+        return None
+
     def follow_up(self, tracker: Any, window: Any) -> AnomalyAlert | None:
         """The update that names a firing incident's cause once it is known, or None.
 
@@ -150,7 +161,7 @@ class IncidentBook:
         observed already. A broader segment's first message often cannot name its cause: the
         narrower series close the same windows a little later. While the incident fires and none of
         its messages named a cause, each window asks again; the first time a narrower segment
-        explains it, the tracker's ``update`` message (same ``dedup_key``, its severity as it is)
+        explains it, the tracker's ``cause_update`` (same ``dedup_key``, its severity as it is)
         says so, once. A series without narrower segments (a pair, say) is never asked."""
         series = tracker.series
         if not window.firing or series in self.named or series not in self.firing:
@@ -158,7 +169,7 @@ class IncidentBook:
         segment = frozenset(tracker.segment.items())
         if not any(items > segment for items in (self.segments.get(tracker.metric.name) or {}).values()):
             return None
-        alert = tracker.update_alert(window.point)
+        alert = tracker.cause_update(window.point)
         if alert is None:
             return None
         self.note(series, alert)

@@ -41,8 +41,8 @@ NO_FEEDBACK = FeedbackBook()
 
 
 @dataclass(frozen=True)
-class _Update:
-    """What ``_alert`` reads of a policy transition, for an update the policy did not send."""
+class _CauseUpdate:
+    """What ``_alert`` reads of a policy transition, for the update naming a cause (not the policy's)."""
     severity: str
     status: str = "cause"
     started_at: float | None = None
@@ -261,16 +261,16 @@ class SeriesTracker:
         return ClosedWindow(point, alert, window + window_ms + self.lateness_ms,   # closes_at(window)
                             incident is not None)
 
-    def update_alert(self, point: MetricPoint) -> AnomalyAlert | None:
-        """An update of the incident in progress at ``point`` (a closed window of this series), at
-        the severity it has, with ``alert_id`` ``dedup_key#cause@window_start``; None when the series is quiet at ``point``: no incident
-        now, or one that began after it (``close_until`` closed a resolve and a new incident since).
-        The policy sends one when the severity rises; ``IncidentBook.follow_up`` when the
-        incident's cause becomes known."""
+    def cause_update(self, point: MetricPoint) -> AnomalyAlert | None:
+        """The update naming the cause of the incident in progress at ``point`` (a closed window of
+        this series; ``IncidentBook.follow_up`` fills in the cause), at the severity it has, with
+        ``alert_id`` ``dedup_key#cause@window_start``. None when the series is quiet at ``point``:
+        no incident now, or one that began after it (``close_until`` closed a resolve and a new
+        incident since)."""
         window = ms_from_iso(point.window_start)
         if self.incident is None or window < self.incident["started_at"]:
             return None
-        return self._alert(_Update(self.policy.severity or "warning"), window, point)
+        return self._alert(_CauseUpdate(self.policy.severity or "warning"), window, point)
 
     def _note_anomalous(self, window: int, value, num, den, expected) -> None:
         record = self.record

@@ -311,12 +311,7 @@ def publish_closed(tracker: SeriesTracker, closed: list[ClosedWindow], observed_
         append((key, window.point.to_json()))
         if window.point.suppressed is not None:
             metrics.count_suppressed(window.point.metric, window.point.suppressed)
-        incidents.observe(tracker.series, window.point)
-        alert = window.alert
-        if alert is not None:
-            incidents.note(tracker.series, alert)
-        elif window.firing:
-            alert = incidents.follow_up(tracker, window)   # its cause, once known
+        alert = incidents.closed(tracker, window)
         if alert is not None:
             alert.published_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             alerts.append((alert.dedup_key.encode(), alert.to_json()))

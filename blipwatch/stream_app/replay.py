@@ -151,12 +151,7 @@ class Replay:
     def _emit(self, tracker: SeriesTracker, window: ClosedWindow) -> None:
         self.stats.windows_scored += 1
         self.on_point(window.point)
-        self.incidents.observe(tracker.series, window.point)
-        if window.alert is not None:
+        alert = self.incidents.closed(tracker, window)
+        if alert is not None:
             self.stats.alerts += 1
-            self.on_alert(self.incidents.note(tracker.series, window.alert))
-        elif window.firing:
-            alert = self.incidents.follow_up(tracker, window)
-            if alert is not None:
-                self.stats.alerts += 1
-                self.on_alert(alert)
+            self.on_alert(alert)

@@ -119,7 +119,7 @@ class Tracker:
         self.metric = SimpleNamespace(name=METRIC)
         self.started = started
 
-    def update_alert(self, p: MetricPoint) -> AnomalyAlert:
+    def cause_update(self, p: MetricPoint) -> AnomalyAlert:
         window = (ms_from_iso(p.window_start) - T0) // MINUTE
         a = alert(self.series.split("|", 1)[1], window, self.started)
         a.alert_id = f"{a.dedup_key}#cause@{p.window_start}"
@@ -287,11 +287,11 @@ def test_the_tracker_update_belongs_to_the_incident_in_progress_at_that_window()
 
     catalogue = Catalogue.from_dict(default_config_dict())
     tracker = SeriesTracker(f"{METRIC}|channel=web", catalogue.by_name[METRIC], catalogue)
-    assert tracker.update_alert(point("channel=web", 10, 30.0, 40.0, 0.6)) is None   # quiet
+    assert tracker.cause_update(point("channel=web", 10, 30.0, 40.0, 0.6)) is None   # quiet
     tracker.incident = {"dedup_key": f"{METRIC}|channel=web@{iso_from_ms(T0 + 12 * MINUTE)}",
                         "started_at": T0 + 12 * MINUTE, "direction": "up"}
-    assert tracker.update_alert(point("channel=web", 10, 30.0, 40.0, 0.6)) is None   # before it began
-    update = tracker.update_alert(point("channel=web", 14, 30.0, 40.0, 0.6))
+    assert tracker.cause_update(point("channel=web", 10, 30.0, 40.0, 0.6)) is None   # before it began
+    update = tracker.cause_update(point("channel=web", 14, 30.0, 40.0, 0.6))
     assert update.status == "firing" and update.dedup_key == tracker.incident["dedup_key"]
     assert update.alert_id == f"{update.dedup_key}#cause@{iso_from_ms(T0 + 14 * MINUTE)}"
     assert update.severity == "warning" and update.started_at == iso_from_ms(T0 + 12 * MINUTE)
