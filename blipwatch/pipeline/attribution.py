@@ -147,12 +147,30 @@ class IncidentBook:
         """Observe a ``ClosedWindow`` of ``tracker`` (a ``SeriesTracker``) and return the alert to
         publish for it: its own, noted, or the update naming its incident's cause (``follow_up``),
         or None. The stream's aggregate stage and replay both publish what this returns."""
-        self.observe(tracker.series, window.point)
+        series = tracker.series
+        self.observe(series, window.point)
         if window.alert is not None:
-            return self.note(tracker.series, window.alert)
-        if window.firing:
-            return self.follow_up(tracker, window)
-        return None
+            alert = self.note(series, window.alert)
+        elif window.firing:
+            self.restore(tracker)
+            alert = self.follow_up(tracker, window)
+        else:
+            return None
+        if alert is not None and series in self.named and tracker.incident is not None:
+            tracker.incident["named"] = True     # kept in the series' state: a restart does not name it again
+        return alert
+
+    def restore(self, tracker: Any) -> None:
+        """A series whose incident fired before this book existed (the worker restarted, or the
+        series' partition moved here): the book learns it fires at its first firing window, and
+        whether one of its messages named a cause from the incident (``named``, in the series'
+        state), so it gets the update naming the cause if none did, and only then."""
+        series = tracker.series
+        if series in self.firing or tracker.incident is None:
+            return
+        self.firing[series] = {"metric": tracker.metric.name, "segment": dict(tracker.segment)}
+        if tracker.incident.get("named"):
+            self.named.add(series)
 
     def follow_up(self, tracker: Any, window: Any) -> AnomalyAlert | None:
         """The update that names a firing incident's cause once it is known, or None.

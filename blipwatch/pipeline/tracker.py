@@ -119,7 +119,8 @@ class SeriesTracker:
         self.policy = policy if policy is not None else AlertPolicy.from_settings(catalogue.policy_settings_for(metric))
         self.last_closed = last_closed
         self.open: dict[int, list[float]] = {}
-        #: the incident in progress: {"dedup_key", "started_at", "direction"}; None when quiet
+        #: the incident in progress: {"dedup_key", "started_at", "direction"} and "named" once one
+        #: of its messages named a cause (``IncidentBook.closed``); None when quiet
         self.incident = incident
         #: True when a stored state could not be loaded and this tracker started afresh
         self.rewarmed = False

@@ -115,8 +115,9 @@ def assert_same_lifecycle(alerts: list[dict], reference: list[dict]) -> None:
     """The same firing, update and resolved messages per series (series on different partitions
     close in their own order: compared per series, not globally; observed values are compared with
     the points). The update naming a cause comes when a narrower series has closed the incident's
-    windows: that order differs between partitions, replay's batches and a restart (which starts
-    with an empty incident book), so of those only the shape is checked."""
+    windows: that order differs between partitions, replay's batches and a restart (whose new
+    incident book knows a narrower series once it has closed a window), so of those only the shape
+    is checked."""
     def lifecycle(messages: list[dict]) -> list[tuple]:
         return sorted((a["dedup_key"], a["status"], a["window_start"]) for a in messages
                       if "#cause@" not in a["alert_id"])
