@@ -149,22 +149,20 @@ class IncidentBook:
         or None. The stream's aggregate stage and replay both publish what this returns."""
         series = tracker.series
         self.observe(series, window.point)
-        if window.alert is not None:
-            alert = self.note(series, window.alert)
-        elif window.firing:
-            self.restore(tracker)
-            alert = self.follow_up(tracker, window)
-        else:
+        if window.alert is None and not window.firing:
             return None
+        self.restore(tracker)
+        alert = self.note(series, window.alert) if window.alert is not None else self.follow_up(tracker, window)
         if alert is not None and series in self.named and tracker.incident is not None:
             tracker.incident["named"] = True     # kept in the series' state: a restart does not name it again
         return alert
 
     def restore(self, tracker: Any) -> None:
         """A series whose incident fired before this book existed (the worker restarted, or the
-        series' partition moved here): the book learns it fires at its first firing window, and
-        whether one of its messages named a cause from the incident (``named``, in the series'
-        state), so it gets the update naming the cause if none did, and only then."""
+        series' partition moved here): the book learns it fires at its first window with an
+        alert or firing, and whether one of its messages named a cause from the incident
+        (``named``, in the series' state), so it gets the update naming the cause if none did,
+        and only then."""
         series = tracker.series
         if series in self.firing or tracker.incident is None:
             return

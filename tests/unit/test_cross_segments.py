@@ -346,3 +346,36 @@ def test_a_restarted_worker_names_the_cause_of_an_incident_that_fired_before_it_
     # a firing series' messages after the restart list the others firing with it again
     after = [a for a in restarted if a.dedup_key.startswith(web + "@") and a.status == "firing"]
     assert after and all(a.related for a in after), [a.summary for a in after]
+
+
+def test_after_a_restart_an_update_of_an_incident_already_named_brings_no_second_cause_update():
+    """A new book's first message of a restored incident may be its update (a severity rise)
+    before the narrower series closed a window on this worker: it names no cause, and the
+    windows after it must not send the update naming one, which a message did before."""
+    from types import SimpleNamespace
+
+    web, pair = Tracker("channel=web", 6), Tracker("channel=web,country=DE", 6)
+    web.incident = {"dedup_key": f"{web.series}@{iso_from_ms(T0 + 6 * MINUTE)}", "started_at": T0 + 6 * MINUTE,
+                    "direction": "up", "named": True}
+    book = IncidentBook()
+    update = alert("channel=web", 10, 6)
+    update.alert_id = f"{update.dedup_key}#update@{iso_from_ms(T0 + 10 * MINUTE)}"
+    first = book.closed(web, SimpleNamespace(point=point("channel=web", 10, 60.0, 80.0, 0.6), firing=True,
+                                             alert=update))
+    assert first is update and not any(e.get("cause") for e in first.related)
+    sent = []
+    for window in range(11, 16):
+        book.observe(pair.series, point("channel=web,country=DE", window, 36.0, 40.0, 0.6))
+        sent.append(book.closed(web, SimpleNamespace(point=point("channel=web", window, 60.0, 80.0, 0.6),
+                                                     firing=True, alert=None)))
+    assert sent == [None] * 5, [a and a.summary for a in sent]
+    # a book that did not know it was named would have named it (the same windows, no restart flag)
+    web.incident["named"] = False
+    fresh = IncidentBook()
+    fresh.closed(web, SimpleNamespace(point=point("channel=web", 10, 60.0, 80.0, 0.6), firing=True, alert=update))
+    again = []
+    for window in range(11, 16):
+        fresh.observe(pair.series, point("channel=web,country=DE", window, 36.0, 40.0, 0.6))
+        again.append(fresh.closed(web, SimpleNamespace(point=point("channel=web", window, 60.0, 80.0, 0.6),
+                                                       firing=True, alert=None)))
+    assert [a for a in again if a is not None], "the check above could not fail"
