@@ -111,16 +111,16 @@ def assert_incident_lifecycle(alerts: list[dict]) -> None:
         assert len({m["alert_id"] for m in messages}) == len(messages), "alert ids unique per message"
 
 
-def assert_same_lifecycle(alerts: list[dict], reference: list[dict]) -> None:
+def assert_same_lifecycle(alerts: list[dict], reference: list[dict], observed: bool = False) -> None:
     """The same firing, update and resolved messages per series (series on different partitions
     close in their own order: compared per series, not globally; observed values are compared with
-    the points). The update naming a cause comes when a narrower series has closed the incident's
-    windows: that order differs between partitions, replay's batches and a restart (whose new
-    incident book knows a narrower series once it has closed a window), so of those only the shape
-    is checked."""
+    the points, or here with ``observed``). The update naming a cause comes when a narrower series
+    has closed the incident's windows: that order differs between partitions, replay's batches and
+    a restart (whose new incident book knows a narrower series once it has closed a window), so of
+    those only the shape is checked."""
     def lifecycle(messages: list[dict]) -> list[tuple]:
-        return sorted((a["dedup_key"], a["status"], a["window_start"]) for a in messages
-                      if "#cause@" not in a["alert_id"])
+        return sorted((a["dedup_key"], a["status"], a["window_start"]) + ((a["observed"],) if observed else ())
+                      for a in messages if "#cause@" not in a["alert_id"])
 
     assert lifecycle(alerts) == lifecycle(reference)
     causes = [a for a in alerts if "#cause@" in a["alert_id"]]
