@@ -5,6 +5,10 @@ on command, cuts the connections, stalls them, or restores them.
   until ``restore()``: the client sees its broker vanish.
 - ``stall()``: keeps the connections open but forwards nothing either way (new ones are accepted and
   stalled too) until ``restore()``: requests time out, as behind a partition without a leader.
+- ``stall_on_produce(min_bytes)``: forwards until a client sends a Produce request of at least
+  ``min_bytes`` (a flush carrying counts, not a watermark report), then stalls everything, that
+  request held back, as ``stall()`` does; ``triggered`` is set then. A stall that catches a delivery
+  in flight, whatever the timing of the client's flushes.
 - ``restore()``: forwards again; data held during a stall goes through then.
 
 Used with the embedded broker listening on one port and advertising the proxy's, so every client of
@@ -28,7 +32,9 @@ class TcpProxy:
         self.host = host
         self.upstream = (host, upstream_port)
         self.port = port or free_port(host)
-        self.mode = "open"            # "open", "cut" or "stall"
+        self.mode = "open"            # "open", "cut", "stall" or "armed" (stall at a large Produce)
+        self.min_bytes = 0
+        self.triggered = threading.Event()
         self.lock = threading.Lock()
         self.connections: list[tuple[socket.socket, socket.socket]] = []
         self.accepted = 0
@@ -53,6 +59,11 @@ class TcpProxy:
     def stall(self) -> None:
         with self.lock:
             self.mode = "stall"
+
+    def stall_on_produce(self, min_bytes: int) -> None:
+        with self.lock:
+            self.mode, self.min_bytes = "armed", min_bytes
+            self.triggered.clear()
 
     def restore(self) -> None:
         with self.lock:
@@ -111,6 +122,8 @@ class TcpProxy:
                     data = sock.recv(CHUNK)
                     if not data:
                         return
+                    if sock is client and self._triggers(data) and not self._held(client, server):
+                        return
                     peer[sock].sendall(data)
         except OSError:
             return
@@ -119,6 +132,30 @@ class TcpProxy:
                 if (client, server) in self.connections:
                     self.connections.remove((client, server))
             _close(client, server)
+
+
+    def _triggers(self, data: bytes) -> bool:
+        """A client's chunk that starts a Produce request (API key 0 after the 4-byte size) of at
+        least ``min_bytes``, with the proxy armed: it switches every connection to a stall."""
+        with self.lock:
+            if self.mode != "armed" or len(data) < max(self.min_bytes, 6) or data[4:6] != b"\x00\x00":
+                return False
+            self.mode = "stall"
+            self.triggered.set()
+            return True
+
+    def _held(self, client: socket.socket, server: socket.socket) -> bool:
+        """Wait out the stall that a chunk started: True when the connection survives it (the
+        chunk goes through then), False when it was cut."""
+        while not self.closed.is_set():
+            with self.lock:
+                mode, alive = self.mode, (client, server) in self.connections
+            if not alive:
+                return False
+            if mode != "stall":
+                return True
+            time.sleep(0.05)
+        return False
 
 
 def _close(*sockets: socket.socket) -> None:

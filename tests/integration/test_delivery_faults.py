@@ -168,22 +168,22 @@ def test_stalled_connections_during_flushes_and_state_writes_lose_and_double_not
                  interval=0.1, message="windows scored")
         rest = messages[backlog:]
         chunks = [rest[i:i + 1000] for i in range(0, len(rest), 1000)]
-        # stall every connection for 5 s, then cut them (what the stall held back never reaches the
-        # broker): once while the backlog is scored, then after chunks, until a flush and a delivery
-        # of the aggregate have failed
+        # stall every connection for 5 s from the worker's next large produce (a flush with counts,
+        # points, state), then cut them (what the stall held back never reaches the broker): once
+        # while the backlog is scored, then after chunks, until a flush and a delivery of the
+        # aggregate have failed
         def data_flush_failed() -> bool:
             return re.search(r"kept and sent again \(\d+ partials messages, [1-9]", worker.log()) is not None
 
-        delays = [0.02, 0.05, 0.1, 0.15, 0.2, 0.3]
-        for i, chunk in enumerate([None, *chunks]):
+        for chunk in [None, *chunks]:
             if chunk is not None:
                 produce(broker, topic, chunk)
-                time.sleep(delays[i % len(delays)])   # read by the ingest, its flush under way
             if stalls < 10 and (not data_flush_failed() or failures()["aggregate"] < 1):
-                proxy.stall()
-                stalls += 1
-                time.sleep(5)
-                proxy.cut()
+                proxy.stall_on_produce(min_bytes=4096)
+                if proxy.triggered.wait(5):
+                    stalls += 1
+                    time.sleep(5)
+                    proxy.cut()
                 proxy.restore()
                 time.sleep(2)
         points, _ = stream_output(broker, unique_topics, len(reference), timeout=150, reference=reference,
