@@ -23,6 +23,10 @@ its partials; the aggregate stage folds the reports of all ingest workers into a
 ({0: 120000}, None)
 >>> fresh.report(now_ms=10_000)                             # ... until the idle timeout
 {0: 120000, 1: None}
+>>> taken = LocalWatermark(window_ms=60_000, lateness_ms=30_000, idle_ms=10_000)
+>>> taken.assign({0}, now_ms=0); taken.seed(0, 120_000)     # taken over, nothing new to read
+>>> taken.report(now_ms=10_000)                             # flushes what the last owner had read
+{0: 210000}
 >>> window_start(125_000, 60_000), closes_at(120_000, 60_000, 30_000)
 (120000, 210000)
 """
@@ -60,6 +64,26 @@ class LocalWatermark:
         self.assigned: set[int] = set()
         self.assigned_at: dict[int, int] = {}   # partition -> wall-clock ms it was assigned
         self.flushed_to: int | None = None
+        #: partition -> how far its previous owner had read it (event time), for the flush when all are idle
+        self.floor: dict[int, int] = {}
+
+    def seed(self, partition: int, event_ms: int) -> None:
+        """A partition taken over: its previous owner had read it up to ``event_ms``. When every
+        partition is idle, the flush point passes that too, so a worker that takes partitions
+        over and reads nothing new from them still closes (and decides the journeys of) the
+        windows its predecessor had seen. Never used for lateness: that is the partition's own
+        progress."""
+        if partition in self.assigned:
+            self.floor[partition] = max(event_ms, self.floor.get(partition, event_ms))
+
+    def hold(self, partitions: set[int], now_ms: int) -> None:
+        """Partitions not being read (paused while a takeover finds its bounds or re-reads a
+        killed owner's flush) do not turn idle meanwhile: they may have a backlog."""
+        for partition in partitions & self.assigned:
+            if partition in self.progress:
+                self.last_active[partition] = now_ms
+            else:
+                self.assigned_at[partition] = now_ms
 
     def assign(self, partitions: set[int], now_ms: int | None = None) -> None:
         self.assigned = set(partitions)
@@ -70,6 +94,9 @@ class LocalWatermark:
         for partition in list(self.assigned_at):
             if partition not in self.assigned:
                 del self.assigned_at[partition]
+        for partition in list(self.floor):
+            if partition not in self.assigned:
+                del self.floor[partition]
         if now_ms is not None:
             for partition in self.assigned:
                 self.assigned_at.setdefault(partition, now_ms)
@@ -93,9 +120,10 @@ class LocalWatermark:
         unknown = self.unknown(now_ms)
         if active or unknown:
             return {p: active.get(p, IDLE) for p in sorted(self.assigned) if p not in unknown}
-        if not self.progress:
+        seen = [*self.progress.values(), *self.floor.values()]
+        if not seen:
             return {p: IDLE for p in sorted(self.assigned)}
-        newest = max(self.progress.values())
+        newest = max(seen)
         flush = closes_at(window_start(newest, self.window_ms), self.window_ms, self.lateness_ms)
         self.flushed_to = max(flush, self.flushed_to or flush)
         return {p: self.flushed_to for p in sorted(self.assigned)}

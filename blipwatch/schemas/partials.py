@@ -204,5 +204,25 @@ def sent_journey_watermarks(values: list[bytes], bounds: dict[int, int]) -> dict
     return found
 
 
+def reported_progress(values: list[bytes], input_partitions: set[int]) -> dict[int, int]:
+    """Per input partition, the furthest event-time progress any of these partials messages
+    reported for it (``wm``; idle reports say nothing): how far its previous owners had read.
+
+    >>> [(_, value)] = partial_messages({}, {0: 5, 1: None}, 2, 1, "ingest-1")
+    >>> reported_progress([value, b"not json"], {0, 1})
+    {0: 5}
+    """
+    found: dict[int, int] = {}
+    for value in values:
+        try:
+            report = orjson.loads(value).get("wm") or {}
+        except (orjson.JSONDecodeError, AttributeError):
+            continue
+        for partition, watermark in report.items():
+            if watermark is not None and int(partition) in input_partitions:
+                found[int(partition)] = max(int(watermark), found.get(int(partition), int(watermark)))
+    return found
+
+
 __all__ = ["MAX_PARTIALS_BYTES", "Coverage", "covered_offsets", "decode_covered", "decode_partials", "partial_messages",
-           "partition_for", "sent_journey_watermarks", "sent_positions"]
+           "partition_for", "reported_progress", "sent_journey_watermarks", "sent_positions"]

@@ -311,6 +311,7 @@ class IngestService(Service):
             found = self.consumer.partitions_for_topic(settings.events_topic)
             self.total_partitions = len(found) if found else 0
         self.watermark.assign({tp.partition for tp in self.consumer.assignment()}, now_ms)
+        self.watermark.hold({tp.partition for tp in self.consumer.paused()}, now_ms)
         report = self.watermark.report(now_ms)
         self.flushed_closes = self.closes(now_ms)
         partials = self.batch.aggregate.drain()

@@ -12,7 +12,7 @@ from aiokafka.structs import TopicPartition
 
 from blipwatch.kafka.clients import stop_quietly
 from blipwatch.pipeline.windows import LocalWatermark
-from blipwatch.schemas.partials import covered_offsets, sent_journey_watermarks, sent_positions
+from blipwatch.schemas.partials import covered_offsets, reported_progress, sent_journey_watermarks, sent_positions
 from blipwatch.stream_app.config import Settings
 
 log = logging.getLogger("blipwatch")
@@ -94,6 +94,8 @@ class IngestRebalance(ConsumerRebalanceListener):
                         "committed offsets", self.settings.events_topic, exc)
             self.committed_journeys = {}
             return starts, {}, {}
+        for partition, progress in reported_progress(values, set(starts)).items():
+            self.watermark.seed(partition, progress)   # a predecessor's reading, for the flush when all are idle
         sent = sent_positions(values, set(starts))
         self.committed_journeys = sent_journey_watermarks(values, starts)
         bounds = {}

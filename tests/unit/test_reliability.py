@@ -7,8 +7,8 @@ import time
 import orjson
 
 from blipwatch.pipeline.catalogue import Catalogue
-from blipwatch.pipeline.windows import LocalWatermark
-from blipwatch.schemas.partials import partial_messages, sent_positions
+from blipwatch.pipeline.windows import IDLE, LocalWatermark, closes_at, window_start
+from blipwatch.schemas.partials import partial_messages, reported_progress, sent_positions
 from blipwatch.stream_app.ingest import IngestBatch
 
 
@@ -34,6 +34,43 @@ def test_a_partition_not_read_yet_makes_the_watermark_unknown_until_the_idle_tim
     assert local.report(now_ms=1_000) == {0: 600_000}
     local.observe(1, 400_000, now_ms=2_000)
     assert local.value(now_ms=2_000) == 400_000
+
+
+def test_a_paused_partition_does_not_turn_idle_while_it_may_have_a_backlog():
+    local = LocalWatermark(window_ms=60_000, lateness_ms=30_000, idle_ms=10_000)
+    local.assign({0, 1, 2}, now_ms=0)
+    local.observe(0, 600_000, now_ms=100)
+    local.observe(1, 400_000, now_ms=100)
+    local.hold({1, 2}, now_ms=20_000)     # paused: a takeover finding its bounds, a bounded re-read
+    assert local.report(now_ms=20_000) == {0: IDLE, 1: 400_000}   # 2 never read: still unknown
+    assert local.value(now_ms=20_000) is None
+    local.hold({1}, now_ms=40_000)        # 2 resumed and has nothing: idle after the timeout
+    assert local.value(now_ms=40_000) == 400_000
+    assert local.value(now_ms=60_000) == closes_at(window_start(600_000, 60_000), 60_000, 30_000)  # all idle
+
+
+def test_a_worker_taking_over_partitions_with_nothing_new_closes_what_its_predecessor_had_read():
+    """A worker given partitions whose every event the previous owner had read and sent reads
+    nothing from them: once idle it must still flush past what that owner had seen, else the
+    windows (and the journeys) the owner left open never close, or close by another worker's
+    report alone while this one's journeys are still undecided."""
+    values = [value for _, value in partial_messages({}, {0: 1_000_000, 1: None}, 2, 2, "old", sent_to={0: 50})]
+    values += [value for _, value in partial_messages({}, {0: 1_090_000, 1: 1_020_000}, 2, 2, "old", sent_to={0: 60})]
+    progress = reported_progress(values, {0, 1})
+    assert progress == {0: 1_090_000, 1: 1_020_000}
+    local = LocalWatermark(window_ms=60_000, lateness_ms=30_000, idle_ms=10_000)
+    local.assign({0, 1}, now_ms=0)
+    for partition, event_ms in progress.items():
+        local.seed(partition, event_ms)
+    assert local.value(now_ms=5_000) is None          # unknown: a backlog may come
+    flush = closes_at(window_start(1_090_000, 60_000), 60_000, 30_000)
+    assert local.report(now_ms=10_000) == {0: flush, 1: flush}
+    assert local.value(now_ms=10_000) == flush
+    local.assign({1}, now_ms=20_000)                  # the seed leaves with its partition
+    assert local.floor == {1: 1_020_000}
+    without = LocalWatermark(window_ms=60_000, lateness_ms=30_000, idle_ms=10_000)
+    without.assign({0, 1}, now_ms=0)
+    assert without.report(now_ms=10_000) == {0: IDLE, 1: IDLE} and without.value(now_ms=10_000) is None
 
 
 def test_the_partials_say_how_far_each_input_partition_was_sent():
