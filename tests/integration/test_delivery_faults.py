@@ -205,3 +205,34 @@ def test_stalled_connections_during_flushes_and_state_writes_lose_and_double_not
     print(f"stall: {stalls} stalls of 5 s, each ended by a cut; {len(messages)} events counted {counted:.0f}; windows "
           f"{len(found)}/{len(reference)} equal to replay; delivery failures ingest {failed['ingest']:.0f}, "
           f"aggregate {failed['aggregate']:.0f}")
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(240)
+def test_a_worker_restarted_on_a_quiet_stream_scores_the_windows_its_predecessor_left_open(
+        broker, unique_topics, tmp_path, small_scenario):
+    """The first worker reads every event and stops (SIGTERM) before its partitions have been idle
+    for the idle timeout (30 s here), so the last windows are still open; nothing is produced
+    after. The worker started next reads nothing new: once idle it must flush past what the first
+    had read (the partials' reports), else those windows never close."""
+    reference, messages = small_scenario["points"], small_scenario["messages"]
+    env = base_env(broker, unique_topics, BLIPWATCH_CONFIG=str(small_scenario["config"]))
+    first, second = Worker(env, tmp_path, name="first"), Worker(env, tmp_path, name="second")
+    try:
+        first.start().wait_ready(90)
+        produce(broker, unique_topics["BLIPWATCH_EVENTS_TOPIC"], messages)
+        wait_for(lambda: events_counted(first) >= len(messages), 25, interval=0.2, message="every event counted")
+        first.stop()
+        assert first.process.returncode == 0, first.log()[-2000:]
+        second.start().wait_ready(90)
+        points, _ = stream_output(broker, unique_topics, len(reference), timeout=120, reference=reference,
+                                  worker=second)
+        reread = events_counted(second)
+    finally:
+        first.stop()
+        second.stop()
+    found = distinct(points)
+    assert_same_points(list(found.values()), [point_content(p) for p in reference])
+    assert reread == 0, f"the second worker read {reread} events again"
+    print(f"restart on a quiet stream: {len(messages)} events, all read by the first worker, none by the "
+          f"second; windows {len(found)}/{len(reference)} equal to replay")
