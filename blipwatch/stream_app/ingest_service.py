@@ -39,6 +39,9 @@ FLUSH_SECONDS = 0.5
 #: least after the last flush (live 10k series at 10x: the close waited 0-0.5 s for the next flush).
 MIN_FLUSH_SECONDS = 0.05
 MAX_BATCH = 10_000
+#: A partition whose last fetch answer is older than this is not being read (the broker away, its
+#: data still buffered, paused): it may have events to come, so it does not turn idle meanwhile.
+UNANSWERED_MS = 3_000
 #: How often the worker checks that its topics exist and Kafka answers (a restarted broker may
 #: come back without them); also the pace of the "cannot reach Kafka" warning while it is down.
 TOPIC_CHECK_SECONDS = 5.0
@@ -204,6 +207,10 @@ class IngestService(Service):
         """One fetch (partition -> records) into the pre-aggregation and the watermark."""
         started = time.perf_counter()
         now_ms = int(time.time() * 1000)
+        # a partition delivering records is not idle, however long since its last ones: after an
+        # outage longer than the idle timeout its events would otherwise meet a watermark that
+        # had jumped past their window
+        self.watermark.hold({tp.partition for tp, records in batches.items() if records}, now_ms)
         watermark = self.watermark.value(now_ms)
         add_records = self.batch.add_records
         journeys = self.journeys
@@ -311,7 +318,7 @@ class IngestService(Service):
             found = self.consumer.partitions_for_topic(settings.events_topic)
             self.total_partitions = len(found) if found else 0
         self.watermark.assign({tp.partition for tp in self.consumer.assignment()}, now_ms)
-        self.watermark.hold({tp.partition for tp in self.consumer.paused()}, now_ms)
+        self.watermark.hold(self.not_being_read(now_ms), now_ms)
         report = self.watermark.report(now_ms)
         self.flushed_closes = self.closes(now_ms)
         partials = self.batch.aggregate.drain()
@@ -384,6 +391,21 @@ class IngestService(Service):
             self.resume_after_flush = False
             self.consumer.resume(*self.consumer.assignment())
         await self.report_lag()
+
+    def not_being_read(self, now_ms: int) -> set[int]:
+        """Assigned partitions paused, or without a fetch answer for ``UNANSWERED_MS``: idleness is
+        time without events while the partition is read, not while Kafka is away (a watermark
+        that jumped during an outage would call the events producers held back late)."""
+        consumer = self.consumer
+        held = {tp.partition for tp in consumer.paused()}
+        for tp in consumer.assignment():
+            try:
+                answered = consumer.last_poll_timestamp(tp)
+            except (AssertionError, KeyError):   # mid-rebalance: not assigned any more
+                answered = None
+            if answered is None or now_ms - answered > UNANSWERED_MS:
+                held.add(tp.partition)
+        return held
 
     def journey_watermarks(self, report: dict[int, int | None], now_ms: int) -> dict[int, int | None]:
         """Per input partition, how far its journeys may be decided: its own progress; an idle

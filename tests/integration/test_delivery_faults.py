@@ -236,3 +236,43 @@ def test_a_worker_restarted_on_a_quiet_stream_scores_the_windows_its_predecessor
     assert reread == 0, f"the second worker read {reread} events again"
     print(f"restart on a quiet stream: {len(messages)} events, all read by the first worker, none by the "
           f"second; windows {len(found)}/{len(reference)} equal to replay")
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(300)
+def test_kafka_away_longer_than_the_idle_timeout_makes_no_event_late(unique_topics, tmp_path, small_scenario):
+    """Every connection cut for 40 s, longer than the idle timeout (30 s), right after the worker
+    read the first half of the events, which ends inside a window; the rest of that window's
+    events come once Kafka is back. Idleness is time without events while the partition is read:
+    had the watermark jumped during the outage, they would count late."""
+    reference, messages = small_scenario["points"], small_scenario["messages"]
+    broker_port, proxy_port = free_port(), free_port()
+    broker = EmbeddedBroker(port=broker_port, advertised_port=proxy_port, log_path=tmp_path / "tansu.log")
+    proxy = TcpProxy(broker_port, port=proxy_port).start()
+    broker.start()
+    env = base_env(broker, unique_topics, BLIPWATCH_CONFIG=str(small_scenario["config"]))
+    worker = Worker(env, tmp_path)
+    topic = unique_topics["BLIPWATCH_EVENTS_TOPIC"]
+    half = next(i for i, (_, line) in enumerate(messages) if b'"2026-01-05T17:20:30' in line)
+    try:
+        worker.start().wait_ready(90)
+        produce(broker, topic, messages[:half])
+        wait_for(lambda: events_counted(worker) >= half, 60, interval=0.2, message="the first half counted")
+        proxy.cut()
+        time.sleep(40)
+        proxy.restore()
+        produce(broker, topic, messages[half:])
+        points, _ = stream_output(broker, unique_topics, len(reference), timeout=150, reference=reference,
+                                  worker=worker)
+        wait_for(lambda: events_counted(worker) >= len(messages), 30, message="every event counted")
+        late = worker.metric("blipwatch_events_late_total") + worker.metric("blipwatch_partials_late_total")
+        assert worker.process.poll() is None
+    finally:
+        worker.stop()
+        proxy.stop()
+        broker.stop()
+    found = distinct(points)
+    assert late == 0, f"{late:.0f} events or partial counts late after the outage"
+    assert_same_points(list(found.values()), [point_content(p) for p in reference])
+    print(f"Kafka away 40 s (idle timeout 30 s): {len(messages)} events, none late; windows "
+          f"{len(found)}/{len(reference)} equal to replay")
