@@ -133,7 +133,6 @@ class TcpProxy:
                     self.connections.remove((client, server))
             _close(client, server)
 
-
     def _triggers(self, data: bytes) -> bool:
         """A client's chunk that starts a Produce request (API key 0 after the 4-byte size) of at
         least ``min_bytes``, with the proxy armed: it switches every connection to a stall."""

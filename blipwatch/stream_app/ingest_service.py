@@ -209,8 +209,12 @@ class IngestService(Service):
         now_ms = int(time.time() * 1000)
         # a partition delivering records is not idle, however long since its last ones: after an
         # outage longer than the idle timeout its events would otherwise meet a watermark that
-        # had jumped past their window
-        self.watermark.hold({tp.partition for tp, records in batches.items() if records}, now_ms)
+        # had jumped past their window. Only one with progress: one never read stays unknown no
+        # longer than the idle timeout, so a partition of nothing but dead letters cannot hold
+        # the watermark unknown for good
+        progress = self.watermark.progress
+        self.watermark.hold({tp.partition for tp, records in batches.items() if records and tp.partition in progress},
+                            now_ms)
         watermark = self.watermark.value(now_ms)
         add_records = self.batch.add_records
         journeys = self.journeys
