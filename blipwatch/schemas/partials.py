@@ -32,7 +32,7 @@ b'{"wm":{"0":1767643560000},"total":1,"at":1.5,"src":"ingest-1","to":{"0":3},"s"
 ({0: 1767643560000}, 1, 1.5, {'event_volume|all': [[1767643500000, 3.0, 0.0]]})
 >>> decode_covered(value)[4]
 Coverage(start={}, end={0: 3}, part=0)
->>> sent_positions([value], {0})
+>>> sent_positions(sent_headers([value]), {0})
 {0: 3}
 """
 
@@ -165,64 +165,81 @@ def decode_partials(value: bytes) -> tuple[dict[int, int | None], int, float, Se
 def covered_offsets(value: bytes) -> dict[int, int]:
     """Input partition -> next offset the flush of this message covers (``{}`` if none, or if the
     bytes are not a partials message: a takeover never stops on a foreign record)."""
+    header = sent_header(value)
+    return header.to if header is not None else {}
+
+
+@dataclass(frozen=True)
+class SentHeader:
+    """What a takeover reads of one partials message, keys as input partitions: the next offset
+    its flush covered (``to``), the event-time progress it reported (``wm``; idle partitions, which
+    report nothing, are absent) and how far it decided journeys (``jw``)."""
+
+    to: dict[int, int]
+    wm: dict[int, int]
+    jw: dict[int, int]
+
+
+def sent_header(value: bytes) -> SentHeader | None:
+    """The header of a partials message, decoded once; None for bytes that are not one (a
+    takeover never stops on a foreign record)."""
     try:
-        covered = orjson.loads(value).get("to") or {}
-    except (orjson.JSONDecodeError, AttributeError):
-        return {}
-    return {int(partition): int(offset) for partition, offset in covered.items()}
+        document = orjson.loads(value)
+        return SentHeader({int(p): int(o) for p, o in (document.get("to") or {}).items()},
+                          {int(p): int(w) for p, w in (document.get("wm") or {}).items() if w is not None},
+                          {int(p): int(w) for p, w in (document.get("jw") or {}).items() if w is not None})
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return None
 
 
-def sent_positions(values: list[bytes], input_partitions: set[int]) -> dict[int, int]:
+def sent_headers(values: list[bytes]) -> list[SentHeader]:
+    """The headers of those of ``values`` that are partials messages, in order."""
+    return [header for header in map(sent_header, values) if header is not None]
+
+
+def sent_positions(headers: list[SentHeader], input_partitions: set[int]) -> dict[int, int]:
     """Per input partition, the furthest offset any flush among these partials messages covered."""
     furthest: dict[int, int] = {}
-    for value in values:
-        for partition, offset in covered_offsets(value).items():
+    for header in headers:
+        for partition, offset in header.to.items():
             if partition in input_partitions and offset > furthest.get(partition, -1):
                 furthest[partition] = offset
     return furthest
 
 
-def sent_journey_watermarks(values: list[bytes], bounds: dict[int, int]) -> dict[int, int]:
+def sent_journey_watermarks(headers: list[SentHeader], bounds: dict[int, int]) -> dict[int, int]:
     """Per input partition in ``bounds`` (partition -> offset), how far the flush that covered it up
     to that offset decided its journeys (``jw``); absent where no such message says.
 
     >>> [(_, value)] = partial_messages({}, {0: 5}, 1, 1, "ingest-1", sent_to={0: 9}, journey_watermarks={0: 7})
-    >>> sent_journey_watermarks([value], {0: 9}), sent_journey_watermarks([value], {0: 12})
+    >>> sent_journey_watermarks(sent_headers([value]), {0: 9}), sent_journey_watermarks(sent_headers([value]), {0: 12})
     ({0: 7}, {})
     """
     found: dict[int, int] = {}
-    for value in values:
-        try:
-            document = orjson.loads(value)
-            covered, decided = document.get("to") or {}, document.get("jw") or {}
-        except (orjson.JSONDecodeError, AttributeError):
-            continue
+    for header in headers:
         for partition, offset in bounds.items():
-            watermark = decided.get(str(partition))
-            if watermark is not None and covered.get(str(partition)) == offset:
-                found[partition] = max(int(watermark), found.get(partition, int(watermark)))
+            watermark = header.jw.get(partition)
+            if watermark is not None and header.to.get(partition) == offset:
+                found[partition] = max(watermark, found.get(partition, watermark))
     return found
 
 
-def reported_progress(values: list[bytes], input_partitions: set[int]) -> dict[int, int]:
+def reported_progress(headers: list[SentHeader], input_partitions: set[int]) -> dict[int, int]:
     """Per input partition, the furthest event-time progress any of these partials messages
     reported for it (``wm``; idle reports say nothing): how far its previous owners had read.
 
     >>> [(_, value)] = partial_messages({}, {0: 5, 1: None}, 2, 1, "ingest-1")
-    >>> reported_progress([value, b"not json"], {0, 1})
+    >>> reported_progress(sent_headers([value, b"not json"]), {0, 1})
     {0: 5}
     """
     found: dict[int, int] = {}
-    for value in values:
-        try:
-            report = orjson.loads(value).get("wm") or {}
-        except (orjson.JSONDecodeError, AttributeError):
-            continue
-        for partition, watermark in report.items():
-            if watermark is not None and int(partition) in input_partitions:
-                found[int(partition)] = max(int(watermark), found.get(int(partition), int(watermark)))
+    for header in headers:
+        for partition, watermark in header.wm.items():
+            if partition in input_partitions:
+                found[partition] = max(watermark, found.get(partition, watermark))
     return found
 
 
-__all__ = ["MAX_PARTIALS_BYTES", "Coverage", "covered_offsets", "decode_covered", "decode_partials", "partial_messages",
-           "partition_for", "reported_progress", "sent_journey_watermarks", "sent_positions"]
+__all__ = ["MAX_PARTIALS_BYTES", "Coverage", "SentHeader", "covered_offsets", "decode_covered", "decode_partials",
+           "partial_messages", "partition_for", "reported_progress", "sent_header", "sent_headers",
+           "sent_journey_watermarks", "sent_positions"]

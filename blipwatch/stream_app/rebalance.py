@@ -12,7 +12,8 @@ from aiokafka.structs import TopicPartition
 
 from blipwatch.kafka.clients import stop_quietly
 from blipwatch.pipeline.windows import LocalWatermark
-from blipwatch.schemas.partials import covered_offsets, reported_progress, sent_journey_watermarks, sent_positions
+from blipwatch.schemas.partials import (SentHeader, reported_progress, sent_headers, sent_journey_watermarks,
+                                        sent_positions)
 from blipwatch.stream_app.config import Settings
 
 log = logging.getLogger("blipwatch")
@@ -87,17 +88,17 @@ class IngestRebalance(ConsumerRebalanceListener):
         committed = {tp: (await self.consumer.committed(tp)) or 0 for tp in assigned}
         starts = {tp.partition: offset for tp, offset in committed.items()}
         try:
-            values = await read_sent(self.settings.aiokafka_kwargs(), self.settings.partials_topic,
-                                     {tp.partition for tp in assigned}, committed=starts)
+            headers = await read_sent(self.settings.aiokafka_kwargs(), self.settings.partials_topic,
+                                      {tp.partition for tp in assigned}, committed=starts)
         except Exception as exc:  # never block consumption on this: at-least-once still holds
             log.warning("ingest: cannot read how far the partials cover %s (%s); re-reading from the "
                         "committed offsets", self.settings.events_topic, exc)
             self.committed_journeys = {}
             return starts, {}, {}
-        for partition, progress in reported_progress(values, set(starts)).items():
+        for partition, progress in reported_progress(headers, set(starts)).items():
             self.watermark.seed(partition, progress)   # a predecessor's reading, for the flush when all are idle
-        sent = sent_positions(values, set(starts))
-        self.committed_journeys = sent_journey_watermarks(values, starts)
+        sent = sent_positions(headers, set(starts))
+        self.committed_journeys = sent_journey_watermarks(headers, starts)
         bounds = {}
         for tp in assigned:
             if tp.partition in sent and sent[tp.partition] > committed[tp]:
@@ -108,7 +109,7 @@ class IngestRebalance(ConsumerRebalanceListener):
                     self.consumer.seek(tp, sent[tp.partition])
                     starts[tp.partition] = sent[tp.partition]
                 bounds[tp] = sent[tp.partition]
-        return starts, bounds, sent_journey_watermarks(values, {tp.partition: offset for tp, offset in bounds.items()})
+        return starts, bounds, sent_journey_watermarks(headers, {tp.partition: offset for tp, offset in bounds.items()})
 
     async def restore_journeys(self, assigned, starts: dict[int, int]) -> None:
         """The open journeys of the partitions taken over, from their newest snapshot; where it
@@ -129,8 +130,9 @@ async def sent_offsets(connection: dict[str, Any], partials_topic: str, input_pa
 
 async def read_sent(connection: dict[str, Any], partials_topic: str, input_partitions: set[int],
                     tail: int = 200, committed: dict[int, int] | None = None,
-                    seconds: float = 30.0) -> list[bytes]:
-    """The partials messages that say how far the flushes cover each input partition.
+                    seconds: float = 30.0) -> list[SentHeader]:
+    """The headers of the partials messages that say how far the flushes cover each input
+    partition (each message decoded once, foreign records left out).
 
     Each partials partition is read backwards from its end, ``tail`` records and then twice as
     many each time, until a message covering each of ``input_partitions`` no further than its
@@ -143,11 +145,11 @@ async def read_sent(connection: dict[str, Any], partials_topic: str, input_parti
         found = reader.partitions_for_topic(partials_topic) or set()
         tps = [TopicPartition(partials_topic, p) for p in found]
         if not tps:
-            return {}
+            return []
         reader.assign(tps)
         ends = await reader.end_offsets(tps)
         deadline = time.monotonic() + seconds
-        values: list[bytes] = []
+        headers: list[SentHeader] = []
         for tp in tps:
             end = ends[tp]
             if not end:
@@ -159,12 +161,12 @@ async def read_sent(connection: dict[str, Any], partials_topic: str, input_parti
             upper, size = end, tail
             while upper > 0 and time.monotonic() < deadline:
                 lower = max(0, upper - size)
-                chunk = await read_range(reader, tp, lower, upper, deadline)
-                values.extend(chunk)
+                chunk = sent_headers(await read_range(reader, tp, lower, upper, deadline))
+                headers.extend(chunk)
                 if committed is None or reached(chunk, input_partitions, committed):
                     break
                 upper, size = lower, size * 2
-        return values
+        return headers
     finally:
         await stop_quietly(reader)
 
@@ -184,11 +186,11 @@ async def read_range(reader: AIOKafkaConsumer, tp: TopicPartition, lower: int, u
     return values
 
 
-def reached(values: list[bytes], input_partitions: set[int], committed: dict[int, int]) -> bool:
-    """Some message among ``values`` covers each input partition no further than its committed offset."""
+def reached(headers: list[SentHeader], input_partitions: set[int], committed: dict[int, int]) -> bool:
+    """Some message among ``headers`` covers each input partition no further than its committed offset."""
     left = set(input_partitions)
-    for value in values:
-        for partition, offset in covered_offsets(value).items():
+    for header in headers:
+        for partition, offset in header.to.items():
             if partition in left and offset <= committed.get(partition, 0):
                 left.discard(partition)
     return not left

@@ -12,7 +12,7 @@ import pytest
 from blipwatch.pipeline.catalogue import Catalogue
 from blipwatch.schemas import SCHEMA_DIR
 from blipwatch.schemas.partials import (covered_offsets, decode_partials, partial_messages, partition_for,
-                                        sent_positions)
+                                        sent_headers, sent_positions)
 from blipwatch.stream_app.ingest import IngestBatch
 
 BASE_MS = 1_767_643_200_000  # 2026-01-05T20:00:00Z
@@ -80,5 +80,7 @@ def test_the_schema_refuses_what_the_aggregate_could_not_read(broken):
 def test_a_takeover_reads_the_furthest_coverage_and_passes_over_records_that_are_not_partials():
     first = partial_messages({}, {0: 1}, 4, 1, "a", sent_to={0: 10, 3: 7})[0][1]
     second = partial_messages({}, {0: 1}, 4, 1, "b", sent_to={0: 25})[0][1]
-    assert sent_positions([first, b"not json", b"[1, 2]", second], {0, 3}) == {0: 25, 3: 7}
-    assert sent_positions([first, second], {3}) == {3: 7}
+    headers = sent_headers([first, b"not json", b"[1, 2]", b'{"to": {"x": 1}}', second])
+    assert len(headers) == 2
+    assert sent_positions(headers, {0, 3}) == {0: 25, 3: 7}
+    assert sent_positions(headers, {3}) == {3: 7}

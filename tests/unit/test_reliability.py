@@ -8,7 +8,7 @@ import orjson
 
 from blipwatch.pipeline.catalogue import Catalogue
 from blipwatch.pipeline.windows import IDLE, LocalWatermark, closes_at, window_start
-from blipwatch.schemas.partials import partial_messages, reported_progress, sent_positions
+from blipwatch.schemas.partials import partial_messages, reported_progress, sent_headers, sent_positions
 from blipwatch.stream_app.ingest import IngestBatch
 
 
@@ -56,7 +56,7 @@ def test_a_worker_taking_over_partitions_with_nothing_new_closes_what_its_predec
     report alone while this one's journeys are still undecided."""
     values = [value for _, value in partial_messages({}, {0: 1_000_000, 1: None}, 2, 2, "old", sent_to={0: 50})]
     values += [value for _, value in partial_messages({}, {0: 1_090_000, 1: 1_020_000}, 2, 2, "old", sent_to={0: 60})]
-    progress = reported_progress(values, {0, 1})
+    progress = reported_progress(sent_headers(values), {0, 1})
     assert progress == {0: 1_090_000, 1: 1_020_000}
     local = LocalWatermark(window_ms=60_000, lateness_ms=30_000, idle_ms=10_000)
     local.assign({0, 1}, now_ms=0)
@@ -76,7 +76,7 @@ def test_a_worker_taking_over_partitions_with_nothing_new_closes_what_its_predec
 def test_the_partials_say_how_far_each_input_partition_was_sent():
     values = [value for _, value in partial_messages({}, {0: 1}, 4, 2, "a", sent_to={0: 10, 3: 7})]
     values += [value for _, value in partial_messages({}, {0: 1}, 4, 2, "b", sent_to={0: 25})]
-    assert sent_positions(values, {0, 1, 3}) == {0: 25, 3: 7}
+    assert sent_positions(sent_headers(values), {0, 1, 3}) == {0: 25, 3: 7}
 
 
 def test_ingest_counts_an_event_late_exactly_when_windows_is_late_says_its_window_has_closed():
@@ -112,7 +112,7 @@ def test_a_flush_too_big_for_one_record_is_split_in_order_with_the_watermark_on_
             assert not set(piece["s"]) & set(merged)
             merged.update(piece["s"])
     assert merged == {series: [[w, c[0], c[1]] for w, c in windows.items()] for series, windows in partials.items()}
-    assert sent_positions([value for _, value in messages], {0, 1}) == {0: 10, 1: 11}
+    assert sent_positions(sent_headers([value for _, value in messages]), {0, 1}) == {0: 10, 1: 11}
     small = partial_messages({"event_volume|all": {0: [1.0, 0.0]}}, {0: 5}, 1, 2, "a")
     assert len(small) == 2 and orjson.loads(small[0][1])["wm"] == {"0": 5}
 
