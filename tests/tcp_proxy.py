@@ -12,7 +12,7 @@ on command, cuts the connections, stalls them, or restores them.
 - ``restore()``: forwards again; data held during a stall goes through then.
 
 Used with the embedded broker listening on one port and advertising the proxy's, so every client of
-the worker (producer, consumers, admin) reaches the broker through it.
+the worker (producer, consumers, admin) reaches the broker through it: ``broker_behind_proxy``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ import select
 import socket
 import threading
 import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
-from blipwatch.stream_app.embedded_broker import free_port
+from blipwatch.stream_app.embedded_broker import EmbeddedBroker, free_port
 
 CHUNK = 65536
 
@@ -155,6 +158,20 @@ class TcpProxy:
                 return True
             time.sleep(0.05)
         return False
+
+
+@contextmanager
+def broker_behind_proxy(log_path: Path) -> Iterator[tuple[EmbeddedBroker, TcpProxy]]:
+    """An embedded broker that advertises a proxy's port, so every client reaches it through the
+    proxy; both started, and stopped after."""
+    broker_port, proxy_port = free_port(), free_port()
+    broker = EmbeddedBroker(port=broker_port, advertised_port=proxy_port, log_path=log_path)
+    with TcpProxy(broker_port, port=proxy_port) as proxy:
+        broker.start()
+        try:
+            yield broker, proxy
+        finally:
+            broker.stop()
 
 
 def _close(*sockets: socket.socket) -> None:

@@ -11,13 +11,12 @@ import time
 
 import pytest
 
-from blipwatch.stream_app.embedded_broker import EmbeddedBroker, free_port
 from blipwatch.stream_app.ingest import MAX_DEAD_LETTER_BYTES
 from blipwatch.stream_app.ingest_service import EXIT_MID_FLUSH_ENV
 from tests.helpers import Worker, base_env, produce, read_topic, simulated_reference, wait_for
 from tests.integration.test_pipeline_stream import assert_same_points, point_content, point_identity, same_content
 from tests.integration.test_pipeline_stream import stream_output
-from tests.tcp_proxy import TcpProxy
+from tests.tcp_proxy import broker_behind_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -141,62 +140,57 @@ def found_points(points: list[dict]) -> list[dict]:
 def test_stalled_connections_during_flushes_and_state_writes_lose_and_double_nothing(
         unique_topics, tmp_path, small_scenario):
     reference, messages = small_scenario["points"], small_scenario["messages"]
-    broker_port, proxy_port = free_port(), free_port()
-    broker = EmbeddedBroker(port=broker_port, advertised_port=proxy_port, log_path=tmp_path / "tansu.log")
-    proxy = TcpProxy(broker_port, port=proxy_port).start()
-    broker.start()
-    # a produce not acknowledged within 3 s fails (Faust's default waits 20 minutes): the stall is
-    # then a non-retriable delivery failure, as a partition without a leader for that long is
-    env = base_env(broker, unique_topics, BLIPWATCH_CONFIG=str(small_scenario["config"]),
-                   PRODUCER_REQUEST_TIMEOUT="3")
-    worker = Worker(env, tmp_path)
+    with broker_behind_proxy(tmp_path / "tansu.log") as (broker, proxy):
+        # a produce not acknowledged within 3 s fails (Faust's default waits 20 minutes): the stall is
+        # then a non-retriable delivery failure, as a partition without a leader for that long is
+        env = base_env(broker, unique_topics, BLIPWATCH_CONFIG=str(small_scenario["config"]),
+                       PRODUCER_REQUEST_TIMEOUT="3")
+        worker = Worker(env, tmp_path)
 
-    def failures() -> dict[str, float]:
-        return {stage: worker.metric("blipwatch_delivery_failures_total", stage=stage)
-                for stage in ("ingest", "aggregate")}
+        def failures() -> dict[str, float]:
+            return {stage: worker.metric("blipwatch_delivery_failures_total", stage=stage)
+                    for stage in ("ingest", "aggregate")}
 
-    stalls = 0
-    try:
-        worker.start().wait_ready(90)
-        # a backlog (the aggregate busy scoring it: points and state in flight), then chunks, each
-        # followed by a stall while the ingest flushes it. The test's own producer goes through the
-        # proxy too: it is idle during a stall (acknowledged before), so it neither loses nor repeats
-        backlog = len(messages) * 6 // 10
-        topic = unique_topics["BLIPWATCH_EVENTS_TOPIC"]
-        produce(broker, topic, messages[:backlog])
-        wait_for(lambda: worker.metric("blipwatch_windows_scored_total", metric="event_volume") > 0, 60,
-                 interval=0.1, message="windows scored")
-        rest = messages[backlog:]
-        chunks = [rest[i:i + 1000] for i in range(0, len(rest), 1000)]
-        # stall every connection for 5 s from the worker's next large produce (a flush with counts,
-        # points, state), then cut them (what the stall held back never reaches the broker): once
-        # while the backlog is scored, then after chunks, until a flush and a delivery of the
-        # aggregate have failed
-        def data_flush_failed() -> bool:
-            return re.search(r"kept and sent again \(\d+ partials messages, [1-9]", worker.log()) is not None
+        stalls = 0
+        try:
+            worker.start().wait_ready(90)
+            # a backlog (the aggregate busy scoring it: points and state in flight), then chunks, each
+            # followed by a stall while the ingest flushes it. The test's own producer goes through the
+            # proxy too: it is idle during a stall (acknowledged before), so it neither loses nor repeats
+            backlog = len(messages) * 6 // 10
+            topic = unique_topics["BLIPWATCH_EVENTS_TOPIC"]
+            produce(broker, topic, messages[:backlog])
+            wait_for(lambda: worker.metric("blipwatch_windows_scored_total", metric="event_volume") > 0, 60,
+                     interval=0.1, message="windows scored")
+            rest = messages[backlog:]
+            chunks = [rest[i:i + 1000] for i in range(0, len(rest), 1000)]
+            # stall every connection for 5 s from the worker's next large produce (a flush with counts,
+            # points, state), then cut them (what the stall held back never reaches the broker): once
+            # while the backlog is scored, then after chunks, until a flush and a delivery of the
+            # aggregate have failed
+            def data_flush_failed() -> bool:
+                return re.search(r"kept and sent again \(\d+ partials messages, [1-9]", worker.log()) is not None
 
-        for chunk in [None, *chunks]:
-            if chunk is not None:
-                produce(broker, topic, chunk)
-            if stalls < 10 and (not data_flush_failed() or failures()["aggregate"] < 1):
-                proxy.stall_on_produce(min_bytes=4096)
-                if proxy.triggered.wait(5):
-                    stalls += 1
-                    time.sleep(5)
-                    proxy.cut()
-                proxy.restore()
-                time.sleep(2)
-        points, _ = stream_output(broker, unique_topics, len(reference), timeout=150, reference=reference,
-                                  worker=worker)
-        wait_for(lambda: events_counted(worker) >= len(messages), 30, message="every event counted")
-        counted = events_counted(worker)
-        failed = failures()
-        assert worker.process.poll() is None
-        log = worker.log()
-    finally:
-        worker.stop()
-        proxy.stop()
-        broker.stop()
+            for chunk in [None, *chunks]:
+                if chunk is not None:
+                    produce(broker, topic, chunk)
+                if stalls < 10 and (not data_flush_failed() or failures()["aggregate"] < 1):
+                    proxy.stall_on_produce(min_bytes=4096)
+                    if proxy.triggered.wait(5):
+                        stalls += 1
+                        time.sleep(5)
+                        proxy.cut()
+                    proxy.restore()
+                    time.sleep(2)
+            points, _ = stream_output(broker, unique_topics, len(reference), timeout=150, reference=reference,
+                                      worker=worker)
+            wait_for(lambda: events_counted(worker) >= len(messages), 30, message="every event counted")
+            counted = events_counted(worker)
+            failed = failures()
+            assert worker.process.poll() is None
+            log = worker.log()
+        finally:
+            worker.stop()
     found = distinct(points)
     assert_same_points(list(found.values()), [point_content(p) for p in reference])
     assert counted == len(messages), f"{counted} events counted of {len(messages)}"
@@ -246,31 +240,26 @@ def test_kafka_away_longer_than_the_idle_timeout_makes_no_event_late(unique_topi
     events come once Kafka is back. Idleness is time without events while the partition is read:
     had the watermark jumped during the outage, they would count late."""
     reference, messages = small_scenario["points"], small_scenario["messages"]
-    broker_port, proxy_port = free_port(), free_port()
-    broker = EmbeddedBroker(port=broker_port, advertised_port=proxy_port, log_path=tmp_path / "tansu.log")
-    proxy = TcpProxy(broker_port, port=proxy_port).start()
-    broker.start()
-    env = base_env(broker, unique_topics, BLIPWATCH_CONFIG=str(small_scenario["config"]))
-    worker = Worker(env, tmp_path)
-    topic = unique_topics["BLIPWATCH_EVENTS_TOPIC"]
-    half = next(i for i, (_, line) in enumerate(messages) if b'"2026-01-05T17:20:30' in line)
-    try:
-        worker.start().wait_ready(90)
-        produce(broker, topic, messages[:half])
-        wait_for(lambda: events_counted(worker) >= half, 60, interval=0.2, message="the first half counted")
-        proxy.cut()
-        time.sleep(40)
-        proxy.restore()
-        produce(broker, topic, messages[half:])
-        points, _ = stream_output(broker, unique_topics, len(reference), timeout=150, reference=reference,
-                                  worker=worker)
-        wait_for(lambda: events_counted(worker) >= len(messages), 30, message="every event counted")
-        late = worker.metric("blipwatch_events_late_total") + worker.metric("blipwatch_partials_late_total")
-        assert worker.process.poll() is None
-    finally:
-        worker.stop()
-        proxy.stop()
-        broker.stop()
+    with broker_behind_proxy(tmp_path / "tansu.log") as (broker, proxy):
+        env = base_env(broker, unique_topics, BLIPWATCH_CONFIG=str(small_scenario["config"]))
+        worker = Worker(env, tmp_path)
+        topic = unique_topics["BLIPWATCH_EVENTS_TOPIC"]
+        half = next(i for i, (_, line) in enumerate(messages) if b'"2026-01-05T17:20:30' in line)
+        try:
+            worker.start().wait_ready(90)
+            produce(broker, topic, messages[:half])
+            wait_for(lambda: events_counted(worker) >= half, 60, interval=0.2, message="the first half counted")
+            proxy.cut()
+            time.sleep(40)
+            proxy.restore()
+            produce(broker, topic, messages[half:])
+            points, _ = stream_output(broker, unique_topics, len(reference), timeout=150, reference=reference,
+                                      worker=worker)
+            wait_for(lambda: events_counted(worker) >= len(messages), 30, message="every event counted")
+            late = worker.metric("blipwatch_events_late_total") + worker.metric("blipwatch_partials_late_total")
+            assert worker.process.poll() is None
+        finally:
+            worker.stop()
     found = distinct(points)
     assert late == 0, f"{late:.0f} events or partial counts late after the outage"
     assert_same_points(list(found.values()), [point_content(p) for p in reference])
