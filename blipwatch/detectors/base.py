@@ -105,9 +105,11 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
         self.bin_current = -1
         self.bin_sum = 0.0
         self.bin_count = 0
+        self.bin_pending = None      # a count's last bin, [bin, sum, count], folded one bin later
         self.step_noise_sum = 0.0    # bias-corrected EW over bins of a count's bin noise (profile steps' damping)
         self.step_noise_weight = 0.0
         self.offset = 0.0            # sum of re-level jumps, kept out of the profile
+        self.relevel_t = -math.inf   # when the offset last changed (the profile's bins mix two offsets for a day)
         self.recent: list[float] = []   # last few observations, the new level on a re-level
         self.prev_delta: float | None = None   # jump of the last re-level, while remembered
         self.prev_left = 0
@@ -347,7 +349,7 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
     #: The running state, in the order the state format stores it (kinds add their own).
     _STATE_FIELDS = ("n_learned", "t_last", "level", "trend", "volume_mean", "extra_sum",
                      "extra_weight", "profile", "profile_days", "bin_current", "bin_sum",
-                     "bin_count", "offset", "recent", "prev_delta", "prev_left", "cusum_up",
+                     "bin_count", "bin_pending", "offset", "relevel_t", "recent", "prev_delta", "prev_left", "cusum_up",
                      "cusum_down", "guard_up", "guard_down", "pool_prev", "evidence_up", "evidence_down", "frozen_run", "last_z",
                      "ac_cross", "ac_square", "ac_mean", "hold_left", "step_noise_sum",
                      "step_noise_weight")

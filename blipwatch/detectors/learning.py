@@ -247,3 +247,5 @@ class RobustLearning:
         self.level = self._clamp(self.level * math.exp(delta) if self.multiplicative
                                  else self.level + delta)
         self.offset += delta
+        if self.t_last is not None:
+            self.relevel_t = self.t_last

@@ -45,7 +45,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "freeze_at": 4.0,        # while a CUSUM is above this (p ~ 1e-4), the level and noise do not learn
     "slow_at": 2.0,          # while a CUSUM is above this (p ~ 0.6 %), the level learns at a tenth of its rate
     "hold_after": 10,        # a point as rare as a CUSUM at freeze_at holds all learning for this many points
-    "adopt_after": 60,       # points of frozen learning after which the recent level is adopted as the new normal
+    "adopt_after": 120,      # points of frozen learning after which the recent level is adopted as the new normal
     "learn_freely": 30,      # the first points are all learned: normal must be known before a blip can be
     "sequential": 1,         # 1: sequential evidence (CUSUM, learning freeze, adoption); 0: one point at a time
     "sequential_seasoned": 0,  # 1: sequential evidence only where the daily profile knows the time of day

@@ -35,7 +35,7 @@ from blipwatch.detectors.page_hinkley import STATE_FIELDS as _SHIFT_FIELDS
 from blipwatch.detectors.policy import AlertPolicy, settings_names
 from blipwatch.detectors.river_models import RiverModelDetector
 
-FORMAT_VERSION = 14
+FORMAT_VERSION = 15
 _MAGIC = b"blipwatch-state/"
 
 _POLICY_SETTINGS = tuple(settings_names())

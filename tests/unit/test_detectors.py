@@ -16,9 +16,11 @@ from blipwatch.detectors import (
     load_state,
     make_detector,
 )
+from blipwatch.detectors.settings import COMMON_DEFAULTS
 
 MINUTE = 60.0
 DAY = 86400.0
+ADOPT = COMMON_DEFAULTS["adopt_after"]   # points after which a lasting blip is the new normal
 
 
 def point(t, value, numerator=None, denominator=None):
@@ -152,17 +154,17 @@ def test_a_spike_is_not_learned():
 
 @pytest.mark.parametrize("size_sigma", [20.0, 5.0, 3.5])
 def test_a_lasting_level_shift_is_adopted_within_the_documented_time(size_sigma):
-    """A shift is news while it is young and the new normal after ``adopt_after`` (60) points."""
+    """A shift is news while it is young and the new normal after ``adopt_after`` points."""
     rng = np.random.default_rng(8)
     detector = make_detector("mean")
     noise = rng.normal(0, 1, 1500)
     feed(detector, [(m * MINUTE, 100 + noise[m], None, None) for m in range(1000)])
     shifted, _ = feed(detector, [(m * MINUTE, 100 + size_sigma + noise[m], None, None)
                                  for m in range(1000, 1500)])
-    assert all(s.score >= 0.3 for s in shifted[5:50])  # the blip stays visible while it is young
-    settled = shifted[70:]
+    assert all(s.score >= 0.3 for s in shifted[5:ADOPT - 10])  # the blip stays visible while it is young
+    settled = shifted[ADOPT + 10:]
     assert sum(s.score >= 0.3 for s in settled) <= 0.02 * len(settled)
-    assert abs(shifted[75].expected - (100 + size_sigma)) < 1.0
+    assert abs(shifted[ADOPT + 15].expected - (100 + size_sigma)) < 1.0
 
 
 def test_a_series_that_returns_to_its_old_normal_after_a_long_incident_is_not_flagged_again():
@@ -174,11 +176,11 @@ def test_a_series_that_returns_to_its_old_normal_after_a_long_incident_is_not_fl
     rng = np.random.default_rng(9)
     detector = make_detector("count")
     start = 1440
-    counts = list(rng.poisson(200, start)) + list(rng.poisson(20, 60)) + list(rng.poisson(200, 120))
+    counts = list(rng.poisson(200, start)) + list(rng.poisson(20, ADOPT)) + list(rng.poisson(200, 120))
     scored, transitions = feed(detector, [(m * MINUTE, float(c), None, None) for m, c in enumerate(counts)],
                                AlertPolicy())
-    assert all(s.is_anomaly and s.direction == "down" for s in scored[start:start + 50])
-    assert not any(s.is_anomaly for s in scored[start + 63:])
+    assert all(s.is_anomaly and s.direction == "down" for s in scored[start:start + ADOPT - 10])
+    assert not any(s.is_anomaly for s in scored[start + ADOPT + 3:])
     assert [(tr.status, tr.direction) for tr in transitions] == [("firing", "down"), ("resolved", "down")]
     assert transitions[0].t == start * MINUTE
 
@@ -381,8 +383,8 @@ def test_on_its_first_day_a_count_alerts_on_a_rare_point_not_on_a_run_the_curve_
 
 
 def test_the_end_of_an_order_value_drop_that_outlasted_adoption_is_not_a_new_incident():
-    """A 50 % order-value drop held for 75 windows of ~6 orders: adopted as the new normal after
-    60, so its end is a move back to the remembered old normal. One window's mean is too noisy
+    """A 50 % order-value drop held for ``adopt_after`` + 15 windows of ~6 orders: adopted as the
+    new normal, so its end is a move back to the remembered old normal. One window's mean is too noisy
     to be clearly the old normal, so the median of the last five decides; before, the return
     fired a second, 'up' incident."""
     rng = np.random.default_rng(1)
@@ -394,8 +396,9 @@ def test_the_end_of_an_order_value_drop_that_outlasted_adoption_is_not_a_new_inc
             return (m * MINUTE, None, None, 0)
         return (m * MINUTE, float(rng.lognormal(math.log(50 * factor), 0.6, n).mean()), None, n)
 
-    points = ([window(m, 1.0) for m in range(600)] + [window(m, 0.5) for m in range(600, 675)]
-              + [window(m, 1.0) for m in range(675, 800)])
+    end = 600 + ADOPT + 15
+    points = ([window(m, 1.0) for m in range(600)] + [window(m, 0.5) for m in range(600, end)]
+              + [window(m, 1.0) for m in range(end, end + 125)])
     _, transitions = feed(detector, points, policy)
     assert [(tr.status, tr.direction) for tr in transitions if tr.status != "update"] == [
         ("firing", "down"), ("resolved", "down")]
@@ -635,3 +638,41 @@ def test_the_learning_guard_keeps_a_count_from_learning_a_drop_of_one_sigma_a_wi
     assert np.mean([k for k, _ in guarded]) > np.mean([k for k, _ in without]) + 0.08, (without, guarded)
     assert np.mean([k for k, _ in guarded]) > 0.6, guarded
     assert sum(pages for _, pages in guarded) == 0, guarded
+
+
+
+def test_a_counts_profile_steps_read_a_median_of_three_bins():
+    """One noisy bin of yesterday's profile (a window of 1 among ~20s put a bin 40 % low, and
+    the step out of it took a level from 19 to 46, into a false drop alert) moves the level
+    neither in nor out; a sharp daily step (an opening at 09:00) still comes through whole."""
+    detector = make_detector("count")
+    profile = [math.log(20.0)] * 288
+    profile[29] -= 0.5                      # 02:25-02:30: one noisy bin
+    profile[108:216] = [math.log(200.0)] * 108   # 09:00-18:00: open
+    detector.profile, detector.profile_days = profile, [2] * 288
+    detector.level, detector.step_noise_sum, detector.step_noise_weight = 20.0, 1.0, 1.0
+
+    def step(from_minute: float, to_minute: float) -> float:
+        detector.t_last = from_minute * MINUTE
+        return detector._profile_step(to_minute * MINUTE)
+
+    assert step(144, 145) == 0.0 and step(149, 150) == 0.0     # into the noisy bin and out of it
+    assert step(539, 540) == pytest.approx(math.log(10.0), rel=0.02)
+    assert step(1079, 1080) == pytest.approx(-math.log(10.0), rel=0.02)
+    detector.relevel_t = 500 * MINUTE       # within a day of a re-level, bins are read alone
+    assert step(144, 145) < -0.1
+
+
+def test_one_noisy_bin_of_yesterday_does_not_step_the_level_today():
+    """A count of ~20 a minute, flat: on day 1 one window of a five-minute bin saw a single event
+    (the bin's mean of logs then reads ~40 % low). The profile's steps read bins through a median
+    of three, so on day 2 the level neither falls into that bin nor jumps out of it (the step out
+    once took a level from 19 to 46 and the normal windows after it paged as a drop)."""
+    rng = np.random.default_rng(4)
+    counts = rng.poisson(20.0, 2 * 1440).astype(float)
+    counts[146] = 1.0                                   # day 1, 02:26: bin 29 (02:25-02:30)
+    scored, transitions = feed(make_detector("count"), [(m * MINUTE, c, None, None) for m, c in enumerate(counts)],
+                               AlertPolicy())
+    around = scored[1440 + 140:1440 + 160]              # day 2, 02:20-02:40
+    assert all(15.0 < s.expected < 26.0 for s in around), [round(s.expected, 1) for s in around]
+    assert not [tr for tr in transitions if tr.t >= 1440 * MINUTE]
