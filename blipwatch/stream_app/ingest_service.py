@@ -94,6 +94,8 @@ class IngestService(Service):
         self.source = f"ingest-{uuid.uuid4().hex[:8]}"
         self.total_partitions = 0
         self.last_flush = time.monotonic()
+        #: wall clock (ms) when ``not_being_read`` last looked (a longer gap: the flush loop stalled)
+        self.read_checked_ms: int | None = None
         self.flushed_closes: int | None = None  # windows the watermark had closed at the last flush
         #: aiokafka consumer options beside the connection (the embedded broker's shorter fetch wait)
         self.consumer_options = consumer_options or {}
@@ -401,6 +403,13 @@ class IngestService(Service):
         time without events while the partition is read, not while Kafka is away (a watermark
         that jumped during an outage would call the events producers held back late)."""
         consumer = self.consumer
+        checked, self.read_checked_ms = self.read_checked_ms, now_ms
+        if checked is not None and now_ms - checked > UNANSWERED_MS:
+            # the flush loop itself stalled (a delivery waiting out an outage): nobody saw the
+            # partitions read meanwhile, so none has been idle. A fetch answered just after the
+            # stall says only that reading is back (the first answer after a 40 s cut, before the
+            # producers' backlog, turned every partition idle and closed the open window)
+            return {tp.partition for tp in consumer.assignment()}
         held = {tp.partition for tp in consumer.paused()}
         for tp in consumer.assignment():
             try:
