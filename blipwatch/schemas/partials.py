@@ -162,13 +162,6 @@ def decode_partials(value: bytes) -> tuple[dict[int, int | None], int, float, Se
     return decode_covered(value)[:4]
 
 
-def covered_offsets(value: bytes) -> dict[int, int]:
-    """Input partition -> next offset the flush of this message covers (``{}`` if none, or if the
-    bytes are not a partials message: a takeover never stops on a foreign record)."""
-    header = sent_header(value)
-    return header.to if header is not None else {}
-
-
 @dataclass(frozen=True)
 class SentHeader:
     """What a takeover reads of one partials message, keys as input partitions: the next offset
@@ -240,6 +233,6 @@ def reported_progress(headers: list[SentHeader], input_partitions: set[int]) -> 
     return found
 
 
-__all__ = ["MAX_PARTIALS_BYTES", "Coverage", "SentHeader", "covered_offsets", "decode_covered", "decode_partials",
+__all__ = ["MAX_PARTIALS_BYTES", "Coverage", "SentHeader", "decode_covered", "decode_partials",
            "partial_messages", "partition_for", "reported_progress", "sent_header", "sent_headers",
            "sent_journey_watermarks", "sent_positions"]

@@ -8,7 +8,7 @@ import time
 import orjson
 import pytest
 
-from blipwatch.schemas.partials import covered_offsets
+from blipwatch.schemas.partials import sent_header
 from blipwatch.stream_app.ingest import MAX_DEAD_LETTER_BYTES
 from tests.helpers import Worker, base_env, produce, read_topic, wait_for
 
@@ -110,7 +110,7 @@ def test_ingest_commits_only_offsets_its_acknowledged_partials_cover_and_never_g
     def covered() -> dict[int, int]:
         furthest: dict[int, int] = {}
         for record in read_topic(broker, partials_topic, timeout=10):
-            for partition, offset in covered_offsets(record.value).items():
+            for partition, offset in sent_header(record.value).to.items():
                 furthest[partition] = max(furthest.get(partition, 0), offset)
         return furthest
 

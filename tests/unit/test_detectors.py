@@ -640,7 +640,6 @@ def test_the_learning_guard_keeps_a_count_from_learning_a_drop_of_one_sigma_a_wi
     assert sum(pages for _, pages in guarded) == 0, guarded
 
 
-
 def test_a_counts_profile_steps_read_a_median_of_three_bins():
     """One noisy bin of yesterday's profile (a window of 1 among ~20s put a bin 40 % low, and
     the step out of it took a level from 19 to 46, into a false drop alert) moves the level

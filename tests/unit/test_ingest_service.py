@@ -17,7 +17,7 @@ from aiokafka.structs import TopicPartition
 
 from blipwatch.kafka.clients import stop_quietly
 from blipwatch.pipeline.catalogue import Catalogue
-from blipwatch.schemas.partials import covered_offsets, decode_partials
+from blipwatch.schemas.partials import decode_partials, sent_header
 from blipwatch.stream_app.config import Settings
 from blipwatch.stream_app.embedded_broker import free_port
 from blipwatch.stream_app.ingest_service import IngestService
@@ -88,7 +88,7 @@ def test_events_become_partials_and_dead_letters_and_are_committed_after_them(br
     assert volume == len(valid)
     furthest: dict[int, int] = {}
     for record in partials:
-        for partition, offset in covered_offsets(record.value).items():
+        for partition, offset in sent_header(record.value).to.items():
             furthest[partition] = max(furthest.get(partition, 0), offset)
     assert furthest == offsets, "the partials say how far they cover each input partition, up to the commit"
     letters = wait_for(lambda: read_topic(broker, settings.dlq_topic, expected=2, timeout=10), 30, message="dead letters")

@@ -11,7 +11,7 @@ import pytest
 
 from blipwatch.pipeline.catalogue import Catalogue
 from blipwatch.schemas import SCHEMA_DIR
-from blipwatch.schemas.partials import (covered_offsets, decode_partials, partial_messages, partition_for,
+from blipwatch.schemas.partials import (decode_partials, partial_messages, partition_for, sent_header,
                                         sent_headers, sent_positions)
 from blipwatch.stream_app.ingest import IngestBatch
 
@@ -41,7 +41,7 @@ def test_every_message_of_a_flush_is_valid_against_the_schema_and_decodes_to_wha
         VALIDATOR.validate(orjson.loads(value))
         report, total, observed_at, series = decode_partials(value)
         assert report == {0: BASE_MS + 120_000, 1: None} and total == 2 and observed_at > 0
-        assert covered_offsets(value) == {0: 600}
+        assert sent_header(value).to == {0: 600}
         for key, windows in series.items():
             assert partition_for(key, 4) == partition
             decoded[key] = {window: [n, d] for window, n, d in windows}
@@ -55,7 +55,7 @@ def test_a_split_flush_is_valid_piece_by_piece_only_its_last_piece_reports_and_e
     for _, value in messages:
         VALIDATOR.validate(orjson.loads(value))
     assert [decode_partials(value)[0] for _, value in messages] == [{}] * (len(messages) - 1) + [{0: 5}]
-    assert [covered_offsets(value) for _, value in messages] == [{0: 10}] * len(messages)
+    assert [sent_header(value).to for _, value in messages] == [{0: 10}] * len(messages)
     assert [orjson.loads(value)["part"] for _, value in messages] == list(range(len(messages)))
 
 
