@@ -6,6 +6,7 @@ import math
 
 from blipwatch.detectors.aside import KeptAside
 from blipwatch.detectors.base import SeriesDetector
+from blipwatch.detectors.tails import t_tail_score, tail_score
 
 
 #: a skewness sample is at most this (one basket 4 sd out is 64; a 10-sd one would swamp the mean)
@@ -18,7 +19,8 @@ class MeanDetector(KeptAside, SeriesDetector):
     The level is the ratio of exponentially weighted sums (sum of values / number of values),
     so every observation weighs the same and a window of 2 orders cannot drag it; the noise is
     the per-observation variance, so a window's band narrows with its number of observations.
-    One window is judged with Student's t (``tail_dof`` 4: one big basket is not an incident).
+    One window above the level is judged with Student's t (``tail_dof`` 4: one big basket is not
+    an incident), one below it with the normal tail, and the last two windows are also pooled.
     Order values are skewed: a big basket starts a run whose points are learned slowly, small ones
     never do, so what a run kept out of the level is learned once it turns out to be noise
     (:mod:`~blipwatch.detectors.aside`; without it, order values read 7 % low).
@@ -40,6 +42,20 @@ class MeanDetector(KeptAside, SeriesDetector):
 
     kind = "mean"
     _STATE_FIELDS = SeriesDetector._STATE_FIELDS + ("ew_num", "ew_den", "skew") + KeptAside._ASIDE_FIELDS
+
+    def __init__(self, settings=None) -> None:
+        super().__init__(settings)
+        if self.tail_dof > 0:
+            self._point_score = self._skewed_point_score
+
+    def _skewed_point_score(self, z: float) -> float:
+        """One window's rarity: Student's t above the level (one big basket), the normal tail
+        below it. A mean of positive, right-skewed values has a light left tail: orders at half
+        price, window after window, are rare at once, not only as a run. (The learned ``skew`` is
+        no guide to the side: between big baskets its samples are small and negative.)"""
+        if z < 0.0:
+            return tail_score(z)
+        return t_tail_score(z, self.tail_dof)
 
     def _reset(self) -> None:
         super()._reset()

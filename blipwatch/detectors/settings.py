@@ -77,9 +77,9 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     "count": {"alpha_seasoned": 0.03, "sequential_seasoned": 1, "pool_windows": 2},
     # means of a window's observations (order value): volume-weighted like rates, and no daily
     # profile (a handful of orders per bin is noise, not a season)
-    "mean": {"alpha": 0.02, "beta": 0.0, "season_bins": 1, "cusum_clip": 3.0, "cusum_k": 0.5, "cusum_cap": 20.0,
-             # order values are heavy-tailed (one big basket): one window is judged with t(4), so
-             # only a run of windows can be rare
+    "mean": {"alpha": 0.02, "beta": 0.0, "season_bins": 1, "pool_windows": 2, "cusum_clip": 3.0, "cusum_k": 0.5, "cusum_cap": 20.0,
+             # order values are heavy-tailed (one big basket): one window above the level is judged
+             # with t(4), so only a run of windows can be rare; below it, with the normal tail
              "tail_dof": 4},
     # generic values (NAB-like machine metrics) are strongly autocorrelated and often noiseless:
     # they are judged one point at a time, with Page-Hinkley re-levelling

@@ -543,6 +543,25 @@ def test_order_values_expect_their_true_mean_though_they_are_skewed(orders):
     assert 0.95 < np.mean(ratios) < 1.05, ratios
 
 
+def test_an_order_value_drop_pages_within_two_windows_and_big_baskets_do_not():
+    """~40 orders a minute of lognormal baskets (sigma 0.5; a window's mean has sd ~8 %): a mean of right-skewed values has a
+    light left tail, so orders at 55 % of their value are rare within two windows (judged with the
+    heavy t tail both ways, and without pooling two windows, it took the CUSUM five). Above the
+    level the t tail stays: a day of normal windows, with their big baskets, never confirms."""
+    rng = np.random.default_rng(4)
+    detector, policy = make_detector("mean"), AlertPolicy()
+
+    def window(m, factor):
+        n = int(rng.poisson(40))
+        return (m * MINUTE, float(rng.lognormal(math.log(100 * factor), 0.5, n).mean()), None, n)
+
+    normal, _ = feed(detector, [window(m, 1.0) for m in range(1440)], policy)
+    assert not any(s.score >= policy.confirm_threshold for s in normal[60:])
+    dropped, transitions = feed(detector, [window(m, 0.55) for m in range(1440, 1450)], policy)
+    assert dropped[1].score >= policy.confirm_threshold and dropped[1].direction == "down"
+    assert transitions and transitions[0].status == "firing" and transitions[0].t <= 1441 * MINUTE
+
+
 @pytest.mark.parametrize("base", [0.01, 0.03, 0.3])
 def test_a_sparse_count_expects_its_true_mean_not_the_scoring_floor(base):
     """``expected`` of a count far under one event a window is its mean, not the floor of half
