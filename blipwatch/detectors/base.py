@@ -120,6 +120,8 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
         self.pool_prev: list[float] | None = None   # the last window: observation, evidence, expected
         self.evidence_up = 0.0       # volume behind each CUSUM (sum of the points' volumes while it is > 0)
         self.evidence_down = 0.0
+        self.shift_up = 0.0          # sum of z * sqrt(volume) over the points behind each CUSUM: the run's
+        self.shift_down = 0.0        # shift per unit of volume is shift / evidence
         self.frozen_run = 0          # consecutive points not learned because evidence was building
         self.hold_left = 0           # points still not learned after one scored at the freeze level
         self.last_z = 0.0            # residual of the previous learned point
@@ -316,7 +318,8 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
         if self.sequential:
             rho, bias = self._residual_rho(), self._residual_bias()
             step = self._step(z, rho, bias)
-            up, down = self._advance(self.cusum_up, self.cusum_down, step, z, self.cusum_k, 0.5)
+            lean_up, lean_down = self._leans(point_volume)
+            up, down = self._advance(self.cusum_up, self.cusum_down, step, z, self.cusum_k, 0.5, lean_up, lean_down)
             guard = self._guard_step(step, z) if self.guard_at > 0.0 else (0.0, 0.0)
         else:
             up = down = 0.0
@@ -350,7 +353,7 @@ class SeriesDetector(RobustLearning, SequentialEvidence, DailyProfile, base.Anom
     _STATE_FIELDS = ("n_learned", "t_last", "level", "trend", "volume_mean", "extra_sum",
                      "extra_weight", "profile", "profile_days", "bin_current", "bin_sum",
                      "bin_count", "bin_pending", "offset", "relevel_t", "recent", "prev_delta", "prev_left", "cusum_up",
-                     "cusum_down", "guard_up", "guard_down", "pool_prev", "evidence_up", "evidence_down", "frozen_run", "last_z",
+                     "cusum_down", "guard_up", "guard_down", "pool_prev", "evidence_up", "evidence_down", "shift_up", "shift_down", "frozen_run", "last_z",
                      "ac_cross", "ac_square", "ac_mean", "hold_left", "step_noise_sum",
                      "step_noise_weight")
 

@@ -6,6 +6,11 @@ the rarity scale of one point (:func:`blipwatch.detectors.tails.cusum_score`), b
 departures from the residuals' recent bias, and both are shrunk by the residuals' lag-1
 autocorrelation (a session spans several windows; a level lags a daily ramp).
 
+A window that does not lean a CUSUM's way by half a sigma halves it. Once the CUSUM is at
+``freeze_at`` (an incident), the bar is ``end_share`` of the shift its run has shown at that
+window's volume: after a conversion drop of 20 sigma a window, windows 1-2 sigma low are its end,
+not more of it (they kept a CUSUM at its cap, and the alert open, for five windows more).
+
 A mixin of :class:`blipwatch.detectors.base.SeriesDetector`: it reads the detector's
 ``cusum_*`` settings, its ``ac_*`` residual statistics and its noise hooks.
 
@@ -42,12 +47,6 @@ class SequentialEvidence:
         bias = m if m < 1.0 else 1.0
         return bias if bias > -1.0 else -1.0
 
-    def _cusum_next(self, z: float) -> tuple[float, float]:
-        """The two one-sided CUSUMs after a point with residual ``z`` (0, 0 when not sequential)."""
-        if not self.sequential:
-            return 0.0, 0.0
-        return self._cusum_step(z, self._residual_rho(), self._residual_bias())
-
     def _step(self, z: float, rho: float, bias: float) -> float:
         """What residual ``z`` adds to a CUSUM: centred on the residuals' bias, clipped at
         ``cusum_clip``, and shrunk for their correlation (a sum of n AR(1) residuals has variance
@@ -59,28 +58,50 @@ class SequentialEvidence:
         centred = centred if centred > low else low
         return centred * math.sqrt((1.0 - rho) / (1.0 + rho))
 
+    def _leans(self, volume: float) -> tuple[float, float]:
+        """How far a point of ``volume`` must lean each CUSUM's way not to halve it: half a sigma,
+        or, once the CUSUM is at ``freeze_at`` (an incident, not noise), ``end_share`` of the shift
+        its run has shown, at this point's volume. A window much nearer normal than the incident
+        is evidence that the incident is over, even if it still leans its way by a sigma or two."""
+        lean_up = lean_down = 0.5
+        share = self.end_share
+        if share <= 0.0:
+            return lean_up, lean_down
+        root = math.sqrt(volume) if volume > 0.0 else 0.0
+        if self.cusum_up >= self.freeze_at and self.evidence_up > 0.0:
+            d = share * self.shift_up / self.evidence_up * root
+            lean_up = d if d > lean_up else lean_up
+        if self.cusum_down >= self.freeze_at and self.evidence_down > 0.0:
+            d = share * self.shift_down / self.evidence_down * root
+            lean_down = d if d > lean_down else lean_down
+        return lean_up, lean_down
+
     def _advance(self, up: float, down: float, step: float, z: float, k: float,
-                 keep: float) -> tuple[float, float]:
+                 keep: float, lean_up: float = 0.5, lean_down: float = 0.5) -> tuple[float, float]:
         """Two one-sided CUSUMs of reference ``k`` after ``step``; one that the point ``z`` does not
-        lean towards (by half a sigma) keeps only ``keep`` of itself; both within ``cusum_cap``."""
+        lean towards (by ``lean_up`` / ``lean_down``: :meth:`_leans`) keeps only ``keep`` of
+        itself; both within ``cusum_cap``."""
         up = up + step - k
         up = up if up > 0.0 else 0.0
         down = down - step - k
         down = down if down > 0.0 else 0.0
-        if z < 0.5:
+        if z < lean_up:
             up *= keep
-        if z > -0.5:
+        if z > -lean_down:
             down *= keep
         cap = self.cusum_cap
         return (cap if cap < up else up), (cap if cap < down else down)
 
-    def _cusum_step(self, z: float, rho: float, bias: float) -> tuple[float, float]:
-        """The CUSUMs after residual ``z``, given the residuals' correlation and bias.
+    def _cusum_step(self, z: float, rho: float, bias: float, volume: float = 1.0) -> tuple[float, float]:
+        """The CUSUMs after residual ``z`` of a point of ``volume``, given the residuals' correlation
+        and bias (what scoring computes, written out).
 
         A point that does not lean its way halves a CUSUM: an incident that ended stops counting
         within a few points (this only makes the statistic more conservative).
         """
-        return self._advance(self.cusum_up, self.cusum_down, self._step(z, rho, bias), z, self.cusum_k, 0.5)
+        lean_up, lean_down = self._leans(volume)
+        return self._advance(self.cusum_up, self.cusum_down, self._step(z, rho, bias), z, self.cusum_k, 0.5,
+                             lean_up, lean_down)
 
     def _guard_step(self, step: float, z: float) -> tuple[float, float]:
         """The learning guard's two CUSUMs after ``step`` (:meth:`_step`): reference ``guard_k``

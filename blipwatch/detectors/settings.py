@@ -35,6 +35,9 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "cusum_k": 1.0,          # CUSUM reference (sigma per point): shifts above ~2k sigma accumulate fast
     "cusum_clip": 4.0,       # one point adds at most this many sigma to the CUSUM (outliers are the single-point score's job)
     "cusum_cap": 10.0,       # the CUSUM never exceeds this, so an incident's end is seen within a few points
+    "end_share": 0.25,       # a point that does not lean a CUSUM's way by half a sigma halves it; once the CUSUM is
+                             # at freeze_at, one that does not lean by this share of its run's shift (at the point's
+                             # volume) does too: windows 1-2 sigma off after a 20-sigma drop are its end (0: off)
     "pool_windows": 1,       # 2: also judge the last two windows pooled (their counts added up), on the
                              # same tail scale as one point: a blip in a few events per window (5 of 7
                              # payments failing, then 7 of 9) is rare over two windows before one is
@@ -133,6 +136,8 @@ def resolve_settings(kind: str, settings: Mapping[str, Any] | None) -> dict[str,
             continue
         if not 0.0 < merged[key] <= 1.0:
             raise SettingsError(f"detector setting {key!r} must be in (0, 1], not {merged[key]}")
+    if not 0.0 <= merged["end_share"] <= 1.0:
+        raise SettingsError(f"detector setting 'end_share' must be in [0, 1], not {merged['end_share']}")
     if not 0.0 < merged["threshold"] <= 1.0:
         raise SettingsError(f"detector setting 'threshold' must be in (0, 1], not {merged['threshold']}")
     if merged["season_bins"] < 1 or merged["clip_z"] <= 0 or merged["relevel_threshold"] <= 0:

@@ -12,7 +12,7 @@ default); the running state is stored by position in ``_STATE_FIELDS`` order, an
 checksum of those field names, is part of the header: a state written with other fields is
 refused like an old version.
 
-Format 10 adds a detector's ``hold_left``. Format 8: the value kind's change score (``changes.py``) in a detector. Format 7: a series record also holds its last incident's windows and what people said about it
+Format 16 adds a detector's ``shift_up`` and ``shift_down`` (its runs' shifts). Format 10 adds a detector's ``hold_left``. Format 8: the value kind's change score (``changes.py``) in a detector. Format 7: a series record also holds its last incident's windows and what people said about it
 (``pipeline.feedback.SeriesFeedback``); a format-6 state re-warms. Format 6: only our own fields. The Page-Hinkley test is ours (``page_hinkley.STATE_FIELDS``), no
 longer River's private fields (format 5 stored those; a format-5 state is refused and its series
 re-warms). A detector running a River model (``river_models``) stores its own fields, its
@@ -35,7 +35,7 @@ from blipwatch.detectors.page_hinkley import STATE_FIELDS as _SHIFT_FIELDS
 from blipwatch.detectors.policy import AlertPolicy, settings_names
 from blipwatch.detectors.river_models import RiverModelDetector
 
-FORMAT_VERSION = 15
+FORMAT_VERSION = 16
 _MAGIC = b"blipwatch-state/"
 
 _POLICY_SETTINGS = tuple(settings_names())

@@ -37,6 +37,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) 
     ("detector:\n  rate: 0.5\n", "detector.rate must be a mapping"),
     ("detector: [rate]\n", "detector must be a mapping"),
     ("detector:\n  count:\n    alpha: 7\n", "'alpha' must be in (0, 1]"),
+    ("detector:\n  end_share: 2\n", "'end_share' must be in [0, 1]"),
     ("policy:\n  warmpu: 3\n", "unknown policy setting 'warmpu'"),
     ("policy:\n  threshold: 1.5\n", "policy threshold must be in (0, 1]"),
     ("policy:\n  min_volume: .nan\n", "'min_volume'=nan must be finite"),

@@ -2,7 +2,8 @@
 
 ``_var_total`` is written out per kind for speed; ``_variance`` (the sampling, extra and floor
 variance hooks put together) is its readable twin. Our Page-Hinkley test stands for River's
-``drift.PageHinkley``. Each pair must agree on many random inputs, bit for bit where the
+``drift.PageHinkley``. Scoring advances the CUSUMs inline; ``_cusum_step`` is that step written
+readably. Each pair must agree on many random inputs, bit for bit where the
 operations are the same.
 """
 
@@ -34,6 +35,37 @@ def warmed(kind: str, seed: int):
             x = {"value": rng.lognormvariate(3.0, 0.8), "denominator": n}
         detector.learn_one({"t": minute * 60.0, **x})
     return detector, rng
+
+
+@pytest.mark.parametrize("kind", ["rate", "count", "mean"])
+def test_scoring_advances_the_cusums_as_the_readable_step_does(kind):
+    """Through normal windows, an incident (its CUSUM at freeze_at, where a window must lean by a
+    share of the run's shift) and its end (a count's CUSUMs start once its profile has a day)."""
+    rng = random.Random(7)
+    detector = make_detector(kind)
+    at_freeze = 0
+    onset = 1500 if kind == "count" else 500
+    for minute in range(onset + 200):
+        shifted = onset <= minute < onset + 40
+        n = rng.randint(20, 200)
+        if kind == "rate":
+            p = 0.6 if shifted else 0.3
+            x = {"numerator": sum(rng.random() < p for _ in range(n)), "denominator": n}
+        elif kind == "count":
+            x = {"value": float(sum(rng.random() < (0.5 if shifted else 0.2) for _ in range(100)))}
+        else:
+            x = {"value": rng.gauss(70.0 if shifted else 50.0, 10.0 / math.sqrt(n)), "denominator": n}
+        x["t"] = minute * 60.0
+        scored = detector.judge_one(x)
+        if scored.expected is not None:
+            judged = detector._judge(x["t"], x.get("value"), x.get("numerator"), x.get("denominator"))
+            obs, mu, _, z, _, _ = judged
+            rho, bias = detector._residual_rho(), detector._residual_bias()
+            at_freeze += max(detector.cusum_up, detector.cusum_down) >= detector.freeze_at
+            expected = detector._cusum_step(z, rho, bias, detector._volume(obs[0], mu, obs[1]))
+            assert detector._cusum_cache[1:3] == expected
+        detector.learn_one(x)
+    assert at_freeze >= 20
 
 
 @pytest.mark.parametrize("kind", ["rate", "count", "mean", "value"])

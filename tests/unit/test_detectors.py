@@ -335,6 +335,23 @@ def test_an_incident_on_a_rate_fires_within_two_windows_and_resolves_after_it_en
     assert transitions[0].t <= 601 * MINUTE and transitions[0].direction == "up"
 
 
+def test_the_end_of_a_large_drop_is_seen_though_the_windows_after_it_still_lean_its_way():
+    """Conversion 0.76 -> 0.11 on ~160 checkouts a window for 35 windows, then five windows at
+    ~0.70 (1-2 sigma low: noise, as a shop's windows after such a drop were) and normal again.
+    Those windows are far nearer normal than the drop, so they count towards its end; before,
+    each one added to a CUSUM at its cap, and the alert resolved 11 windows after the drop."""
+    rng = np.random.default_rng(3)
+    detector, policy = make_detector("rate"), AlertPolicy()
+    normal = rate_points(rng, 600, p=0.76, carts=lambda t: 160)
+    drop = rate_points(rng, 35, p=0.11, carts=lambda t: 160, start=600 * MINUTE)
+    end = 635 * MINUTE
+    after = [(end + m * MINUTE, k / 160, k, 160) for m, k in enumerate([112, 114, 111, 113, 110])]
+    back = rate_points(rng, 30, p=0.76, carts=lambda t: 160, start=end + 5 * MINUTE)
+    _, transitions = feed(detector, normal + drop + after + back, policy)
+    assert [tr.status for tr in transitions if tr.status != "update"] == ["firing", "resolved"]
+    assert transitions[-1].t <= end + 8 * MINUTE
+
+
 # --- small counts: evidence that arrives a few events at a time --------------------------------
 
 def _first_alert(detector, points, policy):

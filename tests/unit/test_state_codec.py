@@ -108,7 +108,7 @@ def test_numpy_scalars_are_stored_as_the_numbers_they_equal():
 def test_the_layout_is_pinned():
     # Changed the running-state fields of a detector, Page-Hinkley or the policy? Bump
     # FORMAT_VERSION in detectors/state.py, then update both values here.
-    assert (FORMAT_VERSION, LAYOUT) == (15, "eac8a80a")
+    assert (FORMAT_VERSION, LAYOUT) == (16, "351e950f")
 
 
 def test_a_format_5_state_holding_river_page_hinkley_fields_is_refused_and_rewarms():
