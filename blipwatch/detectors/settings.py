@@ -71,13 +71,16 @@ COMMON_DEFAULTS: dict[str, Any] = {
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     # rates: ratios of same-time counts, so traffic's daily swing cancels out; their profile bins
     # (a few trials each on small segments) are noise that would drag the level around
-    "rate": {"alpha": 0.02, "beta": 0.0, "season_bins": 1, "pool_windows": 2},
+    "rate": {"alpha": 0.02, "beta": 0.0, "season_bins": 1, "pool_windows": 2,
+             # an incident's end: a window half-way to normal halves its CUSUM (means, whose few
+             # heavy-tailed values have windows near normal inside a real shift, keep a quarter)
+             "end_share": 0.5},
     # counts follow the daily curve with the level alone on the first day (alpha 0.1, ~10 min);
     # once the profile knows the time of day it carries the curve, and a level that still chased
     # every 10 minutes would absorb a surge (3x complaints) before its evidence could add up
     # and before that, a run of residuals of one sign is mostly the level lagging the curve: on
     # its first day a count alerts on one rare point only (a tracking drop, a 10x surge)
-    "count": {"alpha_seasoned": 0.03, "sequential_seasoned": 1, "pool_windows": 2},
+    "count": {"alpha_seasoned": 0.03, "sequential_seasoned": 1, "pool_windows": 2, "end_share": 0.5},
     # means of a window's observations (order value): volume-weighted like rates, and no daily
     # profile (a handful of orders per bin is noise, not a season)
     "mean": {"alpha": 0.02, "beta": 0.0, "season_bins": 1, "pool_windows": 2, "cusum_clip": 3.0, "cusum_k": 0.5, "cusum_cap": 20.0,
