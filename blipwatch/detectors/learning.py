@@ -68,9 +68,12 @@ class RobustLearning:
             up = down = guard_up = guard_down = 0.0
         self.evidence_up = self.evidence_up + point_volume if up > 0 else 0.0
         self.evidence_down = self.evidence_down + point_volume if down > 0 else 0.0
-        root = math.sqrt(point_volume) if point_volume > 0.0 else 0.0
-        self.shift_up = self.shift_up + z * root if up > 0 else 0.0
-        self.shift_down = self.shift_down - z * root if down > 0 else 0.0
+        if up > 0 or down > 0:   # most points: neither CUSUM runs, no root to take
+            root = math.sqrt(point_volume) if point_volume > 0.0 else 0.0
+            self.shift_up = self.shift_up + z * root if up > 0 else 0.0
+            self.shift_down = self.shift_down - z * root if down > 0 else 0.0
+        else:
+            self.shift_up = self.shift_down = 0.0
         recent = self.recent
         recent.append(x)
         del recent[:-5]

@@ -65,13 +65,16 @@ class SequentialEvidence:
         is evidence that the incident is over, even if it still leans its way by a sigma or two."""
         lean_up = lean_down = 0.5
         share = self.end_share
-        if share <= 0.0:
+        freeze = self.freeze_at
+        up_run = self.cusum_up >= freeze and self.evidence_up > 0.0
+        down_run = self.cusum_down >= freeze and self.evidence_down > 0.0
+        if share <= 0.0 or not (up_run or down_run):   # most points: no incident under way
             return lean_up, lean_down
         root = math.sqrt(volume) if volume > 0.0 else 0.0
-        if self.cusum_up >= self.freeze_at and self.evidence_up > 0.0:
+        if up_run:
             d = share * self.shift_up / self.evidence_up * root
             lean_up = d if d > lean_up else lean_up
-        if self.cusum_down >= self.freeze_at and self.evidence_down > 0.0:
+        if down_run:
             d = share * self.shift_down / self.evidence_down * root
             lean_down = d if d > lean_down else lean_down
         return lean_up, lean_down
