@@ -175,6 +175,7 @@ def test_a_severity_escalation_replaces_the_warning_alert(tmp_path, produce, bri
         assert active["labels"]["device"] == "mobile"
 
 
+@pytest.mark.soak  # a restart under a live incident (~22 s): fault injection
 def test_a_restarted_bridge_keeps_re_sending_an_incident_that_is_still_firing(tmp_path, produce, bridge):
     key = f"event_volume|country=FR|{uuid.uuid4().hex[:8]}"
     produce(alert_message(key, metric="event_volume", segment={"country": "FR"}, direction="down"))
@@ -188,6 +189,7 @@ def test_a_restarted_bridge_keeps_re_sending_an_incident_that_is_still_firing(tm
                        what="re-posted by the restarted bridge")
 
 
+@pytest.mark.soak  # hostile records and a restart (~20 s): fault injection
 def test_poison_records_are_skipped_counted_and_dead_lettered_and_a_restart_does_not_meet_them_again(
         tmp_path, produce, bridge, broker, unique_topics):
     from kafka import KafkaConsumer
@@ -277,6 +279,7 @@ class BasicAuthAlertmanager(Alertmanager):
             return json.loads(response.read())
 
 
+@pytest.mark.soak  # Alertmanager refusing the bridge (~29 s): fault injection
 def test_a_401_does_not_drop_a_resolution_and_credentials_never_reach_the_log(tmp_path, produce, bridge):
     key = f"payment_failure_rate|country=FR|{uuid.uuid4().hex[:8]}"
     good = tmp_path / "basic-auth"

@@ -57,6 +57,7 @@ def volume(points) -> float:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.soak  # hostile input (~13 s)
 def test_a_1mb_event_is_dead_lettered_truncated_and_the_flush_keeps_its_other_dead_letters(
         broker, unique_topics, tmp_path):
     huge = b'{"event_id": "' + b"x" * 1_200_000 + b'"}'

@@ -180,7 +180,8 @@ def test_make_demo_catches_its_cart_spike_from_segment_journeys_alone():
     assert demo.leftovers() == []
 
 
-@pytest.mark.parametrize("moment, settle", [("started the embedded broker", 0.5), ("sending", 5.0)],
+@pytest.mark.parametrize("moment, settle", [("started the embedded broker", 0.5),
+                                            pytest.param("sending", 5.0, marks=pytest.mark.soak)],   # ~22 s
                          ids=["while-the-worker-starts", "mid-stream"])
 def test_ctrl_c_stops_promptly_and_leaves_nothing_running(moment, settle):
     demo = DemoRun(*LIGHT_RUN)

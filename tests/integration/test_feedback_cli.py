@@ -129,6 +129,7 @@ def test_a_bad_calendar_file_writes_none_of_its_entries(broker, topics, tmp_path
     assert "no entries" in cli(broker, topics, "calendar", "list").stderr
 
 
+@pytest.mark.soak  # waits out both timeouts (~16 s)
 def test_without_kafka_both_commands_say_so_in_one_line_within_their_timeout(broker, topics):
     nowhere = f"kafka://127.0.0.1:{free_port()}"
     for args in (("feedback", "list"), ("feedback", GAP, "--verdict", "expected"), ("calendar", "list"),

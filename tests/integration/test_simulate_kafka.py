@@ -75,6 +75,7 @@ def test_simulate_paces_sending_to_the_rate_asked(broker, unique_topics):
     assert len(read_topic(broker.bootstrap, unique_topics["BLIPWATCH_EVENTS_TOPIC"], expected)) == expected
 
 
+@pytest.mark.soak  # waits out the connect timeout (~11 s)
 def test_simulate_says_so_in_one_line_when_kafka_is_not_there(unique_topics):
     done = subprocess.run([*BLIPWATCH, "simulate", "--hours", "0.01", "--kafka"], cwd=REPO,
                           env=child_env(BLIPWATCH_BROKER=f"kafka://127.0.0.1:{free_port()}", **unique_topics),

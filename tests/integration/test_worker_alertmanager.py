@@ -19,7 +19,9 @@ from tests.helpers import Worker, base_env, produce
 from tests.integration.test_dashboards_prometheus import MID_INCIDENT, scenario  # noqa: F401 - fixture
 from tests.services import Alertmanager, WebhookReceiver, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+# a worker through a whole incident to a real Alertmanager (~36 s): with the long tests; make test keeps
+# the bridge's incident test, the same mapping through the other path
+pytestmark = [pytest.mark.integration, pytest.mark.soak, pytest.mark.timeout(600)]
 
 DASHBOARD = "http://grafana.test:3000"
 

@@ -91,6 +91,7 @@ def test_worker_counts_valid_events_and_dead_letters_invalid_ones(broker, unique
     assert "Traceback" not in worker.log(), worker.log()[-3000:]
 
 
+@pytest.mark.soak  # a worker's commits through a restart (~19 s); make test keeps the flush-exit fault test
 def test_ingest_commits_only_offsets_its_acknowledged_partials_cover_and_never_goes_back(
         broker, unique_topics, tmp_path):
     """At-least-once: whenever the ingest group's committed offsets are looked at, the partials
