@@ -20,6 +20,17 @@ from blipwatch.stream_app.embedded_broker import free_port
 BLIPWATCH = [sys.executable, "-m", "blipwatch.stream_app.cli"]
 
 
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """Every sample a process exports on ``/metrics``: (name, sorted label pairs) -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
 def base_env(broker, topics: dict[str, str], **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLIPWATCH_")}
     env.update(topics)
@@ -61,13 +72,7 @@ class Worker:
         raise AssertionError(f"worker not ready within {timeout}s:\n{self.log()[-3000:]}")
 
     def metrics(self) -> dict[tuple[str, tuple], float]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-        samples = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-        return samples
+        return scrape(self.port)
 
     def metric(self, name: str, **labels: str) -> float:
         return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
