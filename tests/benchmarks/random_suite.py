@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/benchmarks/random_suite.py [--seeds 0 1 2] [--shops 20] [--hours 30]
         [--quick] [--config YAML] [--json OUT] [--shops-out SHOPS.jsonl]
+    .venv/bin/python tests/benchmarks/random_suite.py --only 0/7 2/15 [...] [--config YAML] [--shops-out ...]
     .venv/bin/python tests/benchmarks/random_suite.py --from SHOPS.jsonl [SHOPS2.jsonl ...]
 
 Each shop is drawn at random from (seed, index): volume, daily and weekly rhythm, funnel, channel /
@@ -26,6 +27,14 @@ from blipwatch.pipeline.catalogue import Catalogue
 from blipwatch.tools.shopsuite.suite import ShopResult, countable, format_table, run_suite, summarise
 
 
+def shop_spec(text: str) -> tuple[int, int]:
+    """``SEED/INDEX`` (e.g. ``2/15``), as a shop is named in the progress lines and results."""
+    seed, sep, index = text.partition("/")
+    if not (sep and seed.isdigit() and index.isdigit()):
+        raise argparse.ArgumentTypeError(f"a shop is SEED/INDEX, such as 2/15, not {text!r}")
+    return int(seed), int(index)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -35,6 +44,8 @@ def main() -> int:
     parser.add_argument("--config", help="metric/detector YAML (default: the shipped one)")
     parser.add_argument("--json", help="write the whole report (every incident and series) here")
     parser.add_argument("--shops-out", help="append each shop's result here (JSON lines) as soon as it is done")
+    parser.add_argument("--only", nargs="+", type=shop_spec, metavar="SEED/INDEX",
+                        help="only these shops (as the progress lines and --shops-out name them), not --seeds x --shops")
     parser.add_argument("--from", dest="sources", nargs="+", help="summarise shop results written by --shops-out")
     args = parser.parse_args()
     if args.quick:
@@ -53,7 +64,7 @@ def main() -> int:
                 out.write(json.dumps(asdict(result), default=float) + "\n")
                 out.flush()
 
-        summary = run_suite(args.seeds, args.shops, args.hours, catalogue, keep=keep)
+        summary = run_suite(args.seeds, args.shops, args.hours, catalogue, keep=keep, only=args.only)
     print(format_table(summary))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1, default=float))

@@ -176,6 +176,15 @@ def test_quick_suite_reports_every_figure():
     assert "false alerts" in format_table(summary)
 
 
+def test_only_the_chosen_shops_are_run_and_the_report_names_them():
+    """``--only``: a change is tried on the shops of a few misses before the whole suite."""
+    kept = []
+    summary = run_suite([0], shops=20, hours=2.0, log=None, keep=kept.append, only=[(1, 3), (0, 2)])
+    assert [r.shop for r in kept] == ["1/3", "0/2"]
+    assert summary["seeds"] == [0, 1] and summary["chosen"] == ["1/3", "0/2"]
+    assert format_table(summary).startswith("2 chosen shops (1/3, 0/2) x 2 h")
+
+
 def test_suite_oracle_tests_the_shift_at_any_time_with_a_real_threshold():
     """The oracle's alternative holds in every window (its threshold comes from null days before
     the incident, where a shift tested only during the incident would make every LLR zero)."""

@@ -441,24 +441,28 @@ def countable(document: dict | None = None, log=sys.stderr) -> Catalogue:
 
 
 def run_suite(seeds, shops: int, hours: float, catalogue: Catalogue | None = None, log=sys.stderr,
-              keep=None) -> dict:
-    """Every shop of every seed; ``keep(result)`` is called with each shop's result as it is done."""
+              keep=None, only: list[tuple[int, int]] | None = None) -> dict:
+    """Every shop of every seed, or only the shops ``only`` names as (seed, index): the shops of
+    a few misses and false alerts, to try a change on them before the whole suite. ``keep(result)``
+    is called with each shop's result as it is done."""
     catalogue = catalogue or countable(log=log)
+    plan = list(only) if only else [(seed, index) for seed in seeds for index in range(shops)]
     results = []
     started = time.perf_counter()
-    total = len(seeds) * shops
-    for seed in seeds:
-        for index in range(shops):
-            shop = draw_shop(seed, index, hours)
-            result = run_shop(shop, catalogue)
-            results.append(result)
-            if keep is not None:
-                keep(result)
-            caught = sum(1 for i in result.incidents if i["detected"])
-            if log is not None:
-                print(f"[{len(results)}/{total}] {shop.describe()}: {caught}/{len(result.incidents)} caught, "
-                      f"{result.false_alerts} false alerts, {result.seconds:.0f}s ({result.cpu_seconds:.0f}s CPU) "
-                      f"({time.perf_counter() - started:.0f}s in all)", file=log, flush=True)
+    for seed, index in plan:
+        shop = draw_shop(seed, index, hours)
+        result = run_shop(shop, catalogue)
+        results.append(result)
+        if keep is not None:
+            keep(result)
+        caught = sum(1 for i in result.incidents if i["detected"])
+        if log is not None:
+            print(f"[{len(results)}/{len(plan)}] {shop.describe()}: {caught}/{len(result.incidents)} caught, "
+                  f"{result.false_alerts} false alerts, {result.seconds:.0f}s ({result.cpu_seconds:.0f}s CPU) "
+                  f"({time.perf_counter() - started:.0f}s in all)", file=log, flush=True)
+    if only:
+        return summarise(results, sorted({seed for seed, _ in plan}), len(plan), hours,
+                         chosen=[f"{seed}/{index}" for seed, index in plan])
     return summarise(results, seeds, shops, hours)
 
 
@@ -467,7 +471,8 @@ def _median(values):
     return round(statistics.median(values), 2) if values else None
 
 
-def summarise(results: list[ShopResult], seeds, shops: int, hours: float) -> dict:
+def summarise(results: list[ShopResult], seeds, shops: int, hours: float, chosen: list[str] | None = None) -> dict:
+    """The report of ``results``: ``shops`` a seed, or, with ``chosen``, those shops (seed/index) alone."""
     incidents = [i for r in results for i in r.incidents]
     by_class = {}
     for name, _ in CLASSES:
@@ -498,7 +503,7 @@ def summarise(results: list[ShopResult], seeds, shops: int, hours: float) -> dic
 
     learned = [i["learned"] for i in within10 if i["learned"] is not None]
     return {
-        "seeds": list(seeds), "shops": shops, "hours": hours, "shop_days": round(days, 2),
+        "seeds": list(seeds), "shops": shops, "chosen": chosen, "hours": hours, "shop_days": round(days, 2),
         "incidents": len(incidents), "by_class": by_class,
         "oracle_within_10": {"incidents": len(within10), "detected": len(caught10),
                              "recall": round(len(caught10) / len(within10), 3) if within10 else None,
@@ -534,8 +539,10 @@ def summarise(results: list[ShopResult], seeds, shops: int, hours: float) -> dic
 
 
 def format_table(summary: dict) -> str:
-    lines = [f"{len(summary['seeds'])} seed(s) {summary['seeds']} x {summary['shops']} shops x "
-             f"{summary['hours']:g} h = {summary['shop_days']} shop-days, {summary['incidents']} incidents", "",
+    chosen = summary.get("chosen")
+    shops = (f"{len(chosen)} chosen shops ({', '.join(chosen)})" if chosen else
+             f"{len(summary['seeds'])} seed(s) {summary['seeds']} x {summary['shops']} shops")
+    lines = [f"{shops} x {summary['hours']:g} h = {summary['shop_days']} shop-days, {summary['incidents']} incidents", "",
              "| oracle delay (windows) | incidents | detected | recall | median delay | median oracle delay "
              "| median delay / oracle |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, row in summary["by_class"].items():
