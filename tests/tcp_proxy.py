@@ -5,10 +5,10 @@ on command, cuts the connections, stalls them, or restores them.
   until ``restore()``: the client sees its broker vanish.
 - ``stall()``: keeps the connections open but forwards nothing either way (new ones are accepted and
   stalled too) until ``restore()``: requests time out, as behind a partition without a leader.
-- ``stall_on_produce(min_bytes)``: forwards until a client sends a Produce request of at least
-  ``min_bytes`` (a flush carrying counts, not a watermark report), then stalls everything, that
-  request held back, as ``stall()`` does; ``triggered`` is set then. A stall that catches a delivery
-  in flight, whatever the timing of the client's flushes.
+- ``stall_on_produce(min_bytes, topic)``: forwards until a client sends a Produce request of at
+  least ``min_bytes`` (a flush carrying counts, not a watermark report), to ``topic`` if one is
+  given, then stalls everything, that request held back, as ``stall()`` does; ``triggered`` is set
+  then. A stall that catches a delivery in flight, whatever the timing of the client's flushes.
 - ``restore()``: forwards again; data held during a stall goes through then.
 
 Used with the embedded broker listening on one port and advertising the proxy's, so every client of
@@ -37,6 +37,7 @@ class TcpProxy:
         self.port = port or free_port(host)
         self.mode = "open"            # "open", "cut", "stall" or "armed" (stall at a large Produce)
         self.min_bytes = 0
+        self.topic = b""
         self.triggered = threading.Event()
         self.lock = threading.Lock()
         self.connections: list[tuple[socket.socket, socket.socket]] = []
@@ -63,9 +64,9 @@ class TcpProxy:
         with self.lock:
             self.mode = "stall"
 
-    def stall_on_produce(self, min_bytes: int) -> None:
+    def stall_on_produce(self, min_bytes: int, topic: str = "") -> None:
         with self.lock:
-            self.mode, self.min_bytes = "armed", min_bytes
+            self.mode, self.min_bytes, self.topic = "armed", min_bytes, topic.encode()
             self.triggered.clear()
 
     def restore(self) -> None:
@@ -138,9 +139,12 @@ class TcpProxy:
 
     def _triggers(self, data: bytes) -> bool:
         """A client's chunk that starts a Produce request (API key 0 after the 4-byte size) of at
-        least ``min_bytes``, with the proxy armed: it switches every connection to a stall."""
+        least ``min_bytes``, naming the armed topic (in the chunk: a topic's name comes before its
+        records), with the proxy armed: it switches every connection to a stall."""
         with self.lock:
             if self.mode != "armed" or len(data) < max(self.min_bytes, 6) or data[4:6] != b"\x00\x00":
+                return False
+            if self.topic and self.topic not in data:
                 return False
             self.mode = "stall"
             self.triggered.set()

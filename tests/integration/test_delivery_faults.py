@@ -6,7 +6,9 @@ with the same counts (every event counted once), whatever was re-sent."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 
 import pytest
@@ -165,18 +167,29 @@ def test_stalled_connections_during_flushes_and_state_writes_lose_and_double_not
                      interval=0.1, message="windows scored")
             rest = messages[backlog:]
             chunks = [rest[i:i + 1000] for i in range(0, len(rest), 1000)]
-            # stall every connection for 5 s from the worker's next large produce (a flush with counts,
-            # points, state), then cut them (what the stall held back never reaches the broker): once
-            # while the backlog is scored, then after chunks, until a flush and a delivery of the
-            # aggregate have failed
+            # stall every connection for 5 s from the worker's next large produce, then cut them (what
+            # the stall held back never reaches the broker): from a delivery of points while the backlog
+            # is scored, then from a flush with counts of a chunk, until both have failed. The worker is
+            # paused (SIGSTOP) while the stall is armed and a chunk produced: it would otherwise read and
+            # flush the chunk before the stall is armed. The stall waits for a produce to the worker's topic,
+            # so the test's producer is never caught in it
             def data_flush_failed() -> bool:
                 return re.search(r"kept and sent again \(\d+ partials messages, [1-9]", worker.log()) is not None
 
             for chunk in [None, *chunks]:
-                if chunk is not None:
-                    produce(broker, topic, chunk)
-                if stalls < 10 and (not data_flush_failed() or failures()["aggregate"] < 1):
-                    proxy.stall_on_produce(min_bytes=4096)
+                aggregate_failed = failures()["aggregate"] >= 1
+                stall = stalls < 10 and (not data_flush_failed() or not aggregate_failed)
+                if stall and chunk is not None:
+                    os.kill(worker.process.pid, signal.SIGSTOP)
+                try:
+                    if stall:
+                        proxy.stall_on_produce(min_bytes=4096, topic=unique_topics[
+                            "BLIPWATCH_PARTIALS_TOPIC" if aggregate_failed else "BLIPWATCH_POINTS_TOPIC"])
+                    if chunk is not None:
+                        produce(broker, topic, chunk)
+                finally:
+                    os.kill(worker.process.pid, signal.SIGCONT)
+                if stall:
                     if proxy.triggered.wait(5):
                         stalls += 1
                         time.sleep(5)
