@@ -347,6 +347,7 @@ class MutualTLSAlertmanager(BasicAuthAlertmanager):
         return urllib.request.urlopen(self.url + path, timeout=5, context=context)
 
 
+@pytest.mark.soak  # two bridges against Alertmanager over TLS: ~22 s
 def test_https_with_a_ca_file_and_a_client_certificate(tmp_path, produce, bridge):
     server, client = make_cert(tmp_path, "alertmanager"), make_cert(tmp_path, "bridge")
     key = f"error_rate|channel=app|{uuid.uuid4().hex[:8]}"

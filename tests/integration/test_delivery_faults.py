@@ -90,8 +90,8 @@ FUNNELS = ("cart_abandonment_rate", "checkout_conversion_rate", "checkout_unconv
 # first flush with funnel counts, once its first message with funnel counts is delivered (the
 # successor's flush must decide the journeys as far as that flush did); "before-snapshot": the first
 # flush with funnel counts once all its partials are delivered, before its journey snapshots and commit
-@pytest.mark.parametrize("exit_at", ["3", pytest.param("journeys", marks=pytest.mark.soak),
-                                     pytest.param("before-snapshot", marks=pytest.mark.soak)])   # ~40 s each
+@pytest.mark.parametrize("exit_at", ["3", "journeys", "before-snapshot"])
+@pytest.mark.soak  # ~40 s each
 @pytest.mark.timeout(240)
 def test_a_worker_exiting_between_the_sends_of_one_flush_loses_and_doubles_nothing(
         broker, unique_topics, tmp_path, small_scenario, exit_at):
