@@ -16,7 +16,8 @@ from blipwatch.schemas.times import parse_time
 from blipwatch.tools.shopsuite import oracle
 from blipwatch.tools.shopsuite.cells import count_cells
 from blipwatch.tools.shopsuite.generator import Events, draw_shop, event_dicts, generate
-from blipwatch.tools.shopsuite.suite import CellReplay, _trials, countable, format_table, horizons, run_suite
+from blipwatch.tools.shopsuite.suite import (CellReplay, _trials, countable, format_table, horizons, oracle_budget,
+    run_suite)
 from blipwatch.tools.shopsuite.truth import Truth, selector_expectation
 
 CATALOGUE = countable()
@@ -221,6 +222,43 @@ def test_the_oracle_held_to_a_real_normal_day_raises_no_alarm_there():
     assert top > model
     assert oracle.alarms(hypothesis, windows, x, n, top * (1 + 1e-9)) == 0
     assert oracle.alarms(hypothesis, windows, x, n, top * (1 - 1e-6)) == 1
+
+
+def test_the_oracle_held_to_the_tail_of_a_real_normal_day_keeps_its_budget_on_fresh_days():
+    """On counts whose sessions span three windows (lag-1 correlation 2/3, variance five times the
+    mean), the model's threshold (independent Poisson windows) alarms on every fresh day; the one
+    fitted to a single real day's CUSUM excursions keeps near its budget of 5 % of days."""
+    days = 1440
+    hypothesis = oracle.CountHypothesis(np.full(days, 20.0), np.full(days, 30.0))
+    model = oracle.calibrate(hypothesis, np.arange(days), 0.05, np.random.default_rng(3), replicates=400)
+
+    def sessions(rng, replicates):
+        arrivals = rng.poisson(4 / 3, (days + 2, replicates))
+        return 5.0 * (arrivals[2:] + arrivals[1:-1] + arrivals[:-2])   # mean 20, variance 100
+
+    windows = np.arange(days)
+    one_day = sessions(np.random.default_rng(10), 1)[:, 0]
+    tail = oracle.tail_threshold(hypothesis, windows, one_day, np.ones(days), 0.05)
+    x = sessions(np.random.default_rng(4), 400)
+    steps = hypothesis.llr(windows[:, None], x, np.ones_like(x))
+    s, peak = np.zeros(400), np.zeros(400)
+    for step in steps:
+        s = np.maximum(0.0, s + step)
+        peak = np.maximum(peak, s)
+    assert np.mean(peak >= model) > 0.95
+    assert 0.02 < np.mean(peak >= tail) < 0.12
+    assert oracle.tail_threshold(hypothesis, windows[:3], np.zeros(3), np.ones(3), 0.05) == 0.0   # no excursion
+
+
+def test_the_oracles_budget_is_measured_on_fresh_days_without_incidents():
+    """``oracle_budget`` (tests/benchmarks/oracle_budget.py): every test of the shop's incidents,
+    with a budget for its fresh days, and fewer alarms the more its threshold is held."""
+    rows = oracle_budget(0, 4, 54.0, countable(log=None))   # 13 sessions a minute: its model alarms
+    shop = draw_shop(0, 4, 30.0)
+    assert {r["incident"] for r in rows} == {i.kind for i in shop.incidents}
+    assert all(1.0 < r["days"] < 1.5 and r["budget"] > 0 for r in rows)
+    assert all(r["alarms_model"] >= r["alarms_peak"] >= r["alarms_held"] for r in rows)
+    assert sum(r["alarms_model"] for r in rows) > sum(r["alarms_held"] for r in rows)
 
 
 def test_pair_series_are_counted_as_the_ingest_counts_them():

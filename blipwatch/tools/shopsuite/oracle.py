@@ -140,6 +140,35 @@ def alarms(hypothesis, windows: np.ndarray, x: np.ndarray, n: np.ndarray, thresh
     return count
 
 
+def tail_threshold(hypothesis, windows: np.ndarray, x: np.ndarray, n: np.ndarray, alpha: float,
+                   top: int = 20) -> float:
+    """The threshold at which the CUSUM over real normal ``windows`` would raise alarms at ``alpha``
+    a day: the heights of its excursions (from 0 back to 0), their exponential tail fitted to the
+    ``top`` highest (their mean excess over the next one) at the rate such excursions come a day.
+    The noise here is the real one, which the model's is not (a session's events fall in several
+    windows, order values are heavy-tailed): a CUSUM's excursions are taller on it, and the tail
+    says by how much. 0 when it has no excursion; the highest one when it has under five."""
+    steps = hypothesis.llr(np.asarray(windows), np.asarray(x, float), np.asarray(n, float)).tolist()
+    heights, s, high = [], 0.0, 0.0
+    for step in steps:
+        s = s + step if s + step > 0.0 else 0.0
+        if s > 0.0:
+            high = s if s > high else high
+        elif high > 0.0:
+            heights.append(high)
+            high = 0.0
+    if high > 0.0:
+        heights.append(high)
+    if len(heights) < 5:
+        return max(heights, default=0.0)
+    heights = np.sort(np.asarray(heights))[::-1]
+    k = min(top, len(heights) - 1)
+    base = float(heights[k])
+    excess = float(np.mean(heights[:k] - base))
+    per_day = k / (len(windows) / DAY_WINDOWS)
+    return base + excess * max(0.0, math.log(per_day / alpha))
+
+
 def peak(hypothesis, windows: np.ndarray, x: np.ndarray, n: np.ndarray) -> float:
     """The CUSUM's largest value over ``windows`` (never restarted): on windows known to be
     normal, the least threshold at which it raises no alarm there."""

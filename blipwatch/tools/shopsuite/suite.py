@@ -14,7 +14,7 @@ import math
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import orjson
@@ -214,18 +214,14 @@ def _observed(metric, cells: Cells, row: int):
     return num, den
 
 
-def oracle_for(incident, shop: Shop, cells: Cells, truth: Truth, catalogue: Catalogue, alpha: float,
-               pipeline_labels: set[str], cache: dict) -> dict:
-    """The oracle's best over the incident's metrics and the series that contain its segment."""
+def oracle_tests(incident, shop: Shop, truth: Truth, catalogue: Catalogue, alpha: float,
+                 pipeline_labels: set[str], cache: dict):
+    """The oracle's tests of an incident: ``(metric, segment, hypothesis, model threshold, rng)``
+    for each of its metrics on every series that contains its segment, the model's threshold
+    calibrated on the day before the incident (``rng`` is then the test's own, for its delays)."""
     onset = (incident.onset_ms - shop.start_ms) // WINDOW_MS
-    end = (incident.end_ms - shop.start_ms) // WINDOW_MS
     null_days = np.arange(max(0, onset - oracle.DAY_WINDOWS), onset)
     null_days = np.resize(null_days, oracle.DAY_WINDOWS)       # a short run: its windows, cyclically
-    best_expected, best_realised, best_where = float("inf"), None, None
-    best_model = float("inf")
-    # windows known to be normal (before every incident): the oracle's false alarms on real data
-    quiet = np.arange(0, max(0, min(i.onset_ms for i in shop.incidents) - shop.start_ms) // WINDOW_MS - 30)
-    null_alarms, quiet_days, series, raised = 0, 0.0, 0, 0
     for number, name in enumerate(incident.metrics):
         metric = catalogue.by_name.get(name)
         if metric is None:
@@ -233,33 +229,92 @@ def oracle_for(incident, shop: Shop, cells: Cells, truth: Truth, catalogue: Cata
         for segment in _supersets(incident.segment, pipeline_labels):
             hypothesis = _hypothesis(metric, truth, segment, incident, cache)
             rng = np.random.default_rng([shop.seed, shop.index, onset, number, len(segment)])
-            model = oracle.calibrate(hypothesis, null_days, alpha, rng)
-            x, n = _observed(metric, cells, cells.index[_label(segment)])
-            threshold = model
-            if np.isfinite(model) and len(quiet):
-                # its noise model is ideal (a session's events are not independent, order values
-                # are heavy-tailed): held to its budget on this series' real normal day too, it
-                # raises no alarm there
-                null_alarms += oracle.alarms(hypothesis, quiet, x[quiet], n[quiet], model)
-                quiet_days += len(quiet) / oracle.DAY_WINDOWS
-                floor = oracle.peak(hypothesis, quiet, x[quiet], n[quiet])
-                series += 1
-                if floor >= model:
-                    threshold, raised = floor * (1 + 1e-9) + 1e-9, raised + 1
-            during = np.arange(onset, end)
-            expected = oracle.expected_delay(hypothesis, during, threshold, rng)
-            model_expected = expected if threshold == model else oracle.expected_delay(hypothesis, during, model, rng)
-            windows = np.arange(max(0, onset - 60), end)
-            realised = oracle.delay(hypothesis, windows, x[windows], n[windows], threshold, onset)
-            best_model = min(best_model, model_expected)
-            if expected < best_expected or best_where is None:
-                best_expected, best_where = expected, f"{name} on {_label(segment)}"
-            if realised is not None and (best_realised is None or realised < best_realised):
-                best_realised = realised
+            yield metric, segment, hypothesis, oracle.calibrate(hypothesis, null_days, alpha, rng), rng
+
+
+def quiet_windows(shop: Shop) -> np.ndarray:
+    """Windows known to be normal: before every incident, less half an hour (a funnel's lead)."""
+    return np.arange(0, max(0, min(i.onset_ms for i in shop.incidents) - shop.start_ms) // WINDOW_MS - 30)
+
+
+def held_threshold(hypothesis, model: float, quiet: np.ndarray, x: np.ndarray, n: np.ndarray,
+                   alpha: float) -> float:
+    """The oracle's threshold on one series: the model's, held to its budget on the series' real
+    normal windows ``quiet`` too (its noise model is ideal: a session's events are not independent,
+    order values are heavy-tailed). It raises no alarm there, and is at least where the tail of its
+    CUSUM's excursions there puts its budget (the peak alone left it at 7.5 times its budget on
+    fresh normal days, event volume at 70 times: docs/detectors.md)."""
+    floor = oracle.peak(hypothesis, quiet, x[quiet], n[quiet]) * (1 + 1e-9) + 1e-9
+    floor = max(floor, oracle.tail_threshold(hypothesis, quiet, x[quiet], n[quiet], alpha))
+    return floor if floor > model else model
+
+
+def oracle_for(incident, shop: Shop, cells: Cells, truth: Truth, catalogue: Catalogue, alpha: float,
+               pipeline_labels: set[str], cache: dict) -> dict:
+    """The oracle's best over the incident's metrics and the series that contain its segment."""
+    onset = (incident.onset_ms - shop.start_ms) // WINDOW_MS
+    end = (incident.end_ms - shop.start_ms) // WINDOW_MS
+    best_expected, best_realised, best_where = float("inf"), None, None
+    best_model = float("inf")
+    quiet = quiet_windows(shop)   # the oracle's false alarms on real data
+    null_alarms, quiet_days, series, raised = 0, 0.0, 0, 0
+    for metric, segment, hypothesis, model, rng in oracle_tests(incident, shop, truth, catalogue, alpha,
+                                                                pipeline_labels, cache):
+        x, n = _observed(metric, cells, cells.index[_label(segment)])
+        threshold = model
+        if np.isfinite(model) and len(quiet):
+            null_alarms += oracle.alarms(hypothesis, quiet, x[quiet], n[quiet], model)
+            quiet_days += len(quiet) / oracle.DAY_WINDOWS
+            threshold = held_threshold(hypothesis, model, quiet, x, n, alpha)
+            series += 1
+            raised += threshold > model
+        during = np.arange(onset, end)
+        expected = oracle.expected_delay(hypothesis, during, threshold, rng)
+        model_expected = expected if threshold == model else oracle.expected_delay(hypothesis, during, model, rng)
+        windows = np.arange(max(0, onset - 60), end)
+        realised = oracle.delay(hypothesis, windows, x[windows], n[windows], threshold, onset)
+        best_model = min(best_model, model_expected)
+        if expected < best_expected or best_where is None:
+            best_expected, best_where = expected, f"{metric.name} on {_label(segment)}"
+        if realised is not None and (best_realised is None or realised < best_realised):
+            best_realised = realised
     return {"oracle_delay": best_expected, "oracle_realised_delay": best_realised, "oracle_series": best_where,
             "oracle_model_delay": best_model, "oracle_null_alarms": null_alarms,
             "oracle_null_budget": round(quiet_days * alpha, 4), "oracle_series_tested": series,
             "oracle_raised": raised}
+
+
+def oracle_budget(seed: int, index: int, hours: float, catalogue: Catalogue) -> list[dict]:
+    """The oracle's false alarms out of sample. Its tests and thresholds as :func:`oracle_for` sets
+    them for the suite's shop (30 hours), then its CUSUMs (restarted after each alarm) over the same
+    shop's traffic with every incident switched off, for ``hours`` in all, after the normal windows
+    it was held to. One row per test: its budget (alarms a day x days) and its alarms at the model's
+    threshold, at the normal windows' peak alone, and at the threshold the suite uses."""
+    real = draw_shop(seed, index, 30.0)
+    null = replace(draw_shop(seed, index, hours), incidents=[])
+    cells = count_cells(null, catalogue, [i.segment for i in real.incidents if len(i.segment) > 1])
+    truth = Truth(null, horizons(catalogue))
+    labels = {label for label, _ in segment_labels(null, catalogue.dimensions, catalogue.pairs)}
+    cap = catalogue.max_series_per_metric
+    alpha = 1.0 / (len(catalogue.metrics) * min(len(labels), cap))   # every metric on every segment
+    quiet = quiet_windows(real)
+    fresh = np.arange(len(quiet) + 30, null.windows)
+    days = len(fresh) / oracle.DAY_WINDOWS
+    rows, cache = [], {}
+    for incident in real.incidents:
+        for metric, segment, hypothesis, model, _ in oracle_tests(incident, null, truth, catalogue, alpha,
+                                                                  labels, cache):
+            if not np.isfinite(model) or not len(quiet):
+                continue
+            x, n = _observed(metric, cells, cells.index[_label(segment)])
+            peak = oracle.peak(hypothesis, quiet, x[quiet], n[quiet]) * (1 + 1e-9) + 1e-9
+            rows.append({"shop": f"{seed}/{index}", "metric": metric.name, "segment": _label(segment),
+                         "kind": "event_volume" if metric.name == "event_volume" else metric.kind,
+                         "incident": incident.kind, "days": days, "budget": alpha * days, **{
+                             f"alarms_{name}": oracle.alarms(hypothesis, fresh, x[fresh], n[fresh], threshold)
+                             for name, threshold in (("model", model), ("peak", max(model, peak)),
+                                                     ("held", held_threshold(hypothesis, model, quiet, x, n, alpha)))}})
+    return rows
 
 
 def _class(oracle_delay: float) -> str:
