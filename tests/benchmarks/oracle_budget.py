@@ -18,9 +18,7 @@ import argparse
 import sys
 import time
 
-from random_suite import shop_spec
-
-from blipwatch.tools.shopsuite.suite import countable, oracle_budget
+from blipwatch.tools.shopsuite.suite import countable, oracle_budget, shop_spec
 
 KINDS = ("event_volume", "mean", "funnel", "rate", "count")
 THRESHOLDS = (("model", "the model's alone"), ("peak", "at least the normal day's peak"),

@@ -24,15 +24,7 @@ from pathlib import Path
 import yaml
 
 from blipwatch.pipeline.catalogue import Catalogue
-from blipwatch.tools.shopsuite.suite import ShopResult, countable, format_table, run_suite, summarise
-
-
-def shop_spec(text: str) -> tuple[int, int]:
-    """``SEED/INDEX`` (e.g. ``2/15``), as a shop is named in the progress lines and results."""
-    seed, sep, index = text.partition("/")
-    if not (sep and seed.isdigit() and index.isdigit()):
-        raise argparse.ArgumentTypeError(f"a shop is SEED/INDEX, such as 2/15, not {text!r}")
-    return int(seed), int(index)
+from blipwatch.tools.shopsuite.suite import ShopResult, countable, format_table, run_suite, shop_spec, summarise
 
 
 def main() -> int:

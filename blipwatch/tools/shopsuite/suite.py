@@ -10,6 +10,7 @@ bias of ``expected`` against the truth, and whether incidents are learned.
 
 from __future__ import annotations
 
+import argparse
 import math
 import statistics
 import sys
@@ -493,6 +494,14 @@ def countable(document: dict | None = None, log=sys.stderr) -> Catalogue:
     merged = merge_with_defaults(document)
     merged["metrics"] = {name: raw for name, raw in merged["metrics"].items() if name not in left_out}
     return Catalogue(merged)
+
+
+def shop_spec(text: str) -> tuple[int, int]:
+    """``SEED/INDEX`` (e.g. ``2/15``), as a shop is named in the progress lines and results."""
+    seed, sep, index = text.partition("/")
+    if not (sep and seed.isdigit() and index.isdigit()):
+        raise argparse.ArgumentTypeError(f"a shop is SEED/INDEX, such as 2/15, not {text!r}")
+    return int(seed), int(index)
 
 
 def run_suite(seeds, shops: int, hours: float, catalogue: Catalogue | None = None, log=sys.stderr,
