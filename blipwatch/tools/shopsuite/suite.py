@@ -245,9 +245,14 @@ def held_threshold(hypothesis, model: float, quiet: np.ndarray, x: np.ndarray, n
     order values are heavy-tailed). It raises no alarm there, and is at least where the tail of its
     CUSUM's excursions there puts its budget (the peak alone left it at 7.5 times its budget on
     fresh normal days, event volume at 70 times: docs/detectors.md)."""
-    floor = oracle.peak(hypothesis, quiet, x[quiet], n[quiet]) * (1 + 1e-9) + 1e-9
-    floor = max(floor, oracle.tail_threshold(hypothesis, quiet, x[quiet], n[quiet], alpha))
+    floor = max(_above_peak(hypothesis, quiet, x, n),
+                oracle.tail_threshold(hypothesis, quiet, x[quiet], n[quiet], alpha))
     return floor if floor > model else model
+
+
+def _above_peak(hypothesis, quiet: np.ndarray, x: np.ndarray, n: np.ndarray) -> float:
+    """Just above the peak of the CUSUM over ``quiet``: the least threshold raising no alarm there."""
+    return oracle.peak(hypothesis, quiet, x[quiet], n[quiet]) * (1 + 1e-9) + 1e-9
 
 
 def oracle_for(incident, shop: Shop, cells: Cells, truth: Truth, catalogue: Catalogue, alpha: float,
@@ -308,7 +313,7 @@ def oracle_budget(seed: int, index: int, hours: float, catalogue: Catalogue) -> 
             if not np.isfinite(model) or not len(quiet):
                 continue
             x, n = _observed(metric, cells, cells.index[_label(segment)])
-            peak = oracle.peak(hypothesis, quiet, x[quiet], n[quiet]) * (1 + 1e-9) + 1e-9
+            peak = _above_peak(hypothesis, quiet, x, n)
             rows.append({"shop": f"{seed}/{index}", "metric": metric.name, "segment": _label(segment),
                          "kind": "event_volume" if metric.name == "event_volume" else metric.kind,
                          "incident": incident.kind, "days": days, "budget": alpha * days, **{
